@@ -1,0 +1,28 @@
+"""The small protocol every backend implements: Arrow in, Arrow out, frames in between."""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Turns lake tables into the frames user models take, and model results back into Arrow."""
+
+    name: str  # "pandas" | "cudf"
+    xp: ModuleType  # the DataFrame library user code may use: pandas or cudf
+
+    def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
+        """The rows of a Delta table (at the version it was opened at) as a frame."""
+        ...
+
+    def from_arrow(self, table: pa.Table) -> Any:
+        """An Arrow table as a frame."""
+        ...
+
+    def to_arrow(self, frame: Any) -> pa.Table:
+        """A model's result as Arrow; a named or multi-level index becomes columns."""
+        ...

@@ -1,0 +1,39 @@
+"""The CPU backend: pandas frames from the lake's Parquet files through an Arrow dataset."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from engine.errors import HeadwaterError
+
+
+def plain_index(frame: Any) -> bool:
+    """True when the frame's index carries no data (an unnamed default range)."""
+    return frame.index.name is None and frame.index.nlevels == 1 and \
+        type(frame.index).__name__ == "RangeIndex"
+
+
+class PandasBackend:
+    """Models receive `pandas.DataFrame`s."""
+
+    name = "pandas"
+    xp = pd
+
+    def read(self, table: DeltaTable, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))
+
+    def from_arrow(self, table: pa.Table) -> pd.DataFrame:
+        return table.to_pandas()
+
+    def to_arrow(self, frame: Any) -> pa.Table:
+        if isinstance(frame, pd.Series):
+            frame = frame.to_frame()
+        if not isinstance(frame, pd.DataFrame):
+            raise HeadwaterError(f"a model returned {type(frame).__name__}, not a pandas DataFrame",
+                                 "return a DataFrame from the model function")
+        if not plain_index(frame):
+            frame = frame.reset_index()
+        return pa.Table.from_pandas(frame, preserve_index=False)

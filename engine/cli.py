@@ -1,0 +1,214 @@
+"""The `headwater` command: run, demo, show, history, query, doctor."""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from engine.config import DEFAULTS, Config
+from engine.errors import HeadwaterError
+from engine.lake import Lake
+from engine.pipeline import Pipeline, load_pipeline
+from engine.report import RichReporter, arrow_table, rows_table, summary_table
+from engine.runner import Runner, RunSummary
+
+app = typer.Typer(help="Headwater: extract and load into a Delta lake, transform on GPU or CPU, "
+                       "publish to a SQL warehouse.", no_args_is_help=True, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+
+LakeOpt = Annotated[str | None, typer.Option("--lake", help="lake URI (env HEADWATER_LAKE)")]
+WarehouseOpt = Annotated[str | None, typer.Option("--warehouse", help="SQLAlchemy URL (env HEADWATER_WAREHOUSE)")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="auto | pandas | cudf (env HEADWATER_BACKEND)")]
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn failures into one line on stderr and exit code 1 (HEADWATER_DEBUG=1 shows tracebacks)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HeadwaterError as exc:
+            if os.environ.get("HEADWATER_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if os.environ.get("HEADWATER_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} "
+                              "(set HEADWATER_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    return wrapper
+
+
+def _run(pipeline: Pipeline, config: Config) -> RunSummary:
+    with RichReporter(console) as reporter:
+        summary = Runner(pipeline, config, reporter).run()
+    console.print(summary_table(summary))
+    if summary.backend_reason:
+        console.print(f"[dim]backend: {summary.backend} ({summary.backend_reason})[/]")
+    console.print(f"[dim]landed {summary.rows_landed():,} new rows; lake {config.lake}; "
+                  f"warehouse {config.warehouse}[/]")
+    if not summary.ok:
+        raise HeadwaterError(summary.error or "the run failed")
+    return summary
+
+
+@app.command("run")
+@friendly
+def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module defining `pipeline`")],
+            lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
+    """Load every source, build every model, publish to the warehouse."""
+    p = load_pipeline(pipeline)
+    _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend))
+
+
+@app.command()
+@friendly
+def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and warehouse go")] = Path("."),
+         seed: int = 7, photos: int = 1000, users: int = 200, days: int = 14,
+         backend: BackendOpt = None) -> None:
+    """Generate the photo-popularity example's data and run its pipeline."""
+    from examples.photo_popularity.generate import generate
+    from examples.photo_popularity.pipeline import make_pipeline
+
+    directory = directory.resolve()
+    data = directory / "data" / "photo_popularity"
+    if not (data / "photos.sqlite").exists():
+        with console.status(f"generating example data in {data}"):
+            generate(data, seed=seed, users=users, photos=photos, days=days)
+    config = Config.load(directory, backend=backend)
+    config = config.with_(
+        lake=str(directory / "lake") if config.lake == DEFAULTS["lake"] else None,
+        warehouse=f"duckdb:///{directory / 'warehouse.duckdb'}"
+        if config.warehouse == DEFAULTS["warehouse"] else None)
+    pipeline = make_pipeline(data)
+    pipeline.base_dir = directory
+    _run(pipeline, config)
+    where = "" if directory == Path.cwd() else f"cd {directory} && "
+    console.print(f"next: {where}headwater query \"select count(*) from training_set\"")
+
+
+@app.command()
+@friendly
+def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model> or a bare name")],
+         version: Annotated[int | None, typer.Option(help="Delta version (default: latest)")] = None,
+         limit: Annotated[int, typer.Option(help="rows to show")] = 20, lake: LakeOpt = None) -> None:
+    """Show rows of a lake table, at its latest or a given version."""
+    the_lake = _lake(lake)
+    dt = the_lake.table(table, version)
+    data = dt.to_pyarrow_dataset().head(limit)
+    console.print(arrow_table(data, f"{the_lake.qualify(table)} @ version {dt.version()} "
+                                    f"(first {data.num_rows} rows)"))
+
+
+@app.command()
+@friendly
+def history(table: Annotated[str, typer.Argument(help="a lake table")], lake: LakeOpt = None) -> None:
+    """Show the versions of a lake table: when, what, rows, run."""
+    the_lake = _lake(lake)
+    rows = [{"version": c.get("version"), "timestamp": _ms(c.get("timestamp")),
+             "operation": c.get("operation"),
+             "rows added": (c.get("operationMetrics") or {}).get("num_added_rows", ""),
+             "run": c.get("run_id", ""), "state": _short(c.get("state"))}
+            for c in the_lake.history(table)]
+    console.print(rows_table(rows, f"history of {the_lake.qualify(table)}"))
+
+
+@app.command()
+@friendly
+def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> and models.<x> on DuckDB")],
+          limit: Annotated[int, typer.Option(help="rows to show")] = 50,
+          lake: LakeOpt = None, warehouse: WarehouseOpt = None) -> None:
+    """Run SQL over the warehouse (and, on DuckDB, over the lake's tables)."""
+    from engine.warehouse import connect
+
+    config = Config.load(Path.cwd(), lake=lake, warehouse=warehouse)
+    the_lake = Lake(config.lake, config.storage_options)
+    wh = connect(config.warehouse)
+    try:
+        datasets = {name: the_lake.table(name).to_pyarrow_dataset() for name in the_lake.tables()}
+        result = wh.query(sql, lake=datasets)
+    finally:
+        wh.dispose()
+    console.print(arrow_table(result.slice(0, limit)))
+    if result.num_rows > limit:
+        console.print(f"[dim]{result.num_rows - limit} more rows (--limit)[/]")
+
+
+@app.command()
+@friendly
+def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
+    """Say which backend runs and why, what versions are installed, whether lake and warehouse answer."""
+    from engine.backends import gpu_info, resolve
+    from engine.warehouse import connect
+
+    config = Config.load(Path.cwd(), lake=lake, warehouse=warehouse, backend=backend)
+    failures = 0
+    console.print(f"settings from: {config.source}")
+    versions = {"python": platform.python_version()}
+    for dist in ("headwater", "pyarrow", "pandas", "deltalake", "duckdb", "sqlalchemy", "prefect",
+                 "cudf-cu13", "dask"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "-"
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    console.print(f"gpu: {gpu_info()}")
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("backend", lambda: "{0.name} ({1})".format(*resolve(config.backend, config.storage_options))),
+        ("lake", lambda: f"{config.lake}: {len(Lake(config.lake, config.storage_options).tables())} tables"),
+        ("warehouse", lambda: _describe(connect, config.warehouse)),
+    ]
+    for name, check in checks:
+        try:
+            console.print(f"[green]ok[/]   {name}: {check()}", highlight=False)
+        except Exception as exc:  # noqa: BLE001 - doctor reports every failure, then exits non-zero
+            failures += 1
+            console.print(f"[red]FAIL[/] {name}: {exc}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _describe(connect: Callable[[str], Any], url: str) -> str:
+    wh = connect(url)
+    try:
+        return wh.describe()
+    finally:
+        wh.dispose()
+
+
+def _lake(uri: str | None) -> Lake:
+    config = Config.load(Path.cwd(), lake=uri)
+    return Lake(config.lake, config.storage_options)
+
+
+def _ms(value: Any) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(value / 1000, timezone.utc).isoformat(timespec="seconds") if value else ""
+
+
+def _short(state: Any) -> str:
+    if not state:
+        return ""
+    if "files" in state:
+        return f"{len(state['files'])} files"
+    return str(state)
+
+
+def main() -> None:
+    """Entry point for `python -m engine.cli`."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Settings: lake URI, warehouse URL, backend and storage options.
+
+Precedence, highest first: explicit arguments, environment (`HEADWATER_LAKE`,
+`HEADWATER_WAREHOUSE`, `HEADWATER_BACKEND`), `headwater.toml` beside the pipeline, defaults.
+Relative paths in `headwater.toml` resolve against the folder that holds it.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import HeadwaterError
+
+DEFAULTS = {"lake": "./lake", "warehouse": "duckdb:///warehouse.duckdb", "backend": "auto"}
+ENV = {"lake": "HEADWATER_LAKE", "warehouse": "HEADWATER_WAREHOUSE", "backend": "HEADWATER_BACKEND"}
+BACKENDS = ("auto", "pandas", "cudf")
+CONFIG_FILE = "headwater.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the lake and the warehouse are, and which backend runs models."""
+
+    lake: str = DEFAULTS["lake"]
+    warehouse: str = DEFAULTS["warehouse"]
+    backend: str = DEFAULTS["backend"]
+    storage_options: dict[str, str] = field(default_factory=dict)
+    source: str = "defaults"  # where the settings came from, for `headwater doctor`
+
+    def with_(self, **changes: Any) -> Config:
+        """A copy with some settings changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def load(cls, base_dir: str | Path | None = None, **overrides: Any) -> Config:
+        """Settings from defaults, `base_dir/headwater.toml`, the environment, then `overrides`."""
+        values: dict[str, Any] = dict(DEFAULTS)
+        sources = ["defaults"]
+        storage: dict[str, str] = {}
+        toml_path = Path(base_dir or ".") / CONFIG_FILE
+        if toml_path.is_file():
+            values, storage = _apply_toml(values, toml_path)
+            sources.append(str(toml_path))
+        for key, var in ENV.items():
+            if os.environ.get(var):
+                values[key] = os.environ[var]
+                sources.append(var)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "storage_options":
+                storage.update(value)
+            else:
+                values[key] = value
+                sources.append("arguments")
+        if values["backend"] not in BACKENDS:
+            raise HeadwaterError(
+                f"unknown backend {values['backend']!r}",
+                f"set HEADWATER_BACKEND or backend= to one of {', '.join(BACKENDS)}",
+            )
+        return cls(values["lake"], values["warehouse"], values["backend"], storage,
+                   " < ".join(dict.fromkeys(sources)))
+
+
+def _apply_toml(values: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HeadwaterError(f"{path} is not valid TOML: {exc}", "fix the file or remove it") from exc
+    section = data.get("headwater", data)
+    unknown = set(section) - set(DEFAULTS) - {"storage_options", "headwater"}
+    if unknown:
+        raise HeadwaterError(f"{path}: unknown setting(s) {sorted(unknown)}",
+                             f"known settings are {sorted(DEFAULTS)} and [storage_options]")
+    out = dict(values)
+    for key in DEFAULTS:
+        if key in section:
+            out[key] = str(section[key])
+    out["lake"] = _resolve_path(out["lake"], path.parent) if "lake" in section else out["lake"]
+    if "warehouse" in section and out["warehouse"].startswith("duckdb:///"):
+        db = out["warehouse"].removeprefix("duckdb:///")
+        if db and db != ":memory:":
+            out["warehouse"] = "duckdb:///" + _resolve_path(db, path.parent)
+    storage = {str(k): str(v) for k, v in section.get("storage_options", {}).items()}
+    return out, storage
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    if "://" in value or Path(value).is_absolute():
+        return value
+    return str((base / value).resolve())

@@ -1,0 +1,212 @@
+"""The lake: Delta tables under one root (local folder or s3://), with state in commit metadata.
+
+Tables are named `raw.<source>` (landed data), `models.<model>` (model outputs); a bare name
+means the model if it exists, else the raw table. Each land or write is one Delta commit,
+whose `custom_metadata` carries the run id and the state that belongs with those rows.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from engine.errors import HeadwaterError
+
+ZONES = ("raw", "models")
+META_PREFIX = "headwater."
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one land or write produced."""
+
+    table: str
+    version: int | None  # None when nothing was committed (no rows)
+    rows: int
+
+
+def delta_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a column of type `t` is stored as in Delta (us timestamps, plain strings)."""
+    if pa.types.is_timestamp(t) and t.unit != "us":
+        return pa.timestamp("us", tz=t.tz)
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+        return pa.string()
+    if pa.types.is_dictionary(t):
+        return delta_type(t.value_type)
+    if pa.types.is_date64(t):
+        return pa.date32()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(delta_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(delta_type(f.type)) for f in t])
+    return t
+
+
+def delta_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with every column mapped by `delta_type`."""
+    return pa.schema([f.with_type(delta_type(f.type)) for f in schema])
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.RecordBatch:
+    """Cast `batch` to `schema`: missing columns become nulls; an unknown column is an error."""
+    extra = set(batch.schema.names) - set(schema.names)
+    if extra:
+        raise HeadwaterError(
+            f"{origin or 'a batch'} has column(s) {sorted(extra)} that are not in the table's schema",
+            "land files with one schema per source; schema evolution is tracked in issue 3")
+    arrays = []
+    for field in schema:
+        idx = batch.schema.get_field_index(field.name)
+        if idx < 0:
+            arrays.append(pa.nulls(batch.num_rows, field.type))
+            continue
+        col = batch.column(idx)
+        try:
+            arrays.append(col if col.type == field.type else col.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise HeadwaterError(
+                f"{origin or 'a batch'}: column {field.name!r} is {col.type}, the table has {field.type}: {exc}",
+                "make the types agree, or land the data under a new source name") from exc
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class Lake:
+    """Delta tables under `root`, read and written with `storage_options` (for s3://)."""
+
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+        self.root = root.rstrip("/") if "://" in root else str(Path(root).resolve())
+        self.storage_options = storage_options or None
+
+    # -- naming ---------------------------------------------------------------------------
+    def qualify(self, name: str) -> str:
+        """`zone.table` for a user-given name (a bare name: the model if it exists, else raw)."""
+        zone, _, table = name.partition(".")
+        if table and zone in ZONES + ("_headwater",):
+            return name
+        if self.exists(f"models.{name}") or not self.exists(f"raw.{name}"):
+            return f"models.{name}"
+        return f"raw.{name}"
+
+    def uri(self, name: str) -> str:
+        """The Delta table URI of a qualified name."""
+        zone, _, table = self.qualify(name).partition(".")
+        return f"{self.root}/{zone}/{table}"
+
+    def exists(self, name: str) -> bool:
+        zone, _, table = name.partition(".")
+        return DeltaTable.is_deltatable(f"{self.root}/{zone}/{table}", self.storage_options)
+
+    def tables(self) -> list[str]:
+        """Qualified names of every table in the lake."""
+        if "://" in self.root and not self.root.startswith("file://"):
+            import fsspec
+
+            fs, base = fsspec.core.url_to_fs(self.root, **(self.storage_options or {}))
+            listing = {z: [Path(p).name for p in fs.ls(f"{base}/{z}", detail=False)]
+                       for z in ZONES if fs.exists(f"{base}/{z}")}
+        else:
+            root = Path(self.root.removeprefix("file://"))
+            listing = {z: sorted(p.name for p in (root / z).iterdir() if p.is_dir())
+                       for z in ZONES if (root / z).is_dir()}
+        return [f"{z}.{t}" for z, names in listing.items() for t in sorted(names)
+                if self.exists(f"{z}.{t}")]
+
+    # -- reading --------------------------------------------------------------------------
+    def table(self, name: str, version: int | None = None) -> DeltaTable:
+        """The DeltaTable for `name`, at `version` (latest when None)."""
+        uri = self.uri(name)
+        try:
+            return DeltaTable(uri, version=version, storage_options=self.storage_options)
+        except TableNotFoundError as exc:
+            raise HeadwaterError(f"no lake table {self.qualify(name)!r} at {uri}",
+                                 "run the pipeline first, or check the name with `headwater show`") from exc
+        except Exception as exc:  # delta-rs raises a generic error for a missing version
+            if version is not None and "version" in str(exc).lower():
+                raise HeadwaterError(f"table {self.qualify(name)!r} has no version {version}",
+                                     "see `headwater history` for the versions it has") from exc
+            raise
+
+    def version(self, name: str) -> int | None:
+        """The latest version of `name`, or None when it does not exist yet."""
+        return self.table(name).version() if self.exists(self.qualify(name)) else None
+
+    def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
+        """The rows of `name` at `version` as an Arrow table."""
+        return self.table(name, version).to_pyarrow_dataset().to_table(columns=columns)
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits of `name`, newest first, with Headwater's metadata decoded."""
+        out = []
+        for commit in self.table(name).history(limit):
+            entry = {k: v for k, v in commit.items() if not k.startswith(META_PREFIX)}
+            for key, value in commit.items():
+                if key.startswith(META_PREFIX):
+                    entry[key.removeprefix(META_PREFIX)] = json.loads(value)
+            out.append(entry)
+        return out
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """Headwater metadata of the newest commit that has any ({} for a new table)."""
+        if not self.exists(self.qualify(name)):
+            return {}
+        for commit in self.history(name):
+            if "run_id" in commit:
+                return commit
+        return {}
+
+    def state(self, name: str) -> dict[str, Any]:
+        """The source state committed with the latest landing of `name` ({} when none)."""
+        return self.metadata(name).get("state", {})
+
+    # -- writing --------------------------------------------------------------------------
+    def land(self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str,
+             state: dict[str, Any], mode: str = "append", origin: str = "") -> Commit:
+        """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
+
+        Nothing is committed when there are no rows, so a run with nothing new leaves the
+        table (and its state) as it was.
+        """
+        it = iter(batches)
+        first = next((b for b in it if b.num_rows), None)
+        if first is None:
+            return Commit(self.qualify(name), None, 0)
+        schema = delta_schema(first.schema)
+        if self.exists(self.qualify(name)) and mode == "append":
+            current = pa.schema(self.table(name).schema().to_arrow())
+            schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
+        counted = [0]
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            for batch in _chain(first, it):
+                if batch.num_rows:
+                    counted[0] += batch.num_rows
+                    yield conform(batch, schema, origin or name)
+
+        reader = pa.RecordBatchReader.from_batches(schema, stream())
+        version = self._write(name, reader, mode, {"run_id": run_id, "state": state})
+        return Commit(self.qualify(name), version, counted[0])
+
+    def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
+        """Replace the contents of `name` with `table` in one commit carrying `meta`."""
+        table = table.cast(delta_schema(table.schema))
+        version = self._write(name, table, "overwrite", {"run_id": run_id, **meta})
+        return Commit(self.qualify(name), version, table.num_rows)
+
+    def _write(self, name: str, data: Any, mode: str, meta: dict[str, Any]) -> int:
+        uri = self.uri(name)
+        props = CommitProperties(custom_metadata={
+            META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
+        write_deltalake(uri, data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge",
+                        storage_options=self.storage_options, commit_properties=props)
+        return DeltaTable(uri, storage_options=self.storage_options).version()
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest

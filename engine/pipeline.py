@@ -1,0 +1,84 @@
+"""Pipeline: named sources and models; loaded from a Python file or module that defines `pipeline`."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import HeadwaterError
+from engine.models import Model, dag_order
+from engine.sources.base import Source
+
+
+@dataclass
+class Pipeline:
+    """What to extract and load, and which models to build from it."""
+
+    name: str
+    sources: Sequence[Source] = ()
+    models: Sequence[Model] = ()
+    base_dir: Path | None = None  # where headwater.toml is looked for; set by load_pipeline
+
+    def __post_init__(self) -> None:
+        for kind, items in (("source", self.sources), ("model", self.models)):
+            names = [i.name for i in items]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise HeadwaterError(f"pipeline {self.name!r}: duplicate {kind} name(s) {dupes}",
+                                     f"give each {kind} a unique name")
+        for m in self.models:
+            if not isinstance(m, Model):
+                raise HeadwaterError(f"pipeline {self.name!r}: {m!r} is not a model",
+                                     "decorate model functions with @model(inputs=...)")
+        self.ordered_models = dag_order(self.models, [s.name for s in self.sources])
+
+    def source(self, name: str) -> Source:
+        """The source called `name`."""
+        return _find(self.sources, name, "source", self.name)
+
+    def model(self, name: str) -> Model:
+        """The model called `name`."""
+        return _find(self.models, name, "model", self.name)
+
+
+def _find(items: Sequence, name: str, kind: str, pipeline: str):  # type: ignore[no-untyped-def]
+    for item in items:
+        if item.name == name:
+            return item
+    raise HeadwaterError(f"pipeline {pipeline!r} has no {kind} {name!r}",
+                         f"{kind}s are {sorted(i.name for i in items)}")
+
+
+def load_pipeline(target: str | Path) -> Pipeline:
+    """The `pipeline` defined by a `.py` file or an importable module name."""
+    target = str(target)
+    path = Path(target)
+    if target.endswith(".py") or path.exists():
+        if path.is_dir():
+            path = path / "pipeline.py"
+        if not path.is_file():
+            raise HeadwaterError(f"no pipeline file at {target}", "pass a .py file or a module name")
+        module_name = f"headwater_pipeline_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        base = path.resolve().parent
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise HeadwaterError(f"cannot import pipeline module {target!r}: {exc}",
+                                 "pass a path to a .py file, or a module on PYTHONPATH") from exc
+        base = Path(module.__file__ or ".").resolve().parent
+    pipeline = getattr(module, "pipeline", None)
+    if not isinstance(pipeline, Pipeline):
+        raise HeadwaterError(f"{target} defines no `pipeline` (a headwater.Pipeline)",
+                             "add `pipeline = Pipeline(name, sources=[...], models=[...])` at module level")
+    if pipeline.base_dir is None:
+        pipeline.base_dir = base
+    return pipeline

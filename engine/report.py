@@ -1,0 +1,88 @@
+"""What the CLI shows: progress bars per step on a terminal, and tables of results."""
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from engine.runner import RunSummary, Step
+
+STATUS_STYLE = {"landed": "green", "built": "green", "published": "green",
+                "unchanged": "dim", "failed": "bold red"}
+
+
+class RichReporter:
+    """One progress line per step (rows counted while landing); silent when not on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                 TextColumn("{task.fields[rows]:>12,} rows"), TimeElapsedColumn(),
+                                 console=console, transient=False,
+                                 disable=not console.is_terminal)
+        self._task: Any = None
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, kind: str, name: str) -> None:
+        self._task = self.progress.add_task(f"{kind:<8} {name}", rows=0, total=None)
+
+    def advance(self, rows: int) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, rows=self.progress.tasks[self._task].fields["rows"] + rows)
+
+    def finish(self, step: Step) -> None:
+        if self._task is not None:
+            style = STATUS_STYLE.get(step.status, "")
+            self.progress.update(self._task, rows=step.rows, total=1, completed=1,
+                                 description=f"{step.kind:<8} {step.name} [{style}]{step.status}[/]")
+            self._task = None
+
+
+def summary_table(summary: RunSummary) -> Table:
+    """The run's steps: table, status, rows, Delta version, seconds, detail."""
+    title = f"run {summary.run_id} of {summary.pipeline}"
+    if summary.backend:
+        title += f" — models on {summary.backend}"
+    table = Table(title=title, title_justify="left")
+    for col in ("step", "table", "status", "rows", "version", "seconds", "detail"):
+        table.add_column(col, justify="right" if col in ("rows", "version", "seconds") else "left")
+    for s in summary.steps:
+        style = STATUS_STYLE.get(s.status, "")
+        table.add_row(s.kind, s.table, f"[{style}]{s.status}[/]", f"{s.rows:,}",
+                      "" if s.version is None else str(s.version), f"{s.seconds:.2f}", s.detail)
+    return table
+
+
+def arrow_table(data: pa.Table, title: str = "", max_width: int = 40) -> Table:
+    """An Arrow table as a rich table (values shortened to `max_width` characters)."""
+    table = Table(title=title or None, title_justify="left")
+    for field in data.schema:
+        table.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold")
+    for row in data.to_pylist():
+        table.add_row(*(_cell(v, max_width) for v in row.values()))
+    return table
+
+
+def rows_table(rows: list[dict[str, Any]], title: str = "") -> Table:
+    """A list of dicts (same keys) as a rich table."""
+    table = Table(title=title or None, title_justify="left")
+    for key in rows[0] if rows else []:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(_cell(v, 60) for v in row.values()))
+    return table
+
+
+def _cell(value: Any, width: int) -> Text:
+    text = "∅" if value is None else str(value)
+    return Text(text if len(text) <= width else text[: width - 1] + "…")

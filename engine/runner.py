@@ -1,0 +1,227 @@
+"""Runs a pipeline end to end without Prefect: load each source, build each model, publish.
+
+Each step is also callable alone (`Runner.load`, `.build`, `.publish`), which is how the Prefect
+flows run them as tasks. Steps return small `Step` summaries, never frames.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from engine.backends import Backend, resolve
+from engine.config import Config
+from engine.errors import HeadwaterError
+from engine.lake import Lake
+from engine.models import Context, input_table
+from engine.pipeline import Pipeline
+from engine.warehouse import Warehouse, connect
+
+
+@dataclass
+class Step:
+    """What one step did: `status` is landed | built | published | unchanged | failed."""
+
+    kind: str  # load | model | publish
+    name: str
+    table: str
+    status: str
+    rows: int = 0
+    version: int | None = None
+    seconds: float = 0.0
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunSummary:
+    """Every step of one run, and how it ended."""
+
+    run_id: str
+    pipeline: str
+    backend: str = ""
+    backend_reason: str = ""
+    steps: list[Step] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def rows_landed(self) -> int:
+        return sum(s.rows for s in self.steps if s.kind == "load")
+
+
+class Reporter(Protocol):
+    """Progress callbacks (the CLI shows them as progress bars)."""
+
+    def start(self, kind: str, name: str) -> None: ...
+    def advance(self, rows: int) -> None: ...
+    def finish(self, step: Step) -> None: ...
+
+
+class NullReporter:
+    """Reports nothing."""
+
+    def start(self, kind: str, name: str) -> None: ...
+    def advance(self, rows: int) -> None: ...
+    def finish(self, step: Step) -> None: ...
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+class Runner:
+    """Runs the steps of `pipeline` against the lake and warehouse that `config` names."""
+
+    def __init__(self, pipeline: Pipeline, config: Config, reporter: Reporter | None = None) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.reporter = reporter or NullReporter()
+        self.lake = Lake(config.lake, config.storage_options)
+        self._backend: tuple[Backend, str] | None = None
+
+    @property
+    def backend(self) -> tuple[Backend, str]:
+        """The backend models run on, and why it was chosen (resolved once, on first use)."""
+        if self._backend is None:
+            self._backend = resolve(self.config.backend, self.config.storage_options)
+        return self._backend
+
+    def _timed(self, kind: str, name: str, table: str, work: Any) -> Step:
+        self.reporter.start(kind, name)
+        started = time.perf_counter()
+        try:
+            step = work()
+        except HeadwaterError as exc:
+            step = Step(kind, name, table, "failed", detail=str(exc))
+        except Exception as exc:  # a user's model or a driver failed: keep the type for the user
+            step = Step(kind, name, table, "failed", detail=f"{type(exc).__name__}: {exc}")
+        step.seconds = round(time.perf_counter() - started, 3)
+        self.reporter.finish(step)
+        return step
+
+    # -- the three steps ------------------------------------------------------------------
+    def load(self, source_name: str, run_id: str, loaded_at: datetime | None = None) -> Step:
+        """Land what is new in one source as one Delta commit (with its state)."""
+        source = self.pipeline.source(source_name)
+        table = f"raw.{source.name}"
+
+        def work() -> Step:
+            state = self.lake.state(table)
+            extraction = source.extract(state, run_id=run_id,
+                                        loaded_at=loaded_at or datetime.now(timezone.utc))
+            commit = self.lake.land(table, self._counting(extraction.batches), run_id=run_id,
+                                    state=extraction.state, origin=f"source {source.name!r}")
+            if commit.version is None:
+                return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
+                            detail=extraction.planned)
+            return Step("load", source.name, table, "landed", commit.rows, commit.version,
+                        detail=extraction.planned)
+
+        return self._timed("load", source.name, table, work)
+
+    def build(self, model_name: str, run_id: str) -> Step:
+        """Rebuild one model into `models.<name>` unless its inputs and code are unchanged."""
+        model = self.pipeline.model(model_name)
+        table = f"models.{model.name}"
+
+        def work() -> Step:
+            versions = {ref: self._input_version(model.name, ref) for ref in model.inputs.values()}
+            last = self.lake.metadata(table)
+            if last.get("inputs") == versions and last.get("code") == model.code_hash:
+                return Step("model", model.name, table, "unchanged", last.get("rows", 0),
+                            self.lake.version(table), detail="inputs and code unchanged")
+            backend, _ = self.backend
+            frames = {param: backend.read(self.lake.table(input_table(ref), versions[ref]))
+                      for param, ref in model.inputs.items()}
+            if model.wants_ctx:
+                frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp)
+            result = backend.to_arrow(model(**frames))
+            commit = self.lake.write(table, result, run_id=run_id, meta={
+                "inputs": versions, "code": model.code_hash, "backend": backend.name,
+                "rows": result.num_rows})
+            return Step("model", model.name, table, "built", commit.rows, commit.version,
+                        detail=f"on {backend.name}")
+
+        return self._timed("model", model.name, table, work)
+
+    def publish(self, model_name: str, run_id: str, warehouse: Warehouse | None = None) -> Step:
+        """Publish the model's latest lake version to the warehouse, unless already there."""
+        model = self.pipeline.model(model_name)
+        table = f"models.{model.name}"
+
+        def work() -> Step:
+            wh = warehouse or connect(self.config.warehouse)
+            try:
+                version = self.lake.version(table)
+                if version is None:
+                    raise HeadwaterError(f"model {model.name!r} has not been built",
+                                         "run the pipeline so the model is built before publishing")
+                if wh.published_version(model.name) == version:
+                    return Step("publish", model.name, model.name, "unchanged", version=version,
+                                detail=f"lake version {version} already published")
+                rows = wh.publish(model.name, self.lake.read(table, version),
+                                  lake_version=version, run_id=run_id)
+                return Step("publish", model.name, model.name, "published", rows, version,
+                            detail=f"to {wh.dialect}")
+            finally:
+                if warehouse is None:
+                    wh.dispose()
+
+        return self._timed("publish", model.name, model.name, work)
+
+    # -- a whole run ----------------------------------------------------------------------
+    def run(self, run_id: str | None = None) -> RunSummary:
+        """Every source, then every model in DAG order, then every published model; stops at
+        the first failed step."""
+        summary = RunSummary(run_id or new_run_id(), self.pipeline.name)
+        loaded_at = datetime.now(timezone.utc)
+        steps = [lambda s=s: self.load(s.name, summary.run_id, loaded_at) for s in self.pipeline.sources]
+        steps += [lambda m=m: self.build(m.name, summary.run_id) for m in self.pipeline.ordered_models]
+        if self.pipeline.models:
+            steps += [lambda: self._publish_all(summary.run_id)]
+        for step in steps:
+            done = step()
+            for s in done if isinstance(done, list) else [done]:
+                summary.steps.append(s)
+                if s.status == "failed":
+                    summary.error = f"{s.kind} {s.name!r} failed: {s.detail}"
+            if summary.error:
+                break
+        if self._backend is not None:
+            summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
+        return summary
+
+    def _publish_all(self, run_id: str) -> list[Step]:
+        wh = connect(self.config.warehouse)
+        try:
+            return [self.publish(m.name, run_id, wh) for m in self.pipeline.ordered_models if m.publish]
+        finally:
+            wh.dispose()
+
+    def _input_version(self, model: str, ref: str) -> int:
+        version = self.lake.version(input_table(ref))
+        if version is None:
+            raise HeadwaterError(f"model {model!r}: input {ref!r} has no data in the lake yet",
+                                 "load its source (or build that model) first")
+        return version
+
+    def _counting(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.reporter.advance(batch.num_rows)
+            yield batch
+
+
+def run(pipeline: Pipeline, config: Config | None = None, reporter: Reporter | None = None) -> RunSummary:
+    """Run `pipeline` end to end with `config` (default: loaded beside the pipeline)."""
+    return Runner(pipeline, config or Config.load(pipeline.base_dir), reporter).run()

@@ -1,0 +1,6 @@
+"""Source constructors: `sources.files(...)`, `sources.sql(...)`."""
+from engine.sources.base import Extraction, Source
+from engine.sources.files import FileSource, files
+from engine.sources.sql import SqlSource, sql
+
+__all__ = ["Extraction", "FileSource", "Source", "SqlSource", "files", "sql"]

@@ -1,0 +1,108 @@
+"""File sources: CSV, JSON lines and Parquet, local or any fsspec URL, streamed in bounded batches.
+
+Each run lands only files not landed before; the list of landed files is the source's state.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from engine.errors import HeadwaterError
+from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, flatten, with_load_columns
+
+FORMATS = ("csv", "jsonl", "parquet")
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+            ".parquet": "parquet", ".pq": "parquet"}
+BLOCK_BYTES = 8 << 20  # text formats are parsed in blocks of this size
+
+
+def infer_format(path: str) -> str:
+    """The format named by a path's extension (compression suffixes ignored)."""
+    suffixes = [s for s in Path(path.split("?")[0]).suffixes if s not in (".gz", ".bz2", ".zst", ".xz")]
+    fmt = SUFFIXES.get(suffixes[-1].lower()) if suffixes else None
+    if fmt is None:
+        raise HeadwaterError(f"cannot tell the format of {path!r} from its name",
+                             f"pass format= one of {', '.join(FORMATS)}")
+    return fmt
+
+
+@dataclass
+class FileSource:
+    """Files matching `path` (a glob, a file or a folder), landed once each."""
+
+    name: str
+    path: str
+    format: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    csv_delimiter: str = ","
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise HeadwaterError(f"source {self.name!r}: unknown format {self.format!r}",
+                                 f"use one of {', '.join(FORMATS)}")
+
+    def list_files(self) -> list[str]:
+        """Every file the path matches now, as sorted absolute paths or URLs."""
+        fs, _, paths = fsspec.get_fs_token_paths(self.path, storage_options=self.storage_options)
+        if len(paths) == 1 and fs.isdir(paths[0]):
+            paths = [p for p in fs.find(paths[0]) if not Path(p).name.startswith((".", "_"))]
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        local = protocol in ("file", "local")
+        return sorted(p if local else fs.unstrip_protocol(p) for p in paths)
+
+    def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
+        landed = set(state.get("files", []))
+        new = [f for f in self.list_files() if f not in landed]
+        batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
+                   for f in new for b in self.read_file(f))
+        return Extraction(batches, {"files": sorted(landed | set(new))},
+                          f"{len(new)} new file(s) of {len(new) + len(landed)}", new)
+
+    def read_file(self, path: str) -> Iterator[pa.RecordBatch]:
+        """The rows of one file as record batches of at most `batch_rows` rows."""
+        fmt = self.format or infer_format(path)
+        try:
+            with fsspec.open(path, "rb", compression="infer", **self.storage_options) as fh:
+                yield from _bounded(_READERS[fmt](self, fh), self.batch_rows)
+        except (pa.ArrowInvalid, OSError, EOFError) as exc:
+            if "Empty CSV file" in str(exc):
+                return
+            raise HeadwaterError(f"source {self.name!r}: cannot read {path} as {fmt}: {exc}",
+                                 "fix or remove the file; quarantining bad rows comes with issue 3") from exc
+
+    def _csv(self, fh: Any) -> Iterator[pa.RecordBatch]:
+        yield from pcsv.open_csv(fh, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
+                                 parse_options=pcsv.ParseOptions(delimiter=self.csv_delimiter))
+
+    def _jsonl(self, fh: Any) -> Iterator[pa.RecordBatch]:
+        for batch in pjson.open_json(fh, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES)):
+            yield flatten(batch)
+
+    def _parquet(self, fh: Any) -> Iterator[pa.RecordBatch]:
+        yield from pq.ParquetFile(fh).iter_batches(batch_size=self.batch_rows)
+
+
+_READERS = {"csv": FileSource._csv, "jsonl": FileSource._jsonl, "parquet": FileSource._parquet}
+
+
+def _bounded(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
+
+
+def files(name: str, path: str, format: str | None = None, *,
+          storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
+          delimiter: str = ",") -> FileSource:
+    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file or folder; local or URL)."""
+    return FileSource(name, str(path), format, dict(storage_options or {}), batch_rows, delimiter)
