@@ -68,12 +68,20 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.Re
             continue
         col = batch.column(idx)
         try:
-            arrays.append(col if col.type == field.type else col.cast(field.type))
+            arrays.append(cast(col, field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise HeadwaterError(
                 f"{origin or 'a batch'}: column {field.name!r} is {col.type}, the table has {field.type}: {exc}",
                 "make the types agree, or land the data under a new source name") from exc
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def cast(col: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """`col` as type `to`; only sub-microsecond timestamp digits may be dropped, never values."""
+    if col.type == to:
+        return col
+    truncating = pa.types.is_timestamp(col.type) and pa.types.is_timestamp(to) and col.type.unit == "ns"
+    return col.cast(to, safe=not truncating)
 
 
 class Lake:
@@ -181,20 +189,31 @@ class Lake:
             current = pa.schema(self.table(name).schema().to_arrow())
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
         counted = [0]
+        failure: list[BaseException] = []
 
         def stream() -> Iterator[pa.RecordBatch]:
-            for batch in _chain(first, it):
-                if batch.num_rows:
-                    counted[0] += batch.num_rows
-                    yield conform(batch, schema, origin or name)
+            try:
+                for batch in _chain(first, it):
+                    if batch.num_rows:
+                        counted[0] += batch.num_rows
+                        yield conform(batch, schema, origin or name)
+            except BaseException as exc:  # delta-rs wraps it; keep the original to re-raise
+                failure.append(exc)
+                raise
 
         reader = pa.RecordBatchReader.from_batches(schema, stream())
-        version = self._write(name, reader, mode, {"run_id": run_id, "state": state})
+        try:
+            version = self._write(name, reader, mode, {"run_id": run_id, "state": state})
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
         return Commit(self.qualify(name), version, counted[0])
 
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
         """Replace the contents of `name` with `table` in one commit carrying `meta`."""
-        table = table.cast(delta_schema(table.schema))
+        schema = delta_schema(table.schema)
+        table = pa.Table.from_arrays([cast(c, f.type) for c, f in zip(table.columns, schema)], schema=schema)
         version = self._write(name, table, "overwrite", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 

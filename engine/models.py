@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import marshal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +36,10 @@ class Model:
     def code_hash(self) -> str:
         """A fingerprint of the function's source: a change to it forces a rebuild."""
         try:
-            text = inspect.getsource(self.fn)
-        except (OSError, TypeError):
-            text = self.fn.__qualname__
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+            code = inspect.getsource(self.fn).encode()
+        except (OSError, TypeError):  # defined without a source file (exec, REPL)
+            code = marshal.dumps(self.fn.__code__)
+        return hashlib.sha256(code).hexdigest()[:16]
 
 
 @dataclass

@@ -10,17 +10,19 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
-from engine.backends import Backend, resolve
 from engine.config import Config
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.models import Context, input_table
 from engine.pipeline import Pipeline
-from engine.warehouse import Warehouse, connect
+
+if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
+    from engine.backends import Backend
+    from engine.warehouse import Warehouse
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Runner:
     def backend(self) -> tuple[Backend, str]:
         """The backend models run on, and why it was chosen (resolved once, on first use)."""
         if self._backend is None:
+            from engine.backends import resolve
+
             self._backend = resolve(self.config.backend, self.config.storage_options)
         return self._backend
 
@@ -161,6 +165,8 @@ class Runner:
         table = f"models.{model.name}"
 
         def work() -> Step:
+            from engine.warehouse import connect
+
             wh = warehouse or connect(self.config.warehouse)
             try:
                 version = self.lake.version(table)
@@ -203,6 +209,8 @@ class Runner:
         return summary
 
     def _publish_all(self, run_id: str) -> list[Step]:
+        from engine.warehouse import connect
+
         wh = connect(self.config.warehouse)
         try:
             return [self.publish(m.name, run_id, wh) for m in self.pipeline.ordered_models if m.publish]
