@@ -11,9 +11,9 @@ from engine.errors import HeadwaterError
 
 
 def plain_index(frame: Any) -> bool:
-    """True when the frame's index carries no data (an unnamed default range)."""
-    return frame.index.name is None and frame.index.nlevels == 1 and \
-        type(frame.index).__name__ == "RangeIndex"
+    """True when the frame's index carries no data: unnamed and one level (a filtered frame's
+    leftover row labels are dropped; a named or multi-level index becomes columns)."""
+    return frame.index.name is None and frame.index.nlevels == 1
 
 
 class PandasBackend:

@@ -1,0 +1,96 @@
+"""Which backend runs models: pandas, cuDF, or `auto` (cuDF when a usable NVIDIA GPU and cuDF are there)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from engine.backends.base import Backend
+from engine.backends.pandas import PandasBackend
+from engine.errors import HeadwaterError
+
+log = logging.getLogger("headwater")
+INSTALL_HINT = "pip install 'headwater[gpu]' on a machine with an NVIDIA GPU and driver"
+_logged: set[str] = set()  # fallback reasons already logged by this process
+
+
+def gpu_info() -> dict[str, Any]:
+    """What NVML reports: device count, device names and driver version, or the error that stopped it."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        return {"count": 0, "error": f"nvidia-ml-py is not installed ({exc})"}
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return {"count": 0, "error": f"no NVIDIA driver: NVML says {exc}"}
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        names = [_text(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+        info: dict[str, Any] = {"count": count, "names": names,
+                                "driver": _text(pynvml.nvmlSystemGetDriverVersion())}
+        if not count:
+            info["error"] = "the NVIDIA driver is loaded but NVML sees no GPU device"
+        return info
+    except pynvml.NVMLError as exc:
+        return {"count": 0, "error": f"NVML failed: {exc}"}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def resolve(name: str, storage_options: dict | None = None) -> tuple[Backend, str]:
+    """The backend called `name` ("auto", "pandas" or "cudf") and a one-line reason it was chosen."""
+    if name == "pandas":
+        return PandasBackend(), "pandas was asked for"
+    if name == "cudf":
+        gpu = gpu_info()
+        backend, problem = _cudf(storage_options)
+        if backend is None:
+            raise HeadwaterError(f"backend 'cudf' was asked for but cannot run: {problem}; "
+                                 f"GPU: {_describe(gpu)}",
+                                 f"{INSTALL_HINT}, or set backend to 'pandas' or 'auto'")
+        return backend, f"cudf was asked for ({_describe(gpu)})"
+    if name != "auto":
+        raise HeadwaterError(f"unknown backend {name!r}", "use one of auto, pandas, cudf")
+    gpu = gpu_info()
+    if gpu.get("count"):
+        backend, problem = _cudf(storage_options)
+        if backend is not None:
+            return backend, f"auto: cuDF on {_describe(gpu)}"
+        return _fallback(f"auto: a GPU is there ({_describe(gpu)}) but cuDF cannot be used: {problem}; "
+                         f"running on pandas ({INSTALL_HINT})", logging.WARNING)
+    if "nvidia-ml-py" in gpu["error"]:  # NVML not installed: cuDF may still work, so try it
+        backend, problem = _cudf(storage_options)
+        if backend is not None:
+            return backend, "auto: cuDF imports (GPU not counted: nvidia-ml-py is not installed)"
+        return _fallback(f"auto: no usable GPU ({gpu['error']}; {problem}); running on pandas",
+                         logging.INFO)
+    return _fallback(f"auto: no usable GPU ({gpu['error']}); running on pandas", logging.INFO)
+
+
+def _cudf(storage_options: dict | None) -> tuple[Backend | None, str]:
+    """A cuDF backend, or None and why it could not be made."""
+    from engine.backends.cudf import CudfBackend
+
+    try:
+        return CudfBackend(storage_options), ""
+    except ImportError as exc:
+        return None, f"cuDF is not installed ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a broken CUDA setup fails cudf's import in many ways
+        return None, f"importing cuDF failed: {type(exc).__name__}: {exc}"
+
+
+def _fallback(reason: str, level: int) -> tuple[Backend, str]:
+    if reason not in _logged:
+        _logged.add(reason)
+        log.log(level, reason)
+    return PandasBackend(), reason
+
+
+def _describe(gpu: dict[str, Any]) -> str:
+    if not gpu.get("count"):
+        return gpu.get("error", "no GPU counted")
+    return f"{gpu['count']} x {', '.join(gpu['names'])}, driver {gpu['driver']}"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
