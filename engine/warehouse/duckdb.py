@@ -1,0 +1,127 @@
+"""DuckDB file (or in-memory) warehouse: publish straight from Arrow with one CREATE OR REPLACE,
+and query the warehouse together with the lake's Delta tables."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool, StaticPool
+
+from engine.errors import HeadwaterError
+from engine.warehouse.base import Recorder, Warehouse, plain
+
+if TYPE_CHECKING:
+    import pyarrow.dataset
+
+ATTACHED = "warehouse"  # catalog name of the warehouse file inside a query's in-memory connection
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB database file (or `:memory:`). Every call opens the file and closes it again, so
+    other processes can use it in between: DuckDB allows one writer process per file."""
+
+    driver_errors = (duckdb.Error,)
+
+    def __init__(self, url: str) -> None:
+        parsed = sa.make_url(url)
+        database = parsed.database or ":memory:"
+        self.path = None if database == ":memory:" or database.startswith("md:") else Path(database)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one shared connection keeps a :memory: database alive; a file is opened per use
+        pool = StaticPool if database == ":memory:" else NullPool
+        super().__init__(url, sa.create_engine(parsed.set(database=database), poolclass=pool))
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else ":memory:"
+
+    def _replace(self, name: str, table: pa.Table, record: Recorder) -> None:
+        source = f"__hw_publish_{uuid.uuid4().hex}"
+        quote = self.engine.dialect.identifier_preparer.quote
+        with self.engine.connect() as conn:
+            con = conn.connection.driver_connection  # the duckdb connection under duckdb-engine
+            con.register(source, plain(table))
+            try:
+                with conn.begin():
+                    conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {source}")
+                    record(conn)
+            finally:
+                con.unregister(source)
+
+    def query(self, sql: str, lake: dict[str, pyarrow.dataset.Dataset] | None = None) -> pa.Table:
+        """Run SQL on the warehouse (read-only), result as Arrow. Every entry of `lake`, keyed
+        like "raw.photos", is queryable under that dotted name; bare names are warehouse tables."""
+        with self._errors("query"), self._reader() as con:
+            with _lake_views(con, lake or {}):
+                result = con.sql(sql)
+                return result.to_arrow_table() if result is not None else pa.table({})
+
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection whose bare table names are the warehouse's (attached read-only)
+        and whose default catalog can hold the lake's schemas and views."""
+        if self.path is None:
+            with self.engine.connect() as conn:
+                yield conn.connection.driver_connection
+            return
+        con = duckdb.connect()
+        try:
+            if self.path.exists():
+                literal = "'" + str(self.path).replace("'", "''") + "'"
+                con.execute(f"ATTACH {literal} AS {ATTACHED} (READ_ONLY)")
+                con.execute(f"SET search_path = 'memory.main,{ATTACHED}.main'")
+            yield con
+        finally:
+            con.close()
+
+    def _version(self) -> str:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT version()").scalar() or duckdb.__version__
+
+    def _hint(self, exc: BaseException) -> str:
+        text = str(exc)
+        if "lock" in text.lower():
+            return ("another process has the DuckDB file open for writing (one writer at a time): "
+                    "wait for it to finish or stop it")
+        if "not a valid DuckDB database" in text or "Serialization Error" in text:
+            return (f"{self.where} is not a DuckDB file this duckdb {duckdb.__version__} can read: "
+                    "point the URL at another file")
+        return super()._hint(exc)
+
+
+@contextmanager
+def _lake_views(con: duckdb.DuckDBPyConnection, lake: dict[str, pyarrow.dataset.Dataset]) -> Iterator[None]:
+    """Views named `zone.table` over the lake's datasets in `con`'s default catalog, for the
+    duration of the block (DuckDB's delta extension would download itself; datasets don't)."""
+    zones = sorted({_split(key)[0] for key in lake})
+    sources = {key: f"__hw_lake_{i}_{uuid.uuid4().hex[:8]}" for i, key in enumerate(sorted(lake))}
+    try:
+        for zone in zones:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{zone}"')
+        for key, source in sources.items():
+            zone, table = _split(key)
+            con.register(source, lake[key])
+            con.execute(f'CREATE OR REPLACE VIEW "{zone}"."{table}" AS SELECT * FROM "{source}"')
+        yield
+    finally:
+        for key, source in sources.items():
+            zone, table = _split(key)
+            con.execute(f'DROP VIEW IF EXISTS "{zone}"."{table}"')
+            con.unregister(source)
+        for zone in zones:
+            con.execute(f'DROP SCHEMA IF EXISTS "{zone}"')
+
+
+def _split(key: str) -> tuple[str, str]:
+    zone, _, table = key.partition(".")
+    if not (zone.replace("_", "a").isalnum() and table.replace("_", "a").isalnum()):
+        raise HeadwaterError(f"lake table key {key!r} is not of the form zone.table",
+                             "name lake tables like 'raw.photos' or 'models.training_set'")
+    return zone, table
