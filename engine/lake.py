@@ -177,13 +177,15 @@ class Lake:
              state: dict[str, Any], mode: str = "append", origin: str = "") -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
-        Nothing is committed when there are no rows, so a run with nothing new leaves the
-        table (and its state) as it was.
+        Appending no rows commits nothing, so a run with nothing new leaves the table (and its
+        state) as it was; overwriting an existing table with no rows empties it.
         """
         it = iter(batches)
         first = next((b for b in it if b.num_rows), None)
         if first is None:
-            return Commit(self.qualify(name), None, 0)
+            if mode != "overwrite" or not self.exists(self.qualify(name)) or not self.read(name).num_rows:
+                return Commit(self.qualify(name), None, 0)
+            first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
         schema = delta_schema(first.schema)
         if self.exists(self.qualify(name)) and mode == "append":
             current = pa.schema(self.table(name).schema().to_arrow())
@@ -194,7 +196,7 @@ class Lake:
         def stream() -> Iterator[pa.RecordBatch]:
             try:
                 for batch in _chain(first, it):
-                    if batch.num_rows:
+                    if batch.num_rows or batch is first:
                         counted[0] += batch.num_rows
                         yield conform(batch, schema, origin or name)
             except BaseException as exc:  # delta-rs wraps it; keep the original to re-raise

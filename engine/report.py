@@ -12,7 +12,7 @@ from rich.text import Text
 from engine.runner import RunSummary, Step
 
 STATUS_STYLE = {"landed": "green", "built": "green", "published": "green",
-                "unchanged": "dim", "failed": "bold red"}
+                "unchanged": "dim", "skipped": "yellow", "failed": "bold red"}
 
 
 class RichReporter:

@@ -125,7 +125,8 @@ class Runner:
             extraction = source.extract(state, run_id=run_id,
                                         loaded_at=loaded_at or datetime.now(timezone.utc))
             commit = self.lake.land(table, self._counting(extraction.batches), run_id=run_id,
-                                    state=extraction.state, origin=f"source {source.name!r}")
+                                    state=extraction.state, mode=extraction.mode,
+                                    origin=f"source {source.name!r}")
             if commit.version is None:
                 return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
                             detail=extraction.planned)

@@ -20,7 +20,8 @@ NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 def land(lake: Lake, source, run_id: str = "r"):  # type: ignore[no-untyped-def]
     extraction = source.extract(lake.state(f"raw.{source.name}"), run_id=run_id, loaded_at=NOW)
-    return lake.land(f"raw.{source.name}", extraction.batches, run_id=run_id, state=extraction.state)
+    return lake.land(f"raw.{source.name}", extraction.batches, run_id=run_id, state=extraction.state,
+                     mode=extraction.mode)
 
 
 def rows(lake: Lake, name: str, key: str) -> list[dict]:
@@ -128,6 +129,18 @@ def test_sql_query_source_and_errors(tmp_path: Path, db: Path) -> None:
     source = sql("top", f"sqlite:///{db}", query="select id, title from photos where score >= 1")
     assert land(lake, source).rows == 4
     assert sorted(r["id"] for r in lake.read("raw.top").to_pylist()) == [2, 3, 4, 5]
+    con = sqlite3.connect(db)  # without a cursor, each run replaces the raw table with the query
+    con.execute("delete from photos where id = 5")
+    con.commit()
+    con.close()
+    assert land(lake, source, "r2").rows == 3
+    assert sorted(r["id"] for r in lake.read("raw.top").to_pylist()) == [2, 3, 4]
+    con = sqlite3.connect(db)
+    con.execute("delete from photos")
+    con.commit()
+    con.close()
+    assert land(lake, source, "r3").version == 2 and lake.read("raw.top").num_rows == 0
+    assert land(lake, source, "r4").version is None  # still empty: nothing to commit
     with pytest.raises(HeadwaterError, match="no table 'nope'"):
         sql("x", f"sqlite:///{db}", "nope").extract({}, run_id="r", loaded_at=NOW)
     with pytest.raises(HeadwaterError, match="cursor column 'when' not found"):

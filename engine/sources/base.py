@@ -24,6 +24,7 @@ class Extraction:
     state: dict[str, Any]
     planned: str = ""  # a short human description: "3 new files", "rows with updated_at in (a, b]"
     units: list[str] = field(default_factory=list)  # what is being read, for progress
+    mode: str = "append"  # "overwrite" when the batches are the whole source, not an increment
 
 
 @runtime_checkable

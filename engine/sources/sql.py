@@ -1,7 +1,8 @@
 """SQL sources: a table or a query from any SQLAlchemy URL, read in chunks into Arrow.
 
-With a `cursor` column, each run reads only rows whose cursor lies between the last landed
-maximum (exclusive) and the maximum at the start of this run (inclusive).
+With a `cursor` column, each run appends only rows whose cursor lies between the last landed
+maximum (exclusive) and the maximum at the start of this run (inclusive). Without one, each run
+reads the whole table or query and replaces the raw table with it.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ class SqlSource:
                                  "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
         stmt = sa.select(source)
         new_state: dict[str, Any] = {}
-        planned = "all rows"
+        planned, mode = "all rows (no cursor: replaces the raw table)", "overwrite"
         if self.cursor:
             if self.cursor not in source.c:
                 raise HeadwaterError(f"source {self.name!r}: cursor column {self.cursor!r} not found",
@@ -109,11 +110,13 @@ class SqlSource:
             if low is not None:
                 stmt = stmt.where(col > low)
             new_state = {"cursor": encode_cursor(high)}
-            planned = f"rows with {self.cursor} in ({low}, {high}]"
+            planned = f"rows with {self.cursor} <= {high}" if low is None else \
+                f"rows with {self.cursor} in ({low}, {high}]"
+            mode = "append"
         schema = _schema(source)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at)
                    for b in _stream(engine, stmt, schema, self.batch_rows))
-        return Extraction(batches, new_state, planned, [self.table or "query"])
+        return Extraction(batches, new_state, planned, [self.table or "query"], mode)
 
 
 def _schema(source: sa.FromClause) -> dict[str, pa.DataType | None]:

@@ -1,0 +1,37 @@
+"""The photo popularity pipeline: app database, event logs and classifier output in; a daily
+training set out.
+
+    python -m examples.photo_popularity.generate data/photo_popularity
+    headwater run examples/photo_popularity/pipeline.py
+
+The data folder is `$PHOTO_POPULARITY_DATA`, else `data/photo_popularity` (relative to the
+working directory).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine import Pipeline, model, sources
+from examples.photo_popularity import models
+
+
+def make_pipeline(data_dir: str | Path) -> Pipeline:
+    """The pipeline over the generated data in `data_dir` (see `generate.py`)."""
+    data_dir = Path(data_dir)
+    db = f"sqlite:///{data_dir / 'photos.sqlite'}"
+    users = sources.sql("users", url=db, table="users", cursor="user_id")
+    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at")
+    events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
+    classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
+    return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[
+        model(inputs={"events": "raw.events", "users": "raw.users"})(models.user_activity),
+        model(inputs={"photos": "raw.photos", "events": "raw.events"})(models.photo_engagement),
+        model(inputs={"photos": "raw.photos", "photo_engagement": "photo_engagement",
+                      "user_activity": "user_activity", "classifier": "raw.classifier"})(
+            models.photo_features),
+        model(inputs={"photo_features": "photo_features"})(models.training_set),
+    ])
+
+
+pipeline = make_pipeline(os.environ.get("PHOTO_POPULARITY_DATA", "data/photo_popularity"))

@@ -1,0 +1,212 @@
+"""The `headwater-elt` Prefect flow against a temporary Prefect server: a CSV source and a SQLite
+source landed, two models built (one reading the other), published to a DuckDB warehouse."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DO_NOT_TRACK", "1")  # before Prefect is imported or its server starts
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import duckdb  # noqa: E402
+import pytest  # noqa: E402
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.filters import (  # noqa: E402
+    ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId)
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from engine.lake import Lake  # noqa: E402
+from flows import elt  # noqa: E402
+
+elt_module = importlib.import_module("flows.elt")  # `flows.elt` the attribute is the flow itself
+
+pytestmark = pytest.mark.prefect
+
+ORDERS = [[(1, 1, 10.0), (2, 2, 25.5), (3, 1, 40.0)],  # two CSV files of (order_id, customer_id, amount)
+          [(4, 3, 5.0), (5, 2, 30.0), (6, 9, 99.0)]]  # customer 9 is unknown: the join drops it
+CUSTOMERS = [(1, "ada"), (2, "bob"), (3, "cy"), (4, "dee")]
+BIG = 50.0
+
+PIPELINE = '''
+from engine import Pipeline, model, sources
+
+orders = sources.files("orders", {orders!r})
+customers = sources.sql("customers", {db!r}, table="customers", cursor="customer_id")
+
+
+@model(inputs={{"orders": "raw.orders", "customers": "raw.customers"}})
+def order_totals(orders, customers):
+    joined = orders[["customer_id", "amount"]].merge(customers[["customer_id", "name"]], on="customer_id")
+    out = joined.groupby(["customer_id", "name"], as_index=False)["amount"].sum()
+    return out.sort_values("customer_id").reset_index(drop=True)
+
+
+@model(inputs={{"totals": "order_totals"}})
+def big_customers(totals):
+    return totals[totals["amount"] >= {big}].reset_index(drop=True)
+
+
+pipeline = Pipeline("shop", sources=[orders, customers], models=[order_totals, big_customers])
+'''
+
+BAD_PIPELINE = '''
+from engine import Pipeline, model, sources
+
+bad = sources.files("bad", {path!r})
+
+
+@model(inputs={{"bad": "raw.bad"}})
+def copy_of_bad(bad):
+    return bad
+
+
+pipeline = Pipeline("broken", sources=[bad], models=[copy_of_bad])
+'''
+
+
+def expected_totals() -> list[tuple[int, str, float]]:
+    """order_totals computed here from the rows written: amount per known customer."""
+    names = dict(CUSTOMERS)
+    totals: dict[int, float] = {}
+    for order_id, customer, amount in (o for f in ORDERS for o in f):
+        if customer in names:
+            totals[customer] = totals.get(customer, 0.0) + amount
+    return [(c, names[c], totals[c]) for c in sorted(totals)]
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    """One temporary Prefect server (SQLite) for this module."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The pipeline file, its data, and where its lake and warehouse go."""
+    root = tmp_path_factory.mktemp("shop")
+    (root / "orders").mkdir()
+    for i, rows in enumerate(ORDERS):
+        lines = ["order_id,customer_id,amount"] + [f"{o},{c},{a}" for o, c, a in rows]
+        (root / "orders" / f"orders_{i}.csv").write_text("\n".join(lines) + "\n")
+    with sqlite3.connect(root / "crm.sqlite") as conn:
+        conn.execute("CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO customers VALUES (?, ?)", CUSTOMERS)
+    conn.close()
+    path = root / "shop_pipeline.py"
+    path.write_text(PIPELINE.format(orders=str(root / "orders" / "*.csv"),
+                                    db=f"sqlite:///{root / 'crm.sqlite'}", big=BIG))
+    return {"path": str(path), "lake": str(root / "lake"), "wh": root / "wh.duckdb",
+            "settings": {"lake": str(root / "lake"), "warehouse": f"duckdb:///{root / 'wh.duckdb'}",
+                         "backend": "pandas"}}
+
+
+@pytest.fixture(scope="module")
+def first_run(harness: None, shop: dict[str, Any]) -> dict[str, Any]:
+    """The first flow run over the shop pipeline: its final state and returned steps."""
+    state = elt(shop["path"], **shop["settings"], return_state=True)
+    assert state.is_completed(), state.message
+    return {"state": state, "steps": state.result(),
+            "flow_run_id": state.state_details.flow_run_id}
+
+
+def by_table(steps: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(s["kind"], s["table"]): s for s in steps}
+
+
+def test_first_run_lands_builds_and_publishes(first_run: dict[str, Any]) -> None:
+    steps = by_table(first_run["steps"])
+    totals = expected_totals()
+    big = [t for t in totals if t[2] >= BIG]
+    assert len(first_run["steps"]) == 6
+    assert steps["load", "raw.orders"]["status"] == "landed"
+    assert steps["load", "raw.orders"]["rows"] == sum(len(f) for f in ORDERS)
+    assert steps["load", "raw.customers"]["rows"] == len(CUSTOMERS)
+    assert steps["model", "models.order_totals"]["status"] == "built"
+    assert steps["model", "models.order_totals"]["rows"] == len(totals)
+    assert steps["model", "models.big_customers"]["rows"] == len(big)
+    assert steps["publish", "order_totals"]["status"] == "published"
+    assert steps["publish", "order_totals"]["rows"] == len(totals)
+    assert steps["publish", "big_customers"]["rows"] == len(big)
+    assert all(s["version"] is not None for s in first_run["steps"])
+
+
+def test_warehouse_holds_the_model_rows(first_run: dict[str, Any], shop: dict[str, Any]) -> None:
+    with duckdb.connect(str(shop["wh"]), read_only=True) as con:
+        totals = con.execute("SELECT customer_id, name, amount FROM order_totals "
+                             "ORDER BY customer_id").fetchall()
+        big = con.execute("SELECT customer_id FROM big_customers ORDER BY customer_id").fetchall()
+    assert totals == expected_totals()
+    assert big == [(c,) for c, _, amount in expected_totals() if amount >= BIG]
+
+
+def test_artifacts_summarise_the_run(first_run: dict[str, Any], shop: dict[str, Any]) -> None:
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[elt_module.SUMMARY_KEY, elt_module.TABLES_KEY]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[first_run["flow_run_id"]])))}
+    assert set(artifacts) == {"headwater-run-summary", "headwater-tables"}
+    (run_id,) = set(Lake(shop["lake"]).read("raw.orders", columns=["_hw_run_id"]).column(0).to_pylist())
+    markdown = artifacts["headwater-run-summary"].data
+    assert run_id in markdown and "| `models.order_totals` | model | built | 3 |" in markdown
+    table = artifacts["headwater-tables"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert [(r["table"], r["status"], r["rows"]) for r in rows] == [
+        (s["table"], s["status"], s["rows"]) for s in first_run["steps"]]
+
+
+def test_task_graph(first_run: dict[str, Any]) -> None:
+    """Loads wait for nothing, builds for what they read, publishes for their build and the
+    publish before them."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[first_run["flow_run_id"]])))
+    names = {r.id: r.name for r in runs}
+    waits = {r.name: {names[i.id] for i in r.task_inputs.get("wait_for", [])} for r in runs}
+    assert waits == {
+        "load-orders": set(), "load-customers": set(),
+        "build-order_totals": {"load-orders", "load-customers"},
+        "build-big_customers": {"build-order_totals"},
+        "publish-order_totals": {"build-order_totals"},
+        "publish-big_customers": {"build-big_customers", "publish-order_totals"}}
+
+
+def test_second_run_changes_nothing(first_run: dict[str, Any], shop: dict[str, Any]) -> None:
+    steps = elt(shop["path"], **shop["settings"])
+    assert [s["status"] for s in steps] == ["unchanged"] * 6
+    assert sum(s["rows"] for s in steps if s["kind"] == "load") == 0
+    assert [s["version"] for s in steps] == [s["version"] for s in first_run["steps"]]
+
+
+def test_unreadable_source_fails_the_flow_after_retries(
+        harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert elt_module.extract_load.retries == 2
+    fast = elt_module.extract_load.with_options(retry_delay_seconds=0)  # same retries, no waiting
+    monkeypatch.setattr(elt_module, "extract_load", fast)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,4,5\n")
+    path = tmp_path / "broken.py"
+    path.write_text(BAD_PIPELINE.format(path=str(tmp_path / "bad.csv")))
+    state = elt(str(path), lake=str(tmp_path / "lake"), warehouse=f"duckdb:///{tmp_path}/wh.duckdb",
+                backend="pandas", return_state=True)
+    assert state.is_failed()
+    exc = state.result(raise_on_failure=False)
+    assert isinstance(exc, elt_module.PipelineFailed)
+    steps = by_table(exc.steps)
+    assert steps["load", "raw.bad"]["status"] == "failed"
+    assert "cannot read" in steps["load", "raw.bad"]["detail"]
+    assert steps["model", "models.copy_of_bad"]["status"] == "skipped"
+    assert steps["publish", "copy_of_bad"]["status"] == "skipped"
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    load_run = next(r for r in runs if r.name == "load-bad")
+    assert load_run.run_count == 3 and load_run.state.is_failed()
+
+
+def test_cli_exit_code_for_a_missing_pipeline(harness: None, tmp_path: Path) -> None:
+    assert elt_module.main([str(tmp_path / "nope.py"), "--backend", "pandas"]) == 1
