@@ -107,7 +107,7 @@ def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model>
     dt = the_lake.table(table, version)
     data = dt.to_pyarrow_dataset().head(limit)
     console.print(arrow_table(data, f"{the_lake.qualify(table)} @ version {dt.version()} "
-                                    f"(first {data.num_rows} rows)"))
+                                    f"(first {data.num_rows} rows)", width=console.width))
 
 
 @app.command()
@@ -139,7 +139,7 @@ def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> 
         result = wh.query(sql, lake=datasets)
     finally:
         wh.dispose()
-    console.print(arrow_table(result.slice(0, limit)))
+    console.print(arrow_table(result.slice(0, limit), width=console.width))
     if result.num_rows > limit:
         console.print(f"[dim]{result.num_rows - limit} more rows (--limit)[/]")
 

@@ -54,8 +54,11 @@ def summary_table(summary: RunSummary) -> Table:
     if summary.backend:
         title += f" — models on {summary.backend}"
     table = Table(title=title, title_justify="left")
-    for col in ("step", "table", "status", "rows", "version", "seconds", "detail"):
-        table.add_column(col, justify="right" if col in ("rows", "version", "seconds") else "left")
+    widths = {"step": 7, "table": 18, "status": 9, "rows": 7, "version": 7, "seconds": 7}
+    for col, width in widths.items():
+        table.add_column(col, justify="right" if col in ("rows", "version", "seconds") else "left",
+                         no_wrap=True, min_width=width)
+    table.add_column("detail", overflow="ellipsis", no_wrap=True)
     for s in summary.steps:
         style = STATUS_STYLE.get(s.status, "")
         table.add_row(s.kind, s.table, f"[{style}]{s.status}[/]", f"{s.rows:,}",
@@ -63,13 +66,24 @@ def summary_table(summary: RunSummary) -> Table:
     return table
 
 
-def arrow_table(data: pa.Table, title: str = "", max_width: int = 40) -> Table:
-    """An Arrow table as a rich table (values shortened to `max_width` characters)."""
+def arrow_table(data: pa.Table, title: str = "", max_width: int = 40, width: int = 120) -> Table:
+    """An Arrow table as a rich table; one `column | value` block per row when the columns
+    would not fit in `width` characters (like psql's expanded display)."""
     table = Table(title=title or None, title_justify="left")
-    for field in data.schema:
-        table.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold")
-    for row in data.to_pylist():
-        table.add_row(*(_cell(v, max_width) for v in row.values()))
+    if data.num_columns * 14 <= width:
+        for field in data.schema:
+            table.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold")
+        for row in data.to_pylist():
+            table.add_row(*(_cell(v, max_width) for v in row.values()))
+        return table
+    table.add_column("column", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for i, row in enumerate(data.to_pylist()):
+        if i:
+            table.add_section()
+        for field, value in zip(data.schema, row.values()):
+            table.add_row(Text(f"{field.name} ", style="bold").append(str(field.type), style="dim"),
+                          _cell(value, max_width * 2))
     return table
 
 
