@@ -74,7 +74,8 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
 @app.command()
 @friendly
 def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and warehouse go")] = Path("."),
-         seed: int = 7, photos: int = 1000, users: int = 200, days: int = 14,
+         seed: int = 7, photos: int = 1000, users: int = 200,
+         log_days: Annotated[int, typer.Option(help="days of event logs to generate")] = 14,
          backend: BackendOpt = None) -> None:
     """Generate the photo-popularity example's data and run its pipeline."""
     from examples.photo_popularity.generate import generate
@@ -84,7 +85,7 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
     data = directory / "data" / "photo_popularity"
     if not (data / "photos.sqlite").exists():
         with console.status(f"generating example data in {data}"):
-            generate(data, seed=seed, users=users, photos=photos, days=days)
+            generate(data, seed=seed, users=users, photos=photos, days=log_days)
     config = Config.load(directory, backend=backend)
     config = config.with_(
         lake=str(directory / "lake") if config.lake == DEFAULTS["lake"] else None,

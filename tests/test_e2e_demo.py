@@ -29,7 +29,7 @@ def warehouse_table(directory: Path, name: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("demo")
-    first = headwater("demo", str(directory), "--photos", "600", "--users", "120", "--days", "12",
+    first = headwater("demo", str(directory), "--photos", "600", "--users", "120", "--log-days", "12",
                       cwd=directory)
     assert first.returncode == 0, first.stderr + first.stdout
     assert "published" in first.stdout and "training_set" in first.stdout
