@@ -1,8 +1,9 @@
 """SQL sources on SQLite and on a real PostgreSQL server (tests/pg.py starts one)."""
 from __future__ import annotations
 
+import sqlite3
 import tracemalloc
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import sql
 from engine.sources.sql import SqlSource, decode_cursor
+from engine.sources.sql_types import key_token
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
-NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 8, 0, 0, 123456)
 
 
@@ -62,7 +64,7 @@ def by_key(rows: list[dict[str, Any]], columns: list[str]) -> dict[int, list[tup
 
 def test_boundary_rows_land_once_by_primary_key(db_url: str, tmp_path: Path) -> None:
     pg = db_url.startswith("postgresql")
-    tz = timezone.utc if pg else None  # timestamptz on PostgreSQL; SQLite keeps naive times
+    tz = UTC if pg else None  # timestamptz on PostgreSQL; SQLite keeps naive times
     if pg:  # the server answers in +05:30; the lake must hold the same instants, in UTC
         db_url += "?options=-c%20TimeZone%3DAsia%2FKolkata"
     t = [T0.replace(tzinfo=tz) + timedelta(minutes=m) for m in range(5)]
@@ -93,7 +95,7 @@ def test_boundary_rows_land_once_by_primary_key(db_url: str, tmp_path: Path) -> 
     with engine.connect() as conn:
         source_rows = [dict(r._mapping) for r in conn.execute(sa.select(table))]
     if pg:
-        source_rows = [{**r, "updated_at": r["updated_at"].astimezone(timezone.utc)} for r in source_rows]
+        source_rows = [{**r, "updated_at": r["updated_at"].astimezone(UTC)} for r in source_rows]
     landed = by_key(lake.read("raw.photos").to_pylist(), columns)
     latest = {i: versions[-1] for i, versions in landed.items()}
     assert latest == {r["id"]: tuple(r[c] for c in columns) for r in source_rows}
@@ -184,3 +186,28 @@ def test_postgres_reads_through_a_server_side_cursor(pg_url: str) -> None:  # no
     assert first.num_rows == 1_000 and any(q.startswith("FETCH FORWARD") for q in fetching), fetching
     assert sum(b.num_rows for b in batches) == 4_000
     engine.dispose()
+
+
+def test_sqlite_text_times_sql_cannot_match_fall_back_to_strict(tmp_path: Path) -> None:
+    """SQLite stores times as text; written without microseconds, `= max()` finds no row, so
+    the boundary keys are unknown and the run is strict rather than dropping boundary rows."""
+    path = tmp_path / "t.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("create table t (id integer primary key, at TIMESTAMP)")
+    con.executemany("insert into t values (?, ?)", [(1, "2026-03-01 10:00:00"), (2, "2026-03-01 11:00:00")])
+    con.commit()
+    lake = Lake(str(tmp_path / "lake"))
+    source = sql("t", f"sqlite:///{path}", "t", cursor="at", primary_key="id")
+    assert land(lake, source, "r1") == 0 and lake.state("raw.t")["boundary_keys"] is None
+    con.execute("insert into t values (3, '2026-03-01 12:00:00')")
+    con.commit()
+    con.close()
+    assert land(lake, source, "r2") == 1 and land(lake, source, "r3") is None
+    assert sorted(r["id"] for r in lake.read("raw.t").to_pylist()) == [1, 2, 3]
+
+
+def test_key_tokens_do_not_depend_on_the_session_time_zone() -> None:
+    at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    kolkata = at.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert key_token([kolkata, Decimal("1.50"), 7]) == key_token([at, Decimal("1.50"), 7])
+    assert key_token([at]) == ("2026-03-01T12:00:00+00:00",)

@@ -31,8 +31,14 @@ import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
 from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, with_load_columns
-from engine.sources.sql_types import (arrow_type, decode_cursor, encode_cursor, key_token,
-                                      result_column_types, to_arrow)
+from engine.sources.sql_types import (
+    arrow_type,
+    decode_cursor,
+    encode_cursor,
+    key_token,
+    result_column_types,
+    to_arrow,
+)
 
 __all__ = ["SqlSource", "arrow_type", "decode_cursor", "encode_cursor", "sql"]
 

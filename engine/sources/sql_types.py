@@ -40,10 +40,19 @@ def decode_cursor(state: dict[str, Any]) -> Any:
 def key_token(values: Sequence[Any]) -> tuple[Any, ...]:
     """A primary key (one value per key column) as a hashable, JSON-able tuple.
 
-    Ints, strings, floats and bools stay as they are; other values (UUIDs, decimals, dates)
+    Ints, strings, floats and bools stay as they are; tz-aware timestamps become UTC ISO text
+    (the session's time zone may change between runs); other values (UUIDs, decimals, dates)
     become their `str`, which is stable for values read from the same column.
     """
-    return tuple(v if v is None or isinstance(v, (int, str, float)) else str(v) for v in values)
+    return tuple(_token(v) for v in values)
+
+
+def _token(v: Any) -> Any:
+    if v is None or isinstance(v, (int, str, float)):
+        return v
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.UTC).isoformat()
+    return str(v)
 
 
 def arrow_type(column_type: sa.types.TypeEngine[Any]) -> pa.DataType | None:
