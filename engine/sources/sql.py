@@ -1,14 +1,28 @@
-"""SQL sources: a table or a query from any SQLAlchemy URL, read in chunks into Arrow.
+"""SQL sources: a table or a query from any SQLAlchemy URL, streamed in bounded Arrow batches.
 
-With a `cursor` column, each run appends only rows whose cursor lies between the last landed
-maximum (exclusive) and the maximum at the start of this run (inclusive). Without one, each run
-reads the whole table or query and replaces the raw table with it.
+Rows are read through a server-side cursor (`stream_results`; a named cursor on PostgreSQL),
+so the client holds one batch at a time, never the table.
+
+With a `cursor` column, each run appends only new rows, up to `high`, the cursor's maximum
+when the run starts; the state committed with the rows says what was landed:
+
+* with `primary_key`: rows with `low <= cursor <= high`, where `low` is the previous `high`,
+  less the rows at `low` whose keys the previous run landed. The keys of the rows at `high`
+  go into the state, so a row inserted later with the same cursor value as the last landed
+  one still lands, once. If more than `max_boundary_keys` rows share `high`, their keys are
+  not kept and the next run falls back to the strict rule below.
+* without: rows with `low < cursor <= high`. A row inserted after a run with a cursor value
+  equal to that run's `high` (same `updated_at`) is never read; give a primary key, or a
+  cursor that only grows.
+
+Either way, a row committed late with a cursor *below* `high` (a long transaction) is missed:
+use a cursor set at commit time, or reload. Without a cursor, each run reads the whole table
+or query and replaces the raw table with it.
 """
 from __future__ import annotations
 
 import datetime as dt
-import decimal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,42 +31,29 @@ import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
 from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, with_load_columns
+from engine.sources.sql_types import (
+    arrow_type,
+    decode_cursor,
+    encode_cursor,
+    key_token,
+    result_column_types,
+    to_arrow,
+)
 
-_CODECS = {"datetime": (dt.datetime.isoformat, dt.datetime.fromisoformat),
-           "date": (dt.date.isoformat, dt.date.fromisoformat),
-           "decimal": (str, decimal.Decimal), "int": (int, int), "float": (float, float),
-           "str": (str, str)}
+__all__ = ["SqlSource", "arrow_type", "decode_cursor", "encode_cursor", "sql"]
 
-
-def encode_cursor(value: Any) -> dict[str, Any]:
-    """A cursor value as JSON-able state that `decode_cursor` turns back into the same value."""
-    kind = {dt.datetime: "datetime", dt.date: "date", decimal.Decimal: "decimal",
-            int: "int", float: "float", str: "str"}.get(type(value))
-    if kind is None:
-        raise HeadwaterError(f"cursor values of type {type(value).__name__} are not supported",
-                             "use a timestamp, date, number or string column as cursor")
-    return {"type": kind, "value": _CODECS[kind][0](value)}
+DEFAULT_MAX_BOUNDARY_KEYS = 10_000
+Row = Sequence[Any]
 
 
-def decode_cursor(state: dict[str, Any]) -> Any:
-    """The cursor value stored by `encode_cursor`."""
-    return _CODECS[state["type"]][1](state["value"])
+@dataclass
+class Plan:
+    """One incremental read: cursor bounds, the row filter at the bounds, the state to commit."""
 
-
-def arrow_type(column_type: sa.types.TypeEngine) -> pa.DataType | None:
-    """The Arrow type for a SQLAlchemy column type (None: let Arrow infer it)."""
-    try:
-        py = column_type.python_type
-    except NotImplementedError:
-        return None
-    if py is dt.datetime:
-        return pa.timestamp("us", tz="UTC" if getattr(column_type, "timezone", False) else None)
-    if py is decimal.Decimal:
-        precision = getattr(column_type, "precision", None)
-        scale = getattr(column_type, "scale", None)
-        return pa.decimal128(precision, scale or 0) if precision else pa.float64()
-    return {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string(),
-            dt.date: pa.date32(), bytes: pa.binary()}.get(py)
+    where: list[sa.ColumnElement[bool]]
+    keep: Callable[[Row], bool] | None
+    state: dict[str, Any]
+    planned: str
 
 
 @dataclass
@@ -65,10 +66,21 @@ class SqlSource:
     query: str | None = None
     cursor: str | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
+    primary_key: str | list[str] | None = None
+    max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS
 
     def __post_init__(self) -> None:
         if (self.table is None) == (self.query is None):
             raise HeadwaterError(f"source {self.name!r}: give exactly one of table= or query=")
+        if self.batch_rows < 1:
+            raise HeadwaterError(f"source {self.name!r}: batch_rows must be at least 1")
+
+    @property
+    def keys(self) -> list[str]:
+        """The primary key's columns ([] when none is given)."""
+        if self.primary_key is None:
+            return []
+        return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
 
     def _selectable(self, engine: sa.Engine) -> sa.FromClause:
         if self.table:
@@ -79,8 +91,18 @@ class SqlSource:
                 raise HeadwaterError(f"source {self.name!r}: no table {self.table!r} at {_safe(self.url)}",
                                      "check table= and the database URL") from exc
         with engine.connect() as conn:  # learn the query's columns without reading its rows
-            names = list(conn.execute(sa.text(f"SELECT * FROM ({self.query}) AS hw_q WHERE 1 = 0")).keys())
-        return sa.text(self.query).columns(*(sa.column(n) for n in names)).subquery("hw_q")
+            result = conn.execute(sa.text(f"SELECT * FROM ({self.query}) AS hw_q WHERE 1 = 0"))
+            names = list(result.keys())
+            types = result_column_types(engine.dialect.name, result.cursor.description)
+            result.close()
+        columns = (sa.column(n, t) for n, t in zip(names, types or [sa.types.NullType()] * len(names)))
+        return sa.text(self.query).columns(*columns).subquery("hw_q")
+
+    def _column(self, source: sa.FromClause, name: str, role: str) -> sa.ColumnElement[Any]:
+        if name not in source.c:
+            raise HeadwaterError(f"source {self.name!r}: {role} column {name!r} not found",
+                                 f"columns are {', '.join(source.c.keys())}")
+        return source.c[name]
 
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: dt.datetime) -> Extraction:
         try:
@@ -89,49 +111,96 @@ class SqlSource:
         except sa.exc.ArgumentError as exc:
             raise HeadwaterError(f"source {self.name!r}: bad database URL {_safe(self.url)}: {exc}",
                                  "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
+        for key in self.keys:
+            self._column(source, key, "primary key")
         stmt = sa.select(source)
-        new_state: dict[str, Any] = {}
-        planned, mode = "all rows (no cursor: replaces the raw table)", "overwrite"
         if self.cursor:
-            if self.cursor not in source.c:
-                raise HeadwaterError(f"source {self.name!r}: cursor column {self.cursor!r} not found",
-                                     f"columns are {', '.join(source.c.keys())}")
-            col = source.c[self.cursor]
-            low = decode_cursor(state["cursor"]) if "cursor" in state else None
-            bound = sa.select(sa.func.max(col))
-            if low is not None:
-                bound = bound.where(col > low)
-            with engine.connect() as conn:
-                high = conn.execute(bound).scalar()
-            if high is None:
+            col = self._column(source, self.cursor, "cursor")
+            try:
+                plan = self._plan(engine, source, col, state)
+            except BaseException:
                 engine.dispose()
-                return Extraction(iter(()), state, f"no rows with {self.cursor} > {low}")
-            stmt = stmt.where(col <= high).order_by(col)
-            if low is not None:
-                stmt = stmt.where(col > low)
-            new_state = {"cursor": encode_cursor(high)}
-            planned = f"rows with {self.cursor} <= {high}" if low is None else \
-                f"rows with {self.cursor} in ({low}, {high}]"
-            mode = "append"
-        schema = _schema(source)
+                raise
+            if isinstance(plan, str):
+                engine.dispose()
+                return Extraction(iter(()), state, plan, [self.table or "query"])
+            stmt = stmt.where(*plan.where).order_by(col)
+            keep, new_state, planned, mode = plan.keep, plan.state, plan.planned, "append"
+        else:
+            keep, new_state, mode = None, {}, "overwrite"
+            planned = "all rows (no cursor: replaces the raw table)"
+        types = {c.name: arrow_type(c.type) for c in source.c}
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at)
-                   for b in _stream(engine, stmt, schema, self.batch_rows))
+                   for b in _stream(engine, stmt, types, self.batch_rows, keep))
         return Extraction(batches, new_state, planned, [self.table or "query"], mode)
 
+    def _plan(self, engine: sa.Engine, source: sa.FromClause, col: sa.ColumnElement[Any],
+              state: dict[str, Any]) -> Plan | str:
+        """The bounds of this run's read, or a line saying there is nothing new."""
+        low = decode_cursor(state["cursor"]) if "cursor" in state else None
+        seen: set[tuple[Any, ...]] | None = None
+        if self.keys and low is not None and state.get("boundary_keys") is not None:
+            seen = {tuple(k) for k in state["boundary_keys"]}
+        above = (col >= low if seen is not None else col > low) if low is not None else None
+        bound = sa.select(sa.func.max(col))
+        with engine.connect() as conn:
+            high = conn.execute(bound if above is None else bound.where(above)).scalar()
+            if high is None:
+                return f"no rows with {self.cursor} > {low}"
+            at_high: set[tuple[Any, ...]] | None = None
+            if self.keys:
+                keys = sa.select(*(source.c[k] for k in self.keys)).where(col == high)
+                found = conn.execute(keys.limit(self.max_boundary_keys + 1)).all()
+                if 0 < len(found) <= self.max_boundary_keys:  # 0: `=` disagrees with max()
+                    at_high = {key_token(r) for r in found}
+        if seen is not None and high == low and at_high is not None and at_high <= seen:
+            return f"no rows with {self.cursor} > {low} and none new at {low}"
+        new_state: dict[str, Any] = {"cursor": encode_cursor(high)}
+        if self.keys:
+            new_state["boundary_keys"] = None if at_high is None else sorted(at_high, key=str)
+        where = [col <= high] + ([above] if above is not None else [])
+        planned = (f"rows with {self.cursor} <= {high}" if low is None else
+                   f"rows with {self.cursor} in [{low}, {high}], less {len(seen)} landed at {low}"
+                   if seen is not None else f"rows with {self.cursor} in ({low}, {high}]")
+        return Plan(where, self._keep(low, seen, high, at_high), new_state, planned)
 
-def _schema(source: sa.FromClause) -> dict[str, pa.DataType | None]:
-    return {c.name: arrow_type(c.type) for c in source.c}
+    def _keep(self, low: Any, seen: set[tuple[Any, ...]] | None, high: Any,
+              at_high: set[tuple[Any, ...]] | None) -> Callable[[Row], bool] | None:
+        """Which rows at the bounds to land: none seen at `low`; at `high`, only the planned keys
+        (a row inserted at `high` after planning lands next run, as its key is not in the state)."""
+        if seen is None and at_high is None:
+            return None
+        positions = None  # column positions, learnt from the first row's keys
+
+        def keep(row: Row) -> bool:
+            nonlocal positions
+            if positions is None:
+                names = list(row._fields)  # type: ignore[attr-defined]
+                positions = (names.index(self.cursor), [names.index(k) for k in self.keys])
+            value = row[positions[0]]
+            if seen is not None and value == low and key_token([row[i] for i in positions[1]]) in seen:
+                return False
+            if at_high is not None and value == high:
+                return key_token([row[i] for i in positions[1]]) in at_high
+            return True
+
+        return keep
 
 
-def _stream(engine: sa.Engine, stmt: sa.Select, types: dict[str, pa.DataType | None],
-            rows: int) -> Iterator[pa.RecordBatch]:
+def _stream(engine: sa.Engine, stmt: sa.Select[Any], types: dict[str, pa.DataType | None],
+            rows: int, keep: Callable[[Row], bool] | None) -> Iterator[pa.RecordBatch]:
+    """Batches of at most `rows` rows of `stmt`, read through a server-side cursor."""
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(yield_per=rows).execute(stmt)
+            result = conn.execution_options(stream_results=True, yield_per=rows).execute(stmt)
             names = list(result.keys())
             for chunk in result.partitions(rows):
+                if keep is not None:
+                    chunk = [row for row in chunk if keep(row)]
+                    if not chunk:
+                        continue
                 columns = list(zip(*chunk))
-                arrays = [pa.array(col, type=types.get(name)) for name, col in zip(names, columns)]
+                arrays = [to_arrow(col, types.get(name)) for name, col in zip(names, columns)]
                 yield pa.RecordBatch.from_arrays(arrays, names=names)
     finally:
         engine.dispose()
@@ -142,6 +211,12 @@ def _safe(url: str) -> str:
 
 
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,
-        cursor: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS) -> SqlSource:
-    """A source of rows from a SQL database table or query, incremental by `cursor` if given."""
-    return SqlSource(name, url, table, query, cursor, batch_rows)
+        cursor: str | None = None, primary_key: str | list[str] | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS) -> SqlSource:
+    """A source of rows from a SQL database table or query, incremental by `cursor` if given.
+
+    With `primary_key` (a column or a list), rows that share the last landed cursor value are
+    neither skipped nor landed twice; see this module's docstring for the exact rule.
+    """
+    return SqlSource(name, url, table, query, cursor, batch_rows, primary_key, max_boundary_keys)
