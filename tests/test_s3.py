@@ -179,6 +179,10 @@ def test_bad_credentials_are_a_clear_error(
         lake.land("raw.x", [pa.RecordBatch.from_pydict({"a": [1]})], run_id="r", state={})
     with pytest.raises(HeadwaterError, match="access was refused"):
         lake.tables()
+    good = Lake(f"s3://{s3_bucket}/lake", {"AWS_ACCESS_KEY_ID": s3_server.key,
+                                          "AWS_SECRET_ACCESS_KEY": s3_server.secret})
+    assert good.land("raw.x", [pa.RecordBatch.from_pydict({"a": [1]})], run_id="r", state={}).rows == 1
+    assert good.tables() == ["raw.x"]  # storage_options beat the environment
     with pytest.raises(HeadwaterError, match=f"source 'x'.*{s3_bucket}.*access was refused"):
         files("x", f"s3://{s3_bucket}/in/*.csv").list_files()
 
