@@ -110,7 +110,19 @@ def test_lake_on_s3_from_env_lists_reads_and_keeps_state(
     assert f"lake/raw/events/_delta_log/{0:020d}.json" in keys
 
 
-PIPELINE_MODEL_SQL = "select country, sum(amount) as revenue from orders group by country order by country"
+def test_a_writer_behind_the_latest_commit_does_not_overwrite_it(
+        s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits are conditional puts: a writer that read version 0 cannot replace version 1."""
+    from deltalake import DeltaTable, write_deltalake
+
+    use_env(monkeypatch, s3_server)
+    lake = Lake(f"s3://{s3_bucket}/lake")
+    lake.land("raw.t", [pa.RecordBatch.from_pydict({"a": [0]})], run_id="r0", state={})
+    stale = lake.table("raw.t")  # at version 0
+    lake.land("raw.t", [pa.RecordBatch.from_pydict({"a": [1]})], run_id="r1", state={})
+    write_deltalake(stale, pa.table({"a": [2]}), mode="append")  # tries version 1, which exists
+    assert lake.version("raw.t") == 2
+    assert sorted(lake.read("raw.t").column("a").to_pylist()) == [0, 1, 2]
 
 
 def test_a_pipeline_runs_with_its_lake_on_s3(
