@@ -109,9 +109,11 @@ _CAUSES = [
     (r"NoSuchBucket|bucket does not exist", "the bucket does not exist",
      "check the bucket name, or create the bucket"),
     (r"InvalidAccessKeyId|SignatureDoesNotMatch|signature we calculated does not match|AccessDenied|"
-     r"Forbidden|403|lacked the necessary privileges|credentials|^PermissionError", "access was refused",
+     r"ExpiredToken|InvalidToken|\bForbidden\b|lacked the necessary privileges|Unable to locate credentials|"
+     r"NoCredentials|^PermissionError", "access was refused",
      "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or storage_options) and the key's permissions"),
-    (r"Connection refused|error sending request|dns error|Could not connect", "the endpoint cannot be reached",
+    (r"Connection refused|error sending request|dns error|Could not connect to the endpoint",
+     "the endpoint cannot be reached",
      "check AWS_ENDPOINT_URL (or storage_options) and the network"),
 ]
 

@@ -1,6 +1,11 @@
 """Storage options: one mapping for delta-rs and fsspec, the AWS environment under explicit options."""
+import socket
+
+import pyarrow as pa
 import pytest
 
+from engine.errors import HeadwaterError
+from engine.lake import Lake
 from engine.storage import AWS_ENV, delta_options, detail, source_options, storage_failure
 
 
@@ -37,4 +42,14 @@ def test_store_refusals_are_recognised_and_quoted_briefly() -> None:
     assert storage_failure(xml)[0] == "the bucket does not exist"
     assert detail(xml) == "NoSuchBucket: The specified bucket does not exist"
     assert storage_failure(PermissionError("Forbidden"))[0] == "access was refused"
-    assert storage_failure(ValueError("column 'x' is int64, the table has string")) is None
+    assert storage_failure(ValueError("orders_403: column 'x' is int64, the table has string")) is None
+
+
+def test_an_unreachable_endpoint_is_a_clear_error() -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    lake = Lake("s3://bucket/lake", {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                                     "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    with pytest.raises(HeadwaterError, match="the endpoint cannot be reached.*check AWS_ENDPOINT_URL"):
+        lake.land("raw.x", [pa.RecordBatch.from_pydict({"a": [1]})], run_id="r", state={})
