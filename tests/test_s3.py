@@ -1,7 +1,6 @@
 """s3:// for file sources and for the lake, against moto_server on 127.0.0.1 (tests/s3.py)."""
 import gzip
 import io
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -113,7 +112,7 @@ def test_lake_on_s3_from_env_lists_reads_and_keeps_state(
 def test_a_writer_behind_the_latest_commit_does_not_overwrite_it(
         s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commits are conditional puts: a writer that read version 0 cannot replace version 1."""
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import write_deltalake
 
     use_env(monkeypatch, s3_server)
     lake = Lake(f"s3://{s3_bucket}/lake")
