@@ -40,7 +40,7 @@ def _expand(pattern: str, options: dict[str, Any]) -> list[str]:
     fs, path = fsspec.core.url_to_fs(pattern, **options)
     fs.invalidate_cache()  # a listing cached by an earlier run must not hide new files
     if any(c in path for c in "*?["):
-        paths = [p for p in fs.glob(path) if not fs.isdir(p)]
+        paths = [p for p, info in fs.glob(path, detail=True).items() if info.get("type") != "directory"]
     elif fs.isdir(path):
         paths = [p for p in fs.find(path) if not Path(p).name.startswith((".", "_"))]
     else:
