@@ -137,8 +137,11 @@ def test_a_pipeline_runs_with_its_lake_on_s3(
         return out.sort_values("country").reset_index(drop=True)
 
     pipeline = Pipeline("shop", sources=[orders], models=[revenue])
-    config = Config.load(tmp_path, lake=f"s3://{s3_bucket}/lake", backend="pandas",
-                         warehouse=f"duckdb:///{tmp_path}/wh.duckdb", storage_options=options)
+    (tmp_path / "headwater.toml").write_text(  # the lake's settings as a user writes them
+        f'lake = "s3://{s3_bucket}/lake"\n[storage_options]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in options.items()))
+    config = Config.load(tmp_path, backend="pandas", warehouse=f"duckdb:///{tmp_path}/wh.duckdb")
+    assert config.lake == f"s3://{s3_bucket}/lake" and config.storage_options == options
     runner = Runner(pipeline, config)
     first = runner.run()
     assert first.ok, first.error
