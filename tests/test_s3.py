@@ -207,3 +207,30 @@ def test_bad_credentials_are_a_clear_error(
     assert not summary.ok
     (step,) = summary.steps
     assert step.status == "failed" and "access was refused" in step.detail
+
+
+def test_the_cli_runs_and_queries_a_lake_on_s3_from_the_environment(
+        s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    cli = CliRunner()
+    put(s3_server, s3_bucket, "in/a.csv", b"n\n1\n2\n3\n")
+    (tmp_path / "pipeline.py").write_text(
+        "from engine import Pipeline, sources\n"
+        f"pipeline = Pipeline('p', sources=[sources.files('nums', 's3://{s3_bucket}/in/*.csv')])\n")
+    monkeypatch.chdir(tmp_path)
+    use_env(monkeypatch, s3_server)
+    monkeypatch.setenv("HEADWATER_LAKE", f"s3://{s3_bucket}/lake")
+    monkeypatch.setenv("HEADWATER_BACKEND", "pandas")
+    ran = cli.invoke(app, ["run", "pipeline.py"])
+    assert ran.exit_code == 0, ran.output
+    total = cli.invoke(app, ["query", "select sum(n) as total from raw.nums"])
+    assert total.exit_code == 0, total.output
+    assert " 6 " in total.output.replace("│", " ")
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    refused = cli.invoke(app, ["query", "select count(*) from raw.nums"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "cannot list the lake" in refused.output and "access was refused" in refused.output
