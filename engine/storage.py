@@ -56,13 +56,18 @@ def delta_options(uri: str, options: dict[str, Any] | None) -> dict[str, str] | 
     given = _upper_aws(dict(options or {}))
     if not is_s3(uri):
         return {k: str(v) for k, v in given.items()} or None
-    merged = {**aws_env(), **given}
-    if "AWS_REGION" not in merged:
-        merged["AWS_REGION"] = merged.get("AWS_DEFAULT_REGION", "us-east-1")
+    env = aws_env()
+    merged = {**env, **given, "AWS_REGION": _region(given) or _region(env) or "us-east-1"}
     endpoint = str(merged.get("AWS_ENDPOINT_URL", merged.get("AWS_ENDPOINT", "")))
     if endpoint.startswith("http://"):
         merged.setdefault("AWS_ALLOW_HTTP", "true")
     return {k: str(v) for k, v in merged.items()}
+
+
+def _region(options: dict[str, Any]) -> str | None:
+    """AWS_REGION, else AWS_DEFAULT_REGION (any case), as the AWS SDKs read them."""
+    upper = _upper_aws(options)
+    return upper.get("AWS_REGION") or upper.get("AWS_DEFAULT_REGION")
 
 
 def fsspec_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -72,10 +77,11 @@ def fsspec_options(options: dict[str, Any]) -> dict[str, Any]:
         low = key.lower()
         if low in S3_KEYS:
             out[S3_KEYS[low]] = value
-        elif low in ("aws_region", "aws_default_region"):
-            out.setdefault("client_kwargs", {})["region_name"] = value
         elif not low.startswith("aws_"):  # already fsspec-style (key, secret, anon, ...)
             out[key] = value
+    region = _region(options)
+    if region:
+        out["client_kwargs"] = {**out.get("client_kwargs", {}), "region_name": region}
     return out
 
 
@@ -84,10 +90,7 @@ def source_options(uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
     options = dict(options or {})
     if not is_s3(uri):
         return fsspec_options(options)
-    env = aws_env()
-    if "AWS_REGION" in env:  # the SDKs' name beats the older one, as in the AWS CLI
-        env.pop("AWS_DEFAULT_REGION", None)
-    merged = fsspec_options(env)
+    merged = fsspec_options(aws_env())
     given = fsspec_options(options)
     if "client_kwargs" in merged and "client_kwargs" in given:
         given["client_kwargs"] = {**merged["client_kwargs"], **given["client_kwargs"]}

@@ -31,6 +31,17 @@ def test_a_local_lake_gets_no_options_and_s3_gets_the_environment_under_explicit
     assert source_options("https://example.org/a.parquet", {"headers": {"x": "1"}}) == {"headers": {"x": "1"}}
 
 
+def test_aws_region_beats_aws_default_region_and_explicit_options_beat_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_REGION", "eu-north-1")
+    assert delta_options("s3://b/lake", None)["AWS_REGION"] == "eu-north-1"
+    assert source_options("s3://b/x.csv", None)["client_kwargs"] == {"region_name": "eu-north-1"}
+    assert delta_options("s3://b/lake", {"AWS_DEFAULT_REGION": "ap-south-1"})["AWS_REGION"] == "ap-south-1"
+    assert source_options("s3://b/x.csv", {"aws_region": "ap-south-1"})["client_kwargs"] == {
+        "region_name": "ap-south-1"}
+
+
 def test_an_https_endpoint_keeps_https_only_and_the_region_defaults() -> None:
     options = delta_options("s3://b/lake", {"AWS_ENDPOINT_URL": "https://minio.internal"})
     assert options == {"AWS_ENDPOINT_URL": "https://minio.internal", "AWS_REGION": "us-east-1"}
