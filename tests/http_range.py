@@ -107,7 +107,7 @@ def http_folder(tmp_path: Path) -> Iterator[HttpFolder]:
     tally = Tally()
     handler = partial(RangeHandler, tally=tally, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield HttpFolder(root, f"http://127.0.0.1:{server.server_address[1]}", tally)
