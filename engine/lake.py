@@ -17,6 +17,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from engine.errors import HeadwaterError
+from engine.storage import check_bucket, delta_options, fsspec_options, storage_errors
 
 ZONES = ("raw", "models")
 META_PREFIX = "headwater."
@@ -85,11 +86,12 @@ def cast(col: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.Chun
 
 
 class Lake:
-    """Delta tables under `root`, read and written with `storage_options` (for s3://)."""
+    """Delta tables under `root`, read and written with `storage_options` (for s3://: over the
+    AWS environment, see `engine.storage.delta_options`)."""
 
     def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
         self.root = root.rstrip("/") if "://" in root else str(Path(root).resolve())
-        self.storage_options = storage_options or None
+        self.storage_options = delta_options(self.root, storage_options)
 
     # -- naming ---------------------------------------------------------------------------
     def qualify(self, name: str) -> str:
@@ -108,16 +110,21 @@ class Lake:
 
     def exists(self, name: str) -> bool:
         zone, _, table = name.partition(".")
-        return DeltaTable.is_deltatable(f"{self.root}/{zone}/{table}", self.storage_options)
+        uri = f"{self.root}/{zone}/{table}"
+        with storage_errors(f"cannot read the lake at {uri}"):
+            return DeltaTable.is_deltatable(uri, self.storage_options)
 
     def tables(self) -> list[str]:
         """Qualified names of every table in the lake."""
         if "://" in self.root and not self.root.startswith("file://"):
             import fsspec
 
-            fs, base = fsspec.core.url_to_fs(self.root, **(self.storage_options or {}))
-            listing = {z: [Path(p).name for p in fs.ls(f"{base}/{z}", detail=False)]
-                       for z in ZONES if fs.exists(f"{base}/{z}")}
+            with storage_errors(f"cannot list the lake at {self.root}"):
+                fs, base = fsspec.core.url_to_fs(self.root, **fsspec_options(self.storage_options or {}))
+                fs.invalidate_cache()  # tables written since an earlier listing must show
+                check_bucket(fs, base)
+                listing = {z: [Path(p).name for p in fs.ls(f"{base}/{z}", detail=False)]
+                           for z in ZONES if fs.exists(f"{base}/{z}")}
         else:
             root = Path(self.root.removeprefix("file://"))
             listing = {z: sorted(p.name for p in (root / z).iterdir() if p.is_dir())
@@ -130,7 +137,8 @@ class Lake:
         """The DeltaTable for `name`, at `version` (latest when None)."""
         uri = self.uri(name)
         try:
-            return DeltaTable(uri, version=version, storage_options=self.storage_options)
+            with storage_errors(f"cannot read the lake table at {uri}"):
+                return DeltaTable(uri, version=version, storage_options=self.storage_options)
         except TableNotFoundError as exc:
             raise HeadwaterError(f"no lake table {self.qualify(name)!r} at {uri}",
                                  "run the pipeline first, or check the name with `headwater show`") from exc
@@ -223,9 +231,10 @@ class Lake:
         uri = self.uri(name)
         props = CommitProperties(custom_metadata={
             META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
-        write_deltalake(uri, data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge",
-                        storage_options=self.storage_options, commit_properties=props)
-        return DeltaTable(uri, storage_options=self.storage_options).version()
+        with storage_errors(f"cannot write the lake table at {uri}"):
+            write_deltalake(uri, data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge",
+                            storage_options=self.storage_options, commit_properties=props)
+            return DeltaTable(uri, storage_options=self.storage_options).version()
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

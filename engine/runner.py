@@ -98,7 +98,7 @@ class Runner:
         if self._backend is None:
             from engine.backends import resolve
 
-            self._backend = resolve(self.config.backend, self.config.storage_options)
+            self._backend = resolve(self.config.backend, self.lake.storage_options)  # as the lake: env filled in
         return self._backend
 
     def _timed(self, kind: str, name: str, table: str, work: Any) -> Step:

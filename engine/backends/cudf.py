@@ -10,28 +10,10 @@ from deltalake import DeltaTable
 
 from engine.backends.pandas import plain_index
 from engine.errors import HeadwaterError
+from engine.storage import fsspec_options
 
 # Reader features that change what a Parquet file's rows mean: the files alone are not the table.
 ARROW_ONLY_FEATURES = {"deletionVectors", "columnMapping", "typeWidening"}
-
-# delta-rs (object_store) option names and their s3fs (fsspec) equivalents.
-S3_KEYS = {"aws_access_key_id": "key", "aws_secret_access_key": "secret",
-           "aws_session_token": "token", "aws_endpoint_url": "endpoint_url", "aws_endpoint": "endpoint_url"}
-
-
-def fsspec_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Lake storage options (delta-rs style, e.g. AWS_ACCESS_KEY_ID) as fsspec/s3fs arguments."""
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        low = key.lower()
-        if low in S3_KEYS:
-            out[S3_KEYS[low]] = value
-        elif low in ("aws_region", "aws_default_region"):
-            out.setdefault("client_kwargs", {})["region_name"] = value
-        elif not low.startswith("aws_"):  # already fsspec-style (key, secret, anon, ...)
-            out[key] = value
-    return out
-
 
 def arrow_only(table: DeltaTable) -> str | None:
     """Why the table's Parquet files cannot be read on their own, or None when they can."""

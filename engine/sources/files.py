@@ -1,6 +1,7 @@
 """File sources: CSV, JSON lines and Parquet, local or any fsspec URL, streamed in bounded batches.
 
 Each run lands only files not landed before; the list of landed files is the source's state.
+Listing, opening remote files and streaming Parquet by row group live in `remote.py`.
 """
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.json as pjson
-import pyarrow.parquet as pq
 
 from engine.errors import HeadwaterError
 from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, flatten, with_load_columns
+from engine.sources.remote import iter_parquet, list_paths, open_file, select
+from engine.storage import storage_errors
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -37,14 +38,15 @@ def infer_format(path: str) -> str:
 
 @dataclass
 class FileSource:
-    """Files matching `path` (a glob, a file or a folder), landed once each."""
+    """Files matching `path` (a glob, a file, a folder or a URL; or a list of them), landed once each."""
 
     name: str
-    path: str
+    path: str | list[str]
     format: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     batch_rows: int = DEFAULT_BATCH_ROWS
     csv_delimiter: str = ","
+    columns: list[str] | None = None  # only these columns (Parquet reads no others)
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
@@ -53,12 +55,8 @@ class FileSource:
 
     def list_files(self) -> list[str]:
         """Every file the path matches now, as sorted absolute paths or URLs."""
-        fs, _, paths = fsspec.get_fs_token_paths(self.path, storage_options=self.storage_options)
-        if len(paths) == 1 and fs.isdir(paths[0]):
-            paths = [p for p in fs.find(paths[0]) if not Path(p).name.startswith((".", "_"))]
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        local = protocol in ("file", "local")
-        return sorted(p if local else fs.unstrip_protocol(p) for p in paths)
+        patterns = [self.path] if isinstance(self.path, str) else self.path
+        return list_paths(patterns, self.storage_options, f"source {self.name!r}")
 
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
         landed = set(state.get("files", []))
@@ -72,8 +70,12 @@ class FileSource:
         """The rows of one file as record batches of at most `batch_rows` rows."""
         fmt = self.format or infer_format(path)
         try:
-            with fsspec.open(path, "rb", compression="infer", **self.storage_options) as fh:
-                yield from _bounded(_READERS[fmt](self, fh), self.batch_rows)
+            with storage_errors(f"source {self.name!r}: cannot read {path}"), \
+                    open_file(path, self.storage_options, fmt) as fh:
+                batches = _READERS[fmt](self, fh)
+                if self.columns is not None and fmt != "parquet":  # Parquet reads only these
+                    batches = select(batches, self.columns, f"source {self.name!r}: {path}")
+                yield from _bounded(batches, self.batch_rows)
         except (pa.ArrowInvalid, OSError, EOFError) as exc:
             if "Empty CSV file" in str(exc):
                 return
@@ -89,7 +91,8 @@ class FileSource:
             yield flatten(batch)
 
     def _parquet(self, fh: Any) -> Iterator[pa.RecordBatch]:
-        yield from pq.ParquetFile(fh).iter_batches(batch_size=self.batch_rows)
+        yield from iter_parquet(fh, columns=self.columns, batch_rows=self.batch_rows,
+                                origin=f"source {self.name!r}")
 
 
 _READERS = {"csv": FileSource._csv, "jsonl": FileSource._jsonl, "parquet": FileSource._parquet}
@@ -101,8 +104,12 @@ def _bounded(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
             yield batch.slice(start, rows)
 
 
-def files(name: str, path: str, format: str | None = None, *,
+def files(name: str, path: str | Path | list[str | Path], format: str | None = None, *,
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-          delimiter: str = ",") -> FileSource:
-    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file or folder; local or URL)."""
-    return FileSource(name, str(path), format, dict(storage_options or {}), batch_rows, delimiter)
+          delimiter: str = ",", columns: list[str] | None = None) -> FileSource:
+    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file, folder or URL; local or
+    remote; or a list of them). `columns` keeps only those columns; `storage_options` are fsspec
+    arguments or AWS_* keys, over the AWS environment for s3://."""
+    paths = str(path) if isinstance(path, (str, Path)) else [str(p) for p in path]
+    return FileSource(name, paths, format, dict(storage_options or {}), batch_rows, delimiter,
+                      list(columns) if columns is not None else None)

@@ -1,0 +1,83 @@
+"""Remote files for file sources: listing URLs and globs, and Parquet streamed by row group.
+
+A Parquet file is opened without read-ahead (`cache_type="none"`), so each read is one ranged
+request for exactly the bytes pyarrow asks for: the footer, then, row group by row group, the
+column chunks of the projected columns. Reading one column of a wide file transfers about
+that column's share of the file, and memory holds one row group's batches at a time.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.utils import get_protocol
+
+from engine.errors import HeadwaterError
+from engine.storage import check_bucket, protocol, source_options, storage_errors
+
+UNLISTABLE = ("http", "https")  # URLs that name one file each: no glob, no folder listing
+PARQUET_OPEN = {"cache_type": "none", "block_size": 1 << 20}  # no read-ahead: ranged reads only
+
+
+def list_paths(patterns: Iterable[str], options: dict[str, Any], origin: str) -> list[str]:
+    """Every file the patterns (globs, files, folders or URLs) match now, sorted, deduplicated."""
+    found: set[str] = set()
+    for pattern in patterns:
+        if protocol(pattern) in UNLISTABLE:
+            found.add(pattern)
+            continue
+        with storage_errors(f"{origin}: cannot list {pattern}"):
+            matched = _expand(pattern, source_options(pattern, options))
+        found.update(matched)
+    return sorted(found)
+
+
+def _expand(pattern: str, options: dict[str, Any]) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(pattern, **options)
+    fs.invalidate_cache()  # a listing cached by an earlier run must not hide new files
+    if any(c in path for c in "*?["):
+        paths = [p for p, info in fs.glob(path, detail=True).items() if info.get("type") != "directory"]
+    elif fs.isdir(path):
+        paths = [p for p in fs.find(path) if not Path(p).name.startswith((".", "_"))]
+    else:
+        paths = [path]
+    local = get_protocol(pattern) in ("file", "local")
+    if not paths and not local:  # nothing matched: fine, unless the bucket itself is missing
+        check_bucket(fs, path)
+    return [str(Path(p)) if local else fs.unstrip_protocol(p) for p in paths]
+
+
+def open_file(path: str, options: dict[str, Any], fmt: str) -> Any:
+    """`path` opened for reading: text formats decompressed by suffix; Parquet without read-ahead."""
+    options = source_options(path, options)
+    if fmt != "parquet" or protocol(path) == "file":
+        return fsspec.open(path, "rb", compression="infer", **options).open()
+    fs, inner = fsspec.core.url_to_fs(path, **options)
+    return fs.open(inner, "rb", **PARQUET_OPEN)
+
+
+def iter_parquet(fh: Any, *, columns: list[str] | None, batch_rows: int,
+                 origin: str) -> Iterator[pa.RecordBatch]:
+    """The rows of a Parquet file, row group by row group, only the `columns` asked for."""
+    parquet = pq.ParquetFile(fh)  # reads the footer only
+    if columns is not None:
+        missing = [c for c in columns if c.split(".")[0] not in parquet.schema_arrow.names]
+        if missing:
+            raise HeadwaterError(f"{origin}: no column(s) {missing}; it has {parquet.schema_arrow.names}",
+                                 "fix columns= in the source")
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
+
+
+def select(batches: Iterable[pa.RecordBatch], columns: list[str], origin: str) -> Iterator[pa.RecordBatch]:
+    """Only `columns` of each parsed batch, in that order (a missing one is an error)."""
+    for batch in batches:
+        missing = [c for c in columns if c not in batch.schema.names]
+        if missing:
+            raise HeadwaterError(f"{origin}: no column(s) {missing}; it has {batch.schema.names}",
+                                 "fix columns= in the source")
+        yield batch.select(columns)
