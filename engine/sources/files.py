@@ -1,6 +1,9 @@
 """File sources: CSV, JSON lines and Parquet, local or any fsspec URL, streamed in bounded batches.
 
 Each run lands only files not landed before; the list of landed files is the source's state.
+`write="append"` (the default) appends their rows; `write="merge"` upserts them on
+`primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
+file again whenever the set of files changed, and replaces the raw table with them.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from engine.errors import HeadwaterError
-from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, flatten, with_load_columns
+from engine.sources.base import (DEFAULT_BATCH_ROWS, WRITES, Extraction, check_write, flatten,
+                                 key_columns, with_load_columns)
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -45,11 +49,14 @@ class FileSource:
     storage_options: dict[str, Any] = field(default_factory=dict)
     batch_rows: int = DEFAULT_BATCH_ROWS
     csv_delimiter: str = ","
+    write: str = "append"  # append | replace | merge
+    primary_key: str | list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
             raise HeadwaterError(f"source {self.name!r}: unknown format {self.format!r}",
                                  f"use one of {', '.join(FORMATS)}")
+        check_write(self.name, self.write, self.primary_key)
 
     def list_files(self) -> list[str]:
         """Every file the path matches now, as sorted absolute paths or URLs."""
@@ -62,11 +69,20 @@ class FileSource:
 
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
         landed = set(state.get("files", []))
-        new = [f for f in self.list_files() if f not in landed]
+        current = self.list_files()
+        new = [f for f in current if f not in landed]
+        mode, key = WRITES[self.write], key_columns(self.primary_key)
+        if mode == "overwrite":
+            if set(current) == landed:
+                return Extraction(iter(()), state, f"no new files ({len(landed)} landed)")
+            read, new_state = current, {"files": current}
+            planned = f"all {len(current)} file(s), {len(new)} new (write='replace')"
+        else:
+            read, new_state = new, {"files": sorted(landed | set(new))}
+            planned = f"{len(new)} new file(s) of {len(new) + len(landed)}"
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
-                   for f in new for b in self.read_file(f))
-        return Extraction(batches, {"files": sorted(landed | set(new))},
-                          f"{len(new)} new file(s) of {len(new) + len(landed)}", new)
+                   for f in read for b in self.read_file(f))
+        return Extraction(batches, new_state, planned, read, mode, key)
 
     def read_file(self, path: str) -> Iterator[pa.RecordBatch]:
         """The rows of one file as record batches of at most `batch_rows` rows."""
@@ -103,6 +119,9 @@ def _bounded(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
 
 def files(name: str, path: str, format: str | None = None, *,
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-          delimiter: str = ",") -> FileSource:
-    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file or folder; local or URL)."""
-    return FileSource(name, str(path), format, dict(storage_options or {}), batch_rows, delimiter)
+          delimiter: str = ",", write: str = "append",
+          primary_key: str | list[str] | None = None) -> FileSource:
+    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file or folder; local or URL),
+    landed by `write`: "append" (default), "replace", or "merge" on `primary_key`."""
+    return FileSource(name, str(path), format, dict(storage_options or {}), batch_rows, delimiter,
+                      write=write, primary_key=primary_key)

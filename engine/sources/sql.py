@@ -1,8 +1,12 @@
 """SQL sources: a table or a query from any SQLAlchemy URL, read in chunks into Arrow.
 
-With a `cursor` column, each run appends only rows whose cursor lies between the last landed
+With a `cursor` column, each run reads only rows whose cursor lies between the last landed
 maximum (exclusive) and the maximum at the start of this run (inclusive). Without one, each run
-reads the whole table or query and replaces the raw table with it.
+reads the whole table or query.
+
+`write` says what the rows do to the raw table: "append" (the default with a cursor), "replace"
+(the default without one; the whole table or query each run, so no cursor) or "merge" (upsert on
+`primary_key`, the last row of a key in cursor order winning; with or without a cursor).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
-from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, with_load_columns
+from engine.sources.base import (DEFAULT_BATCH_ROWS, WRITES, Extraction, check_write, key_columns,
+                                 with_load_columns)
 
 _CODECS = {"datetime": (dt.datetime.isoformat, dt.datetime.fromisoformat),
            "date": (dt.date.isoformat, dt.date.fromisoformat),
@@ -65,10 +70,21 @@ class SqlSource:
     query: str | None = None
     cursor: str | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
+    primary_key: str | list[str] | None = None
+    write: str | None = None  # append | replace | merge; None: append with a cursor, else replace
 
     def __post_init__(self) -> None:
         if (self.table is None) == (self.query is None):
             raise HeadwaterError(f"source {self.name!r}: give exactly one of table= or query=")
+        if self.write is None:
+            self.write = "append" if self.cursor else "replace"
+        check_write(self.name, self.write, self.primary_key)
+        if self.write == "replace" and self.cursor:
+            raise HeadwaterError(f"source {self.name!r}: write='replace' reads every row, so it takes no cursor",
+                                 "drop cursor=, or use write='append' or 'merge'")
+        if self.write == "append" and not self.cursor:
+            raise HeadwaterError(f"source {self.name!r}: write='append' without a cursor would land "
+                                 "every row again on each run", "give cursor=, or use write='replace'")
 
     def _selectable(self, engine: sa.Engine) -> sa.FromClause:
         if self.table:
@@ -91,7 +107,9 @@ class SqlSource:
                                  "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
         stmt = sa.select(source)
         new_state: dict[str, Any] = {}
-        planned, mode = "all rows (no cursor: replaces the raw table)", "overwrite"
+        mode = WRITES[self.write or "replace"]
+        planned = "all rows (no cursor: replaces the raw table)" if mode == "overwrite" else \
+            "all rows (no cursor: merged on the primary key)"
         if self.cursor:
             if self.cursor not in source.c:
                 raise HeadwaterError(f"source {self.name!r}: cursor column {self.cursor!r} not found",
@@ -112,11 +130,11 @@ class SqlSource:
             new_state = {"cursor": encode_cursor(high)}
             planned = f"rows with {self.cursor} <= {high}" if low is None else \
                 f"rows with {self.cursor} in ({low}, {high}]"
-            mode = "append"
         schema = _schema(source)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at)
                    for b in _stream(engine, stmt, schema, self.batch_rows))
-        return Extraction(batches, new_state, planned, [self.table or "query"], mode)
+        return Extraction(batches, new_state, planned, [self.table or "query"], mode,
+                          key_columns(self.primary_key))
 
 
 def _schema(source: sa.FromClause) -> dict[str, pa.DataType | None]:
@@ -142,6 +160,9 @@ def _safe(url: str) -> str:
 
 
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,
-        cursor: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS) -> SqlSource:
-    """A source of rows from a SQL database table or query, incremental by `cursor` if given."""
-    return SqlSource(name, url, table, query, cursor, batch_rows)
+        cursor: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
+        primary_key: str | list[str] | None = None, write: str | None = None) -> SqlSource:
+    """A source of rows from a SQL database table or query, incremental by `cursor` if given,
+    landed by `write`: "append" (default with a cursor), "replace" (default without one), or
+    "merge" on `primary_key`."""
+    return SqlSource(name, url, table, query, cursor, batch_rows, primary_key=primary_key, write=write)
