@@ -49,9 +49,11 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _run(pipeline: Pipeline, config: Config) -> RunSummary:
+def _run(pipeline: Pipeline, config: Config, *, table: bool = True) -> RunSummary:
     with RichReporter(console) as reporter:
         summary = Runner(pipeline, config, reporter).run()
+    if not table and summary.ok:
+        return summary
     console.print(summary_table(summary))
     if summary.backend_reason:
         console.print(f"[dim]backend: {summary.backend} ({summary.backend_reason})[/]")
@@ -76,14 +78,18 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
 def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and warehouse go")] = Path("."),
          seed: int = 7, photos: int = 1000, users: int = 200,
          log_days: Annotated[int, typer.Option(help="days of event logs to generate")] = 14,
+         days: Annotated[int, typer.Option(help="daily increments to simulate after the initial load")] = 0,
          backend: BackendOpt = None) -> None:
-    """Generate the photo-popularity example's data and run its pipeline."""
+    """Generate the photo-popularity example's data and run its pipeline; with --days N, then add
+    N days of new and edited photos and events, one at a time, running the pipeline after each."""
+    from examples.photo_popularity.daily import days_added, increment
     from examples.photo_popularity.generate import generate
     from examples.photo_popularity.pipeline import make_pipeline
 
     directory = directory.resolve()
     data = directory / "data" / "photo_popularity"
-    if not (data / "photos.sqlite").exists():
+    fresh = not (data / "photos.sqlite").exists()
+    if fresh:
         with console.status(f"generating example data in {data}"):
             generate(data, seed=seed, users=users, photos=photos, days=log_days)
     config = Config.load(directory, backend=backend)
@@ -93,7 +99,15 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
         if config.warehouse == DEFAULTS["warehouse"] else None)
     pipeline = make_pipeline(data)
     pipeline.base_dir = directory
-    _run(pipeline, config)
+    pending = range(len(days_added(data)) + 1, days + 1)
+    summary = _run(pipeline, config, table=not pending)
+    lines = [landed_line("initial load" if fresh else "catch-up run", summary)]
+    for day in pending:
+        added = increment(data, seed=seed)
+        summary = _run(pipeline, config, table=day == days)
+        lines.append(landed_line(f"day {day} ({added.day})", summary))
+    if days:
+        console.print("\n".join(lines), highlight=False)
     where = "" if directory == Path.cwd() else f"cd {directory} && "
     console.print(f"next: {where}headwater query \"select count(*) from training_set\"")
 
@@ -177,6 +191,16 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
             console.print(f"[red]FAIL[/] {name}: {exc}", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def landed_line(title: str, summary: RunSummary) -> str:
+    """`title: landed users 2 · photos 31 (19 new, 12 updated) · …`: rows each source landed."""
+    parts = []
+    for step in summary.steps:
+        if step.kind == "load":
+            merged = step.detail.partition("merged: ")[2]
+            parts.append(f"{step.name} {step.rows:,}" + (f" ({merged})" if merged else ""))
+    return f"{title}: landed " + " · ".join(parts)
 
 
 def _describe(connect: Callable[[str], Any], url: str) -> str:
