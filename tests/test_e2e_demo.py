@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from contextlib import closing
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import duckdb
@@ -104,7 +104,7 @@ def test_after_two_days_training_set_still_equals_plain_pandas(daily_dir: tuple[
 def test_each_day_lands_only_that_days_rows(daily_dir: tuple[Path, str], tmp_path: Path) -> None:
     directory, stdout = daily_dir
     landed = {m.group(1): dict(re.findall(r"(\w+) ([\d,]+(?: \(\d+ new, \d+ updated\))?)", m.group(2)))
-              for m in re.finditer(r"^(initial load|day \d \(\S+\)): landed (.*)$", stdout, re.M)}
+              for m in re.finditer(r"^(initial load|day \d \(\S+\)): landed (.*)$", stdout, re.MULTILINE)}
     assert list(landed) == ["initial load", "day 1 (2026-03-13)", "day 2 (2026-03-14)"]
     # the same data again, day by day (it is deterministic), to see what each day added
     replay = tmp_path / "replay"

@@ -20,8 +20,15 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from engine.errors import HeadwaterError
-from engine.sources.base import (DEFAULT_BATCH_ROWS, WRITES, Extraction, check_write, flatten,
-                                 key_columns, with_load_columns)
+from engine.sources.base import (
+    DEFAULT_BATCH_ROWS,
+    WRITES,
+    Extraction,
+    check_write,
+    flatten,
+    key_columns,
+    with_load_columns,
+)
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",

@@ -20,8 +20,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
-from engine.sources.base import (DEFAULT_BATCH_ROWS, WRITES, Extraction, check_write, key_columns,
-                                 with_load_columns)
+from engine.sources.base import DEFAULT_BATCH_ROWS, WRITES, Extraction, check_write, key_columns, with_load_columns
 
 _CODECS = {"datetime": (dt.datetime.isoformat, dt.datetime.fromisoformat),
            "date": (dt.date.isoformat, dt.date.fromisoformat),

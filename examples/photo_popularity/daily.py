@@ -26,9 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from examples.photo_popularity.generate import (APP_VERSIONS, CITIES, CONTENT_LABELS, COUNTRIES, DAY_S,
-                                                FIRST_NAMES, OS_NAMES, STYLE_LABELS, UNCLASSIFIED_SHARE,
-                                                WORDS, _sql_ts, _write_classifier)
+from examples.photo_popularity.generate import (
+    APP_VERSIONS,
+    CITIES,
+    CONTENT_LABELS,
+    COUNTRIES,
+    DAY_S,
+    FIRST_NAMES,
+    OS_NAMES,
+    STYLE_LABELS,
+    UNCLASSIFIED_SHARE,
+    WORDS,
+    _sql_ts,
+    _write_classifier,
+)
 
 NEW_USERS_PER_DAY = 2.0  # mean
 EDITED_SHARE = 0.02  # of existing photos, each day
