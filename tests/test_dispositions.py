@@ -9,7 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from engine.cli import app
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.lake_merge import last_per_key
@@ -157,3 +159,17 @@ def test_merge_refuses_a_missing_or_null_key_and_commits_nothing(tmp_path: Path)
     with pytest.raises(HeadwaterError, match=r"primary key column\(s\) \['nope'\] are not in the data"):
         land(lake, files("n", f"{tmp_path}/in/*.parquet", write="merge", primary_key="nope"))
     assert not lake.exists("raw.n")
+
+
+def test_history_shows_what_a_merge_did(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    write_parquet(tmp_path / "in" / "1.parquet", id=[1, 2], v=["a", "b"])
+    lake = Lake(str(tmp_path / "lake"))
+    source = files("items", f"{tmp_path}/in/*.parquet", write="merge", primary_key="id")
+    land(lake, source)
+    write_parquet(tmp_path / "in" / "2.parquet", id=[2, 3, 4], v=["b2", "c", "d"])
+    land(lake, source)
+    result = CliRunner().invoke(app, ["history", "raw.items", "--lake", str(tmp_path / "lake")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "MERGE" in result.output and "2 new, 1 updated" in result.output
