@@ -49,9 +49,11 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _run(pipeline: Pipeline, config: Config) -> RunSummary:
+def _run(pipeline: Pipeline, config: Config, *, table: bool = True) -> RunSummary:
     with RichReporter(console) as reporter:
         summary = Runner(pipeline, config, reporter).run()
+    if not table and summary.ok:
+        return summary
     console.print(summary_table(summary))
     if summary.backend_reason:
         console.print(f"[dim]backend: {summary.backend} ({summary.backend_reason})[/]")
@@ -76,14 +78,18 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
 def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and warehouse go")] = Path("."),
          seed: int = 7, photos: int = 1000, users: int = 200,
          log_days: Annotated[int, typer.Option(help="days of event logs to generate")] = 14,
+         days: Annotated[int, typer.Option(help="daily increments to simulate after the initial load")] = 0,
          backend: BackendOpt = None) -> None:
-    """Generate the photo-popularity example's data and run its pipeline."""
+    """Generate the photo-popularity example's data and run its pipeline; with --days N, then add
+    N days of new and edited photos and events, one at a time, running the pipeline after each."""
+    from examples.photo_popularity.daily import days_added, increment
     from examples.photo_popularity.generate import generate
     from examples.photo_popularity.pipeline import make_pipeline
 
     directory = directory.resolve()
     data = directory / "data" / "photo_popularity"
-    if not (data / "photos.sqlite").exists():
+    fresh = not (data / "photos.sqlite").exists()
+    if fresh:
         with console.status(f"generating example data in {data}"):
             generate(data, seed=seed, users=users, photos=photos, days=log_days)
     config = Config.load(directory, backend=backend)
@@ -93,7 +99,15 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
         if config.warehouse == DEFAULTS["warehouse"] else None)
     pipeline = make_pipeline(data)
     pipeline.base_dir = directory
-    _run(pipeline, config)
+    pending = range(len(days_added(data)) + 1, days + 1)
+    summary = _run(pipeline, config, table=not pending)
+    lines = [landed_line("initial load" if fresh else "catch-up run", summary)]
+    for day in pending:
+        added = increment(data, seed=seed)
+        summary = _run(pipeline, config, table=day == days)
+        lines.append(landed_line(f"day {day} ({added.day})", summary))
+    if days:
+        console.print("\n".join(lines), highlight=False)
     where = "" if directory == Path.cwd() else f"cd {directory} && "
     console.print(f"next: {where}headwater query \"select count(*) from training_set\"")
 
@@ -118,7 +132,7 @@ def history(table: Annotated[str, typer.Argument(help="a lake table")], lake: La
     the_lake = _lake(lake)
     rows = [{"version": c.get("version"), "timestamp": _ms(c.get("timestamp")),
              "operation": c.get("operation"),
-             "rows added": (c.get("operationMetrics") or {}).get("num_added_rows", ""),
+             "rows added": _rows_added(c.get("operationMetrics") or {}),
              "run": c.get("run_id", ""), "state": _short(c.get("state"))}
             for c in the_lake.history(table)]
     console.print(rows_table(rows, f"history of {the_lake.qualify(table)}"))
@@ -179,6 +193,16 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
         raise typer.Exit(1)
 
 
+def landed_line(title: str, summary: RunSummary) -> str:
+    """`title: landed users 2 · photos 31 (19 new, 12 updated) · …`: rows each source landed."""
+    parts = []
+    for step in summary.steps:
+        if step.kind == "load":
+            merged = step.detail.partition("merged: ")[2]
+            parts.append(f"{step.name} {step.rows:,}" + (f" ({merged})" if merged else ""))
+    return f"{title}: landed " + " · ".join(parts)
+
+
 def _describe(connect: Callable[[str], Any], url: str) -> str:
     wh = connect(url)
     try:
@@ -190,6 +214,13 @@ def _describe(connect: Callable[[str], Any], url: str) -> str:
 def _lake(uri: str | None) -> Lake:
     config = Config.load(Path.cwd(), lake=uri)
     return Lake(config.lake, config.storage_options)
+
+
+def _rows_added(metrics: dict[str, Any]) -> str:
+    """Rows a commit added: appended or written rows, or a merge's new and updated rows."""
+    if "num_target_rows_inserted" in metrics:
+        return f"{metrics['num_target_rows_inserted']} new, {metrics.get('num_target_rows_updated', 0)} updated"
+    return str(metrics.get("num_added_rows", ""))
 
 
 def _ms(value: Any) -> str:

@@ -18,6 +18,8 @@ from deltalake.exceptions import TableNotFoundError
 
 from engine.errors import HeadwaterError
 from engine.storage import check_bucket, delta_options, fsspec_options, storage_errors
+from engine.faults import reached
+from engine.lake_merge import merge_load
 
 ZONES = ("raw", "models")
 META_PREFIX = "headwater."
@@ -29,7 +31,9 @@ class Commit:
 
     table: str
     version: int | None  # None when nothing was committed (no rows)
-    rows: int
+    rows: int  # for a merge: rows merged, one per key
+    inserted: int | None = None  # a merge's new keys (None for appends and overwrites)
+    updated: int | None = None  # a merge's existing keys whose rows were replaced
 
 
 def delta_type(t: pa.DataType) -> pa.DataType:
@@ -182,10 +186,13 @@ class Lake:
 
     # -- writing --------------------------------------------------------------------------
     def land(self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str,
-             state: dict[str, Any], mode: str = "append", origin: str = "") -> Commit:
+             state: dict[str, Any], mode: str = "append", origin: str = "",
+             key: list[str] | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
-        Appending no rows commits nothing, so a run with nothing new leaves the table (and its
+        `mode` is "append", "overwrite" or "merge" (upsert on the columns `key`, the last row
+        of each key in the load winning: see `engine.lake_merge`). Appending or merging no
+        rows commits nothing, so a run with nothing new leaves the table (and its
         state) as it was; overwriting an existing table with no rows empties it.
         """
         it = iter(batches)
@@ -195,7 +202,7 @@ class Lake:
                 return Commit(self.qualify(name), None, 0)
             first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
         schema = delta_schema(first.schema)
-        if self.exists(self.qualify(name)) and mode == "append":
+        if self.exists(self.qualify(name)) and mode != "overwrite":
             current = pa.schema(self.table(name).schema().to_arrow())
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
         counted = [0]
@@ -207,17 +214,27 @@ class Lake:
                     if batch.num_rows or batch is first:
                         counted[0] += batch.num_rows
                         yield conform(batch, schema, origin or name)
+                reached("before_commit")
             except BaseException as exc:  # delta-rs wraps it; keep the original to re-raise
                 failure.append(exc)
                 raise
 
         reader = pa.RecordBatchReader.from_batches(schema, stream())
+        meta = {"run_id": run_id, "state": state}
         try:
-            version = self._write(name, reader, mode, {"run_id": run_id, "state": state})
+            if mode == "merge":
+                merged = merge_load(self.uri(name), reader, schema, key or [],
+                                    commit_properties=_props(meta),
+                                    storage_options=self.storage_options, origin=origin or name)
+            else:
+                version = self._write(name, reader, mode, meta)
         except Exception:
             if failure:
                 raise failure[0] from None
             raise
+        reached("after_commit")
+        if mode == "merge":
+            return Commit(self.qualify(name), merged.version, merged.rows, merged.inserted, merged.updated)
         return Commit(self.qualify(name), version, counted[0])
 
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
@@ -229,12 +246,16 @@ class Lake:
 
     def _write(self, name: str, data: Any, mode: str, meta: dict[str, Any]) -> int:
         uri = self.uri(name)
-        props = CommitProperties(custom_metadata={
-            META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
         with storage_errors(f"cannot write the lake table at {uri}"):
             write_deltalake(uri, data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge",
-                            storage_options=self.storage_options, commit_properties=props)
+                            storage_options=self.storage_options, commit_properties=_props(meta))
             return DeltaTable(uri, storage_options=self.storage_options).version()
+
+
+def _props(meta: dict[str, Any]) -> CommitProperties:
+    """Commit properties that put `meta` into the commit's `custom_metadata`, JSON-encoded."""
+    return CommitProperties(custom_metadata={
+        META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

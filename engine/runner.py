@@ -126,12 +126,14 @@ class Runner:
                                         loaded_at=loaded_at or datetime.now(timezone.utc))
             commit = self.lake.land(table, self._counting(extraction.batches), run_id=run_id,
                                     state=extraction.state, mode=extraction.mode,
-                                    origin=f"source {source.name!r}")
+                                    origin=f"source {source.name!r}", key=extraction.key)
             if commit.version is None:
                 return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
                             detail=extraction.planned)
+            merged = "" if commit.inserted is None else \
+                f"; merged: {commit.inserted:,} new, {commit.updated:,} updated"
             return Step("load", source.name, table, "landed", commit.rows, commit.version,
-                        detail=extraction.planned)
+                        detail=extraction.planned + merged)
 
         return self._timed("load", source.name, table, work)
 

@@ -12,5 +12,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 @pytest.fixture(autouse=True)
 def _clean_headwater_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests set HEADWATER_* themselves; the developer's shell must not leak in."""
-    for var in ("HEADWATER_LAKE", "HEADWATER_WAREHOUSE", "HEADWATER_BACKEND", "HEADWATER_DEBUG"):
+    for var in ("HEADWATER_LAKE", "HEADWATER_WAREHOUSE", "HEADWATER_BACKEND", "HEADWATER_DEBUG",
+                "HEADWATER_FAULT"):
         monkeypatch.delenv(var, raising=False)

@@ -20,7 +20,8 @@ WEEK = pd.Timedelta(days=7)
 
 
 def read_raw(data_dir: Path) -> dict[str, pd.DataFrame]:
-    """The raw tables as plain pandas reads them: users, photos, events (device flattened), classifier."""
+    """The raw tables as plain pandas reads them: users, photos, events (device flattened), classifier
+    (every Parquet file of predictions: the initial one and one per daily increment)."""
     data_dir = Path(data_dir)
     with closing(sqlite3.connect(data_dir / "photos.sqlite")) as con:
         users = pd.read_sql("SELECT * FROM users", con, parse_dates=["signed_up_at"])
@@ -29,7 +30,8 @@ def read_raw(data_dir: Path) -> dict[str, pd.DataFrame]:
                          for f in sorted((data_dir / "events").glob("*.jsonl"))], ignore_index=True)
     events = pd.json_normalize(records.to_dict("records"), sep="__")
     events["ts"] = pd.to_datetime(events["ts"], format="%Y-%m-%dT%H:%M:%S")
-    classifier = pd.read_parquet(data_dir / "classifier" / "predictions.parquet")
+    classifier = pd.concat([pd.read_parquet(f) for f in sorted((data_dir / "classifier").glob("*.parquet"))],
+                           ignore_index=True)
     return {"users": users, "photos": photos, "events": events, "classifier": classifier}
 
 

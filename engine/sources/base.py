@@ -8,8 +8,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from engine.errors import HeadwaterError
+
 DEFAULT_BATCH_ROWS = 65_536
 LOAD_COLUMNS = ("_hw_source_file", "_hw_loaded_at", "_hw_run_id")
+WRITES = {"append": "append", "replace": "overwrite", "merge": "merge"}  # write= -> lake mode
 
 
 @dataclass
@@ -24,7 +27,8 @@ class Extraction:
     state: dict[str, Any]
     planned: str = ""  # a short human description: "3 new files", "rows with updated_at in (a, b]"
     units: list[str] = field(default_factory=list)  # what is being read, for progress
-    mode: str = "append"  # "overwrite" when the batches are the whole source, not an increment
+    mode: str = "append"  # "overwrite" when the batches are the whole source; "merge" on `key`
+    key: list[str] = field(default_factory=list)  # the primary key columns of a merge
 
 
 @runtime_checkable
@@ -36,6 +40,23 @@ class Source(Protocol):
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
         """Plan a load from `state` (what the lake says was landed) and stream its batches."""
         ...
+
+
+def key_columns(primary_key: str | list[str] | None) -> list[str]:
+    """`primary_key` as a list of column names (empty when None)."""
+    if primary_key is None:
+        return []
+    return [primary_key] if isinstance(primary_key, str) else list(primary_key)
+
+
+def check_write(source: str, write: str, primary_key: str | list[str] | None) -> None:
+    """Raise unless `write` is a known disposition and a merge names its primary key."""
+    if write not in WRITES:
+        raise HeadwaterError(f"source {source!r}: unknown write={write!r}",
+                             f"use one of {', '.join(WRITES)}")
+    if write == "merge" and not key_columns(primary_key):
+        raise HeadwaterError(f"source {source!r}: write='merge' needs primary_key=",
+                             "name the column (or list of columns) that identifies a row")
 
 
 def with_load_columns(batch: pa.RecordBatch, *, run_id: str, loaded_at: datetime,

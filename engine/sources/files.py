@@ -2,6 +2,9 @@
 
 Each run lands only files not landed before; the list of landed files is the source's state.
 Listing, opening remote files and streaming Parquet by row group live in `remote.py`.
+`write="append"` (the default) appends their rows; `write="merge"` upserts them on
+`primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
+file again whenever the set of files changed, and replaces the raw table with them.
 """
 from __future__ import annotations
 
@@ -16,7 +19,15 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 
 from engine.errors import HeadwaterError
-from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, flatten, with_load_columns
+from engine.sources.base import (
+    DEFAULT_BATCH_ROWS,
+    WRITES,
+    Extraction,
+    check_write,
+    flatten,
+    key_columns,
+    with_load_columns,
+)
 from engine.sources.remote import iter_parquet, list_paths, open_file, select
 from engine.storage import storage_errors
 
@@ -47,11 +58,14 @@ class FileSource:
     batch_rows: int = DEFAULT_BATCH_ROWS
     csv_delimiter: str = ","
     columns: list[str] | None = None  # only these columns (Parquet reads no others)
+    write: str = "append"  # append | replace | merge
+    primary_key: str | list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
             raise HeadwaterError(f"source {self.name!r}: unknown format {self.format!r}",
                                  f"use one of {', '.join(FORMATS)}")
+        check_write(self.name, self.write, self.primary_key)
 
     def list_files(self) -> list[str]:
         """Every file the path matches now, as sorted absolute paths or URLs."""
@@ -60,11 +74,20 @@ class FileSource:
 
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
         landed = set(state.get("files", []))
-        new = [f for f in self.list_files() if f not in landed]
+        current = self.list_files()
+        new = [f for f in current if f not in landed]
+        mode, key = WRITES[self.write], key_columns(self.primary_key)
+        if mode == "overwrite":
+            if set(current) == landed:
+                return Extraction(iter(()), state, f"no new files ({len(landed)} landed)")
+            read, new_state = current, {"files": current}
+            planned = f"all {len(current)} file(s), {len(new)} new (write='replace')"
+        else:
+            read, new_state = new, {"files": sorted(landed | set(new))}
+            planned = f"{len(new)} new file(s) of {len(new) + len(landed)}"
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
-                   for f in new for b in self.read_file(f))
-        return Extraction(batches, {"files": sorted(landed | set(new))},
-                          f"{len(new)} new file(s) of {len(new) + len(landed)}", new)
+                   for f in read for b in self.read_file(f))
+        return Extraction(batches, new_state, planned, read, mode, key)
 
     def read_file(self, path: str) -> Iterator[pa.RecordBatch]:
         """The rows of one file as record batches of at most `batch_rows` rows."""
@@ -106,10 +129,12 @@ def _bounded(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
 
 def files(name: str, path: str | Path | list[str | Path], format: str | None = None, *,
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-          delimiter: str = ",", columns: list[str] | None = None) -> FileSource:
+          delimiter: str = ",", columns: list[str] | None = None, write: str = "append",
+          primary_key: str | list[str] | None = None) -> FileSource:
     """A source of CSV, JSON-lines or Parquet files at `path` (glob, file, folder or URL; local or
-    remote; or a list of them). `columns` keeps only those columns; `storage_options` are fsspec
-    arguments or AWS_* keys, over the AWS environment for s3://."""
+    remote; or a list of them), landed by `write`: "append" (default), "replace", or "merge" on
+    `primary_key`. `columns` keeps only those columns; `storage_options` are fsspec arguments or
+    AWS_* keys, over the AWS environment for s3://."""
     paths = str(path) if isinstance(path, (str, Path)) else [str(p) for p in path]
     return FileSource(name, paths, format, dict(storage_options or {}), batch_rows, delimiter,
-                      list(columns) if columns is not None else None)
+                      list(columns) if columns is not None else None, write=write, primary_key=primary_key)

@@ -18,6 +18,10 @@ when the run starts; the state committed with the rows says what was landed:
 Either way, a row committed late with a cursor *below* `high` (a long transaction) is missed:
 use a cursor set at commit time, or reload. Without a cursor, each run reads the whole table
 or query and replaces the raw table with it.
+
+`write` says what the rows do to the raw table: "append" (the default with a cursor), "replace"
+(the default without one; the whole table or query each run, so no cursor) or "merge" (upsert on
+`primary_key`, the last row of a key in cursor order winning; with or without a cursor).
 """
 from __future__ import annotations
 
@@ -30,7 +34,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
-from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, with_load_columns
+from engine.sources.base import (
+    DEFAULT_BATCH_ROWS,
+    WRITES,
+    Extraction,
+    check_write,
+    key_columns,
+    with_load_columns,
+)
 from engine.sources.sql_types import (
     arrow_type,
     decode_cursor,
@@ -68,19 +79,27 @@ class SqlSource:
     batch_rows: int = DEFAULT_BATCH_ROWS
     primary_key: str | list[str] | None = None
     max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS
+    write: str | None = None  # append | replace | merge; None: append with a cursor, else replace
 
     def __post_init__(self) -> None:
         if (self.table is None) == (self.query is None):
             raise HeadwaterError(f"source {self.name!r}: give exactly one of table= or query=")
         if self.batch_rows < 1:
             raise HeadwaterError(f"source {self.name!r}: batch_rows must be at least 1")
+        if self.write is None:
+            self.write = "append" if self.cursor else "replace"
+        check_write(self.name, self.write, self.primary_key)
+        if self.write == "replace" and self.cursor:
+            raise HeadwaterError(f"source {self.name!r}: write='replace' reads every row, so it takes no cursor",
+                                 "drop cursor=, or use write='append' or 'merge'")
+        if self.write == "append" and not self.cursor:
+            raise HeadwaterError(f"source {self.name!r}: write='append' without a cursor would land "
+                                 "every row again on each run", "give cursor=, or use write='replace'")
 
     @property
     def keys(self) -> list[str]:
         """The primary key's columns ([] when none is given)."""
-        if self.primary_key is None:
-            return []
-        return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
+        return key_columns(self.primary_key)
 
     def _selectable(self, engine: sa.Engine) -> sa.FromClause:
         if self.table:
@@ -125,14 +144,16 @@ class SqlSource:
                 engine.dispose()
                 return Extraction(iter(()), state, plan, [self.table or "query"])
             stmt = stmt.where(*plan.where).order_by(col)
-            keep, new_state, planned, mode = plan.keep, plan.state, plan.planned, "append"
+            keep, new_state, planned = plan.keep, plan.state, plan.planned
         else:
-            keep, new_state, mode = None, {}, "overwrite"
-            planned = "all rows (no cursor: replaces the raw table)"
+            keep, new_state = None, {}
+            planned = "all rows (no cursor: replaces the raw table)" if self.write == "replace" else \
+                "all rows (no cursor: merged on the primary key)"
         types = {c.name: arrow_type(c.type) for c in source.c}
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at)
                    for b in _stream(engine, stmt, types, self.batch_rows, keep))
-        return Extraction(batches, new_state, planned, [self.table or "query"], mode)
+        return Extraction(batches, new_state, planned, [self.table or "query"],
+                          WRITES[self.write or "replace"], self.keys)
 
     def _plan(self, engine: sa.Engine, source: sa.FromClause, col: sa.ColumnElement[Any],
               state: dict[str, Any]) -> Plan | str:
@@ -212,11 +233,14 @@ def _safe(url: str) -> str:
 
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,
         cursor: str | None = None, primary_key: str | list[str] | None = None,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_rows: int = DEFAULT_BATCH_ROWS, write: str | None = None,
         max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS) -> SqlSource:
-    """A source of rows from a SQL database table or query, incremental by `cursor` if given.
+    """A source of rows from a SQL database table or query, incremental by `cursor` if given,
+    landed by `write`: "append" (default with a cursor), "replace" (default without one), or
+    "merge" on `primary_key`.
 
-    With `primary_key` (a column or a list), rows that share the last landed cursor value are
-    neither skipped nor landed twice; see this module's docstring for the exact rule.
+    With `primary_key` (a column or a list) and a cursor, rows that share the last landed cursor
+    value are neither skipped nor landed twice; see this module's docstring for the exact rule.
     """
-    return SqlSource(name, url, table, query, cursor, batch_rows, primary_key, max_boundary_keys)
+    return SqlSource(name, url, table, query, cursor, batch_rows, primary_key,
+                     max_boundary_keys=max_boundary_keys, write=write)

@@ -3,6 +3,10 @@ training set out.
 
     python -m examples.photo_popularity.generate data/photo_popularity
     headwater run examples/photo_popularity/pipeline.py
+    python -m examples.photo_popularity.daily data/photo_popularity    # one more day, then run again
+
+Each run lands only what is new: users by id, photos by `updated_at` merged on `photo_id` (an
+edited photo replaces its row), event logs and classifier outputs file by file.
 
 The data folder is `$PHOTO_POPULARITY_DATA`, else `data/photo_popularity` (relative to the
 working directory).
@@ -21,7 +25,8 @@ def make_pipeline(data_dir: str | Path) -> Pipeline:
     data_dir = Path(data_dir)
     db = f"sqlite:///{data_dir / 'photos.sqlite'}"
     users = sources.sql("users", url=db, table="users", cursor="user_id")
-    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at")
+    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at",  # edits land as updates
+                         primary_key="photo_id", write="merge")
     events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
     classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
     return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[
