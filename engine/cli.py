@@ -120,7 +120,7 @@ def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model>
     """Show rows of a lake table, at its latest or a given version."""
     the_lake = _lake(lake)
     dt = the_lake.table(table, version)
-    data = dt.to_pyarrow_dataset().head(limit)
+    data = the_lake.dataset(table, dt.version()).head(limit)
     console.print(arrow_table(data, f"{the_lake.qualify(table)} @ version {dt.version()} "
                                     f"(first {data.num_rows} rows)", width=console.width))
 
@@ -150,7 +150,7 @@ def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> 
     the_lake = Lake(config.lake, config.storage_options)
     wh = connect(config.warehouse)
     try:
-        datasets = {name: the_lake.table(name).to_pyarrow_dataset() for name in the_lake.tables()}
+        datasets = {name: the_lake.dataset(name) for name in the_lake.tables()}
         result = wh.query(sql, lake=datasets)
     finally:
         wh.dispose()

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from engine.errors import HeadwaterError
-from engine.storage import check_bucket, delta_options, fsspec_options, storage_errors
+from engine.storage import arrow_dataset, check_bucket, delta_options, fsspec_options, storage_errors
 from engine.faults import reached
 from engine.lake_merge import merge_load
 
@@ -158,7 +159,11 @@ class Lake:
 
     def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """The rows of `name` at `version` as an Arrow table."""
-        return self.table(name, version).to_pyarrow_dataset().to_table(columns=columns)
+        return self.dataset(name, version).to_table(columns=columns)
+
+    def dataset(self, name: str, version: int | None = None) -> ds.Dataset:
+        """The rows of `name` at `version` as a pyarrow dataset (filters and projections push down)."""
+        return arrow_dataset(self.table(name, version), self.storage_options)
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commits of `name`, newest first, with Headwater's metadata decoded."""

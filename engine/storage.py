@@ -13,9 +13,16 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import pyarrow.fs as pafs
 
 from engine.errors import HeadwaterError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
 
 # The standard AWS variables that Headwater reads for s3:// URIs (others are left to the clients).
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
@@ -95,6 +102,25 @@ def source_options(uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
     if "client_kwargs" in merged and "client_kwargs" in given:
         given["client_kwargs"] = {**merged["client_kwargs"], **given["client_kwargs"]}
     return {**merged, **given}
+
+
+def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = None) -> ds.Dataset:
+    """A Delta table's rows (at the version it was opened at) as a pyarrow dataset.
+
+    Its files are read through pyarrow's local filesystem, or fsspec for remote tables, not
+    through delta-rs' own filesystem handler: a process that read through that handler often
+    aborts at exit ("terminate called without an active exception", delta-rs #2184).
+    """
+    uri = table.table_uri.rstrip("/")
+    if protocol(uri) == "file":
+        fs: pafs.FileSystem = pafs.LocalFileSystem()
+        root = unquote(uri.removeprefix("file://"))
+    else:
+        import fsspec
+
+        handler = pafs.FSSpecHandler(fsspec.filesystem(protocol(uri), **source_options(uri, storage_options)))
+        fs, root = pafs.PyFileSystem(handler), uri.split("://", 1)[1]
+    return table.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(root, fs))
 
 
 def check_bucket(fs: Any, path: str) -> None:

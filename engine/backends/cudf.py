@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 
 from engine.backends.pandas import plain_index
 from engine.errors import HeadwaterError
-from engine.storage import fsspec_options
+from engine.storage import arrow_dataset, fsspec_options
 
 # Reader features that change what a Parquet file's rows mean: the files alone are not the table.
 ARROW_ONLY_FEATURES = {"deletionVectors", "columnMapping", "typeWidening"}
@@ -77,7 +77,7 @@ class CudfBackend:
         return frame.to_arrow(preserve_index=False)
 
     def _read_arrow(self, table: DeltaTable, columns: list[str] | None) -> Any:
-        return self.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))
+        return self.from_arrow(arrow_dataset(table, self.storage_options).to_table(columns=columns))
 
     def _options(self, uri: str) -> dict[str, Any] | None:
         if "://" not in uri or uri.startswith("file://"):

@@ -40,7 +40,7 @@ def gpu_info() -> dict[str, Any]:
 def resolve(name: str, storage_options: dict | None = None) -> tuple[Backend, str]:
     """The backend called `name` ("auto", "pandas" or "cudf") and a one-line reason it was chosen."""
     if name == "pandas":
-        return PandasBackend(), "pandas was asked for"
+        return PandasBackend(storage_options), "pandas was asked for"
     if name == "cudf":
         gpu = gpu_info()
         backend, problem = _cudf(storage_options)
@@ -57,14 +57,14 @@ def resolve(name: str, storage_options: dict | None = None) -> tuple[Backend, st
         if backend is not None:
             return backend, f"auto: cuDF on {_describe(gpu)}"
         return _fallback(f"auto: a GPU is there ({_describe(gpu)}) but cuDF cannot be used: {problem}; "
-                         f"running on pandas ({INSTALL_HINT})", logging.WARNING)
+                         f"running on pandas ({INSTALL_HINT})", logging.WARNING, storage_options)
     if "nvidia-ml-py" in gpu["error"]:  # NVML not installed: cuDF may still work, so try it
         backend, problem = _cudf(storage_options)
         if backend is not None:
             return backend, "auto: cuDF imports (GPU not counted: nvidia-ml-py is not installed)"
         return _fallback(f"auto: no usable GPU ({gpu['error']}; {problem}); running on pandas",
-                         logging.INFO)
-    return _fallback(f"auto: no usable GPU ({gpu['error']}); running on pandas", logging.INFO)
+                         logging.INFO, storage_options)
+    return _fallback(f"auto: no usable GPU ({gpu['error']}); running on pandas", logging.INFO, storage_options)
 
 
 def _cudf(storage_options: dict | None) -> tuple[Backend | None, str]:
@@ -79,11 +79,11 @@ def _cudf(storage_options: dict | None) -> tuple[Backend | None, str]:
         return None, f"importing cuDF failed: {type(exc).__name__}: {exc}"
 
 
-def _fallback(reason: str, level: int) -> tuple[Backend, str]:
+def _fallback(reason: str, level: int, storage_options: dict | None) -> tuple[Backend, str]:
     if reason not in _logged:
         _logged.add(reason)
         log.log(level, reason)
-    return PandasBackend(), reason
+    return PandasBackend(storage_options), reason
 
 
 def _describe(gpu: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from engine.errors import HeadwaterError
+from engine.storage import arrow_dataset
 
 
 def plain_index(frame: Any) -> bool:
@@ -22,8 +23,11 @@ class PandasBackend:
     name = "pandas"
     xp = pd
 
+    def __init__(self, storage_options: dict[str, Any] | None = None) -> None:
+        self.storage_options = dict(storage_options or {})
+
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> pd.DataFrame:
-        return self.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))
+        return self.from_arrow(arrow_dataset(table, self.storage_options).to_table(columns=columns))
 
     def from_arrow(self, table: pa.Table) -> pd.DataFrame:
         return table.to_pandas()
