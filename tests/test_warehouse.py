@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from deltalake import DeltaTable, write_deltalake
 
 from engine.errors import HeadwaterError
+from engine.storage import arrow_dataset
 from engine.warehouse import BOOKKEEPING, Warehouse, connect
 from engine.warehouse.duckdb import DuckDBWarehouse
 from engine.warehouse.generic import GenericWarehouse
@@ -224,7 +225,7 @@ def test_duckdb_releases_the_file_and_explains_a_lock(tmp_path: Path) -> None:
 def write_lake(root: Path) -> dict:
     write_deltalake(str(root / "raw" / "photos"), pa.table({"photo_id": [1, 2, 3], "owner": ["ann", "bo", "ann"]}))
     write_deltalake(str(root / "models" / "training_set"), pa.table({"photo_id": [1, 3], "label": [True, False]}))
-    return {f"{zone}.{name}": DeltaTable(str(root / zone / name)).to_pyarrow_dataset()
+    return {f"{zone}.{name}": arrow_dataset(DeltaTable(str(root / zone / name)))
             for zone, name in [("raw", "photos"), ("models", "training_set")]}
 
 
