@@ -4,9 +4,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from engine.quarantine import Quarantine
+    from engine.schema import SchemaPlan
 
 DEFAULT_BATCH_ROWS = 65_536
 LOAD_COLUMNS = ("_hw_source_file", "_hw_loaded_at", "_hw_run_id")
@@ -25,6 +29,8 @@ class Extraction:
     planned: str = ""  # a short human description: "3 new files", "rows with updated_at in (a, b]"
     units: list[str] = field(default_factory=list)  # what is being read, for progress
     mode: str = "append"  # "overwrite" when the batches are the whole source, not an increment
+    plan: SchemaPlan | None = None  # the schema to land, resolved against the table's before reading
+    quarantine: Quarantine | None = None  # filled with the rows the batches leave out
 
 
 @runtime_checkable

@@ -12,17 +12,17 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from engine.errors import HeadwaterError
-from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, flatten, with_load_columns
+from engine.quarantine import Quarantine
+from engine.schema import SchemaPlan, parse_schema
+from engine.sources.base import DEFAULT_BATCH_ROWS, Extraction, with_load_columns
+from engine.sources.parse import READ_ERRORS, FileUnreadable, TextReader, read_parquet, sample_schema
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
             ".parquet": "parquet", ".pq": "parquet"}
-BLOCK_BYTES = 8 << 20  # text formats are parsed in blocks of this size
 
 
 def infer_format(path: str) -> str:
@@ -45,11 +45,14 @@ class FileSource:
     storage_options: dict[str, Any] = field(default_factory=dict)
     batch_rows: int = DEFAULT_BATCH_ROWS
     csv_delimiter: str = ","
+    schema: Any = None  # pyarrow schema or {column: type}: declared types (engine/schema.py)
+    contract: str = "evolve"  # evolve | freeze | discard_columns
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
             raise HeadwaterError(f"source {self.name!r}: unknown format {self.format!r}",
                                  f"use one of {', '.join(FORMATS)}")
+        SchemaPlan(self.name, [], self.contract)  # checks the contract name
 
     def list_files(self) -> list[str]:
         """Every file the path matches now, as sorted absolute paths or URLs."""
@@ -63,46 +66,72 @@ class FileSource:
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
         landed = set(state.get("files", []))
         new = [f for f in self.list_files() if f not in landed]
+        plan, quarantine = self.plan(new), Quarantine(self.name, run_id, loaded_at)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
-                   for f in new for b in self.read_file(f))
+                   for f in new for b in self.read_file(f, quarantine, plan))
         return Extraction(batches, {"files": sorted(landed | set(new))},
-                          f"{len(new)} new file(s) of {len(new) + len(landed)}", new)
+                          f"{len(new)} new file(s) of {len(new) + len(landed)}", new,
+                          plan=plan, quarantine=quarantine)
 
-    def read_file(self, path: str) -> Iterator[pa.RecordBatch]:
-        """The rows of one file as record batches of at most `batch_rows` rows."""
-        fmt = self.format or infer_format(path)
+    def plan(self, paths: list[str]) -> SchemaPlan:
+        """The schema plan for `paths`: each file's sampled schema (Parquet footer, first MB of text)."""
+        incoming = []
+        for path in paths:
+            try:
+                with fsspec.open(path, "rb", compression="infer", **self.storage_options) as fh:
+                    incoming.append((f"file {path}", sample_schema(self._format(path), fh, self.csv_delimiter)))
+            except (*READ_ERRORS, FileUnreadable):
+                pass  # read_file quarantines it as a whole file
+        incoming.append(("load columns", LOAD_SCHEMA))
+        return SchemaPlan(self.name, incoming, self.contract, parse_schema(self.schema))
+
+    def _format(self, path: str) -> str:
+        return self.format or infer_format(path)
+
+    def read_file(self, path: str, quarantine: Quarantine | None = None,
+                  plan: SchemaPlan | None = None) -> Iterator[pa.RecordBatch]:
+        """The good rows of one file as record batches of at most `batch_rows` rows, coerced to
+        the plan's types; bad rows (or the whole file) go to `quarantine`."""
+        fmt = self._format(path)
+        if plan is None:
+            plan = self.plan([path])
+            plan.resolve(None)
+        quarantine = quarantine or Quarantine(self.name, "", None)  # type: ignore[arg-type]
+        types = {n: t for n, t in plan.data_types().items() if n not in LOAD_SCHEMA.names}
+        dropped: set[str] = set()
+        extras = "evolve" if plan.contract == "evolve" else plan.contract
         try:
             with fsspec.open(path, "rb", compression="infer", **self.storage_options) as fh:
-                yield from _bounded(_READERS[fmt](self, fh), self.batch_rows)
-        except (pa.ArrowInvalid, OSError, EOFError) as exc:
-            if "Empty CSV file" in str(exc):
-                return
-            raise HeadwaterError(f"source {self.name!r}: cannot read {path} as {fmt}: {exc}",
-                                 "fix or remove the file; quarantining bad rows comes with issue 3") from exc
-
-    def _csv(self, fh: Any) -> Iterator[pa.RecordBatch]:
-        yield from pcsv.open_csv(fh, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
-                                 parse_options=pcsv.ParseOptions(delimiter=self.csv_delimiter))
-
-    def _jsonl(self, fh: Any) -> Iterator[pa.RecordBatch]:
-        for batch in pjson.open_json(fh, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES)):
-            yield flatten(batch)
+                if fmt == "parquet":
+                    tables = read_parquet(self._parquet(fh), path, quarantine, types, extras, dropped)
+                else:
+                    tables = TextReader(fmt, path, quarantine, types, extras, dropped,
+                                        self.csv_delimiter).read(fh)
+                for table in tables:
+                    for batch in table.to_batches(max_chunksize=self.batch_rows):
+                        if batch.num_rows:
+                            yield batch
+        except (*READ_ERRORS, FileUnreadable) as exc:
+            if isinstance(exc, HeadwaterError):
+                raise
+            quarantine.file(path, f"cannot read the file as {fmt}: {type(exc).__name__}: {exc}")
+        for name in sorted(dropped - set(plan.dropped)):
+            plan.dropped.append(name)
 
     def _parquet(self, fh: Any) -> Iterator[pa.RecordBatch]:
         yield from pq.ParquetFile(fh).iter_batches(batch_size=self.batch_rows)
 
 
-_READERS = {"csv": FileSource._csv, "jsonl": FileSource._jsonl, "parquet": FileSource._parquet}
-
-
-def _bounded(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        for start in range(0, batch.num_rows, rows):
-            yield batch.slice(start, rows)
+LOAD_SCHEMA = pa.schema([("_hw_source_file", pa.string()), ("_hw_loaded_at", pa.timestamp("us", tz="UTC")),
+                         ("_hw_run_id", pa.string())])
 
 
 def files(name: str, path: str, format: str | None = None, *,
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-          delimiter: str = ",") -> FileSource:
-    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file or folder; local or URL)."""
-    return FileSource(name, str(path), format, dict(storage_options or {}), batch_rows, delimiter)
+          delimiter: str = ",", schema: Any = None, contract: str = "evolve") -> FileSource:
+    """A source of CSV, JSON-lines or Parquet files at `path` (glob, file or folder; local or URL).
+
+    `schema` declares column types (a pyarrow schema or {name: "int64", ...}); `contract` says
+    what a new column or type does: evolve (default), freeze, discard_columns."""
+    return FileSource(name, str(path), format, dict(storage_options or {}), batch_rows, delimiter,
+                      schema, contract)
