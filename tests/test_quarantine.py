@@ -180,3 +180,17 @@ def test_schema_union_is_planned_before_the_stream(tmp_path: Path) -> None:
     assert step.rows == 2 and runner.lake.version("raw.s") == 0
     assert sorted((r["id"], r["user__name"]) for r in runner.lake.read("raw.s").to_pylist()) == [
         (1, None), (2, "z")]
+
+
+def test_headwater_show_quarantine(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(GOOD_JSON + b"[1, 2]\n")
+    runner, _ = run_source(tmp_path, files("s", str(tmp_path / "in")))
+    shown = CliRunner().invoke(app, ["show", "quarantine.s", "--lake", str(tmp_path / "lake")])
+    assert shown.exit_code == 0, shown.output
+    assert "quarantine.s @ version 0 (first 1 rows)" in shown.output and "reason" in shown.output
+    assert "quarantine.s" in runner.lake.tables()
