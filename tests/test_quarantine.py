@@ -194,3 +194,12 @@ def test_headwater_show_quarantine(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "quarantine.s @ version 0 (first 1 rows)" in shown.output and "reason" in shown.output
     assert "quarantine.s" in runner.lake.tables()
+
+
+def test_parquet_structs_stay_structs(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    table = pa.table({"id": [1, 2], "dev": [{"os": "ios"}, {"os": "android"}]})
+    pq.write_table(table, tmp_path / "in" / "a.parquet")
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "in")))
+    assert (step.rows, step.quarantined) == (2, 0)
+    assert sorted(r["dev"]["os"] for r in runner.lake.read("raw.s").to_pylist()) == ["android", "ios"]

@@ -99,13 +99,12 @@ class FileSource:
         quarantine = quarantine or Quarantine(self.name, "", None)  # type: ignore[arg-type]
         types = {n: t for n, t in plan.data_types().items() if n not in LOAD_SCHEMA.names}
         dropped: set[str] = set()
-        extras = "evolve" if plan.contract == "evolve" else plan.contract
         try:
             with fsspec.open(path, "rb", compression="infer", **self.storage_options) as fh:
                 if fmt == "parquet":
-                    tables = read_parquet(self._parquet(fh), path, quarantine, types, extras, dropped)
+                    tables = read_parquet(self._parquet(fh), path, quarantine, types, plan.contract, dropped)
                 else:
-                    tables = TextReader(fmt, path, quarantine, types, extras, dropped,
+                    tables = TextReader(fmt, path, quarantine, types, plan.contract, dropped,
                                         self.csv_delimiter).read(fh)
                 for table in tables:
                     for batch in table.to_batches(max_chunksize=self.batch_rows):

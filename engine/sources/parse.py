@@ -216,7 +216,7 @@ def read_parquet(batches: Iterator[pa.RecordBatch], path: str, quarantine: Quara
     """Parquet batches coerced to `types`; rows that do not fit go to quarantine as JSON."""
     row = 0
     for batch in batches:
-        table = pa.Table.from_batches([flatten(batch)])
+        table = pa.Table.from_batches([batch])  # struct columns stay structs, as in the footer
         good, bad = coerce(table, types, extras=extras, dropped=dropped, origin=path)
         if bad:
             values = table.to_pylist()
