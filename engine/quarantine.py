@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -96,19 +96,21 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
     """Land `extraction` into `table`: plan the schema, quarantine first, then the landing commit."""
     plan, quarantine = extraction.plan, extraction.quarantine
     mode, batches = extraction.mode, extraction.batches
-    schema = None
+    schema, rewritten = None, 0
     if plan is not None:
         current = None
         if mode == "append" and lake.exists(lake.qualify(table)):
             current = pa.schema(lake.table(table).schema().to_arrow())
         schema = plan.resolve(current)
         if plan.rewrite:  # widen existing columns: the old rows are rewritten in the same commit
-            old = lake.table(table).to_pyarrow_dataset().to_batches()
-            batches, mode = _chain(iter(old), batches), "overwrite"
+            dataset = lake.table(table).to_pyarrow_dataset()
+            rewritten = dataset.count_rows()  # not landed by this run: left out of its count
+            batches, mode = _chain(iter(dataset.to_batches()), batches), "overwrite"
     meta: dict = {}
     if quarantine is None:
         commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
                            origin=origin, schema=schema)
+        commit = replace(commit, rows=commit.rows - rewritten)
         return Landing(commit, 0, tuple(plan.dropped) if plan else ())
     qtable = f"quarantine.{table.partition('.')[2]}"
     before = lake.version(qtable)
@@ -132,6 +134,8 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
     commit = lake.land(table, _then(batches, commit_quarantine), run_id=run_id, state=extraction.state,
                        mode=mode, origin=origin, schema=schema, meta=meta,
                        commit_empty=lambda: quarantine.count > 0)
+    if rewritten:
+        commit = replace(commit, rows=commit.rows - rewritten)
     return Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),
                    tuple(plan.changes) if plan else ())
 

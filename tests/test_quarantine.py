@@ -203,3 +203,27 @@ def test_parquet_structs_stay_structs(tmp_path: Path) -> None:
     runner, step = run_source(tmp_path, files("s", str(tmp_path / "in")))
     assert (step.rows, step.quarantined) == (2, 0)
     assert sorted(r["dev"]["os"] for r in runner.lake.read("raw.s").to_pylist()) == ["android", "ios"]
+
+
+def test_field_first_seen_after_the_sample_is_quarantined(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    lines = [json.dumps({"id": i}) for i in range(120_000)]  # > 1 MB: the plan samples the first MB
+    lines.insert(100_000, json.dumps({"id": -1, "late": "x"}))
+    (tmp_path / "in" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "in")))
+    (entry,) = runner.lake.read("quarantine.s").to_pylist()
+    assert (step.rows, step.quarantined, entry["line"]) == (120_000, 1, 100_001)
+    assert "field 'late' is not in the planned schema" in entry["reason"] and '"late"' in entry["raw"]
+
+
+def test_widening_rewrite_and_quarantine_in_one_run(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(b'{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n')
+    runner, _ = run_source(tmp_path, files("s", str(folder)))
+    (folder / "2.jsonl").write_bytes(b'{"id": 3, "v": 3.5}\nnot json\n')
+    step = runner.load("s", "run2", NOW)
+    assert (step.rows, step.quarantined, step.version) == (1, 1, 1)  # rows landed in this run
+    assert sorted((r["id"], r["v"]) for r in runner.lake.read("raw.s").to_pylist()) == [(1, 1.0), (2, 2.0), (3, 3.5)]
+    assert runner.lake.history("raw.s", 1)[0]["quarantine"]["version_if_any"] == 0
+    assert runner.lake.read("quarantine.s").column("line").to_pylist() == [2]
