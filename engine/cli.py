@@ -114,7 +114,7 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
 
 @app.command()
 @friendly
-def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model> or a bare name")],
+def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model>, quarantine.<source> or a bare name")],
          version: Annotated[int | None, typer.Option(help="Delta version (default: latest)")] = None,
          limit: Annotated[int, typer.Option(help="rows to show")] = 20, lake: LakeOpt = None) -> None:
     """Show rows of a lake table, at its latest or a given version."""

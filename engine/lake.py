@@ -1,13 +1,14 @@
 """The lake: Delta tables under one root (local folder or s3://), with state in commit metadata.
 
-Tables are named `raw.<source>` (landed data), `models.<model>` (model outputs); a bare name
+Tables are named `raw.<source>` (landed data), `models.<model>` (model outputs),
+`quarantine.<source>` (rows that could not be landed, see engine/quarantine.py); a bare name
 means the model if it exists, else the raw table. Each land or write is one Delta commit,
 whose `custom_metadata` carries the run id and the state that belongs with those rows.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from engine.storage import arrow_dataset, check_bucket, delta_options, fsspec_op
 from engine.faults import reached
 from engine.lake_merge import merge_load
 
-ZONES = ("raw", "models")
+ZONES = ("raw", "models", "quarantine")
 META_PREFIX = "headwater."
 
 
@@ -192,21 +193,31 @@ class Lake:
     # -- writing --------------------------------------------------------------------------
     def land(self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str,
              state: dict[str, Any], mode: str = "append", origin: str = "",
-             key: list[str] | None = None) -> Commit:
+             key: list[str] | None = None, schema: pa.Schema | None = None,
+             meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
         `mode` is "append", "overwrite" or "merge" (upsert on the columns `key`, the last row
         of each key in the load winning: see `engine.lake_merge`). Appending or merging no
-        rows commits nothing, so a run with nothing new leaves the table (and its
-        state) as it was; overwriting an existing table with no rows empties it.
+        rows commits nothing, so a run with nothing new leaves the table (and its state) as it
+        was, unless `commit_empty()` says otherwise once the stream is exhausted (rows were
+        quarantined: the state must still be committed); overwriting an existing table with no
+        rows empties it. `schema` is the planned schema (engine/schema.py); without it the
+        first batch's schema is used. `meta` goes into the commit's metadata too.
         """
         it = iter(batches)
         first = next((b for b in it if b.num_rows), None)
         if first is None:
-            if mode != "overwrite" or not self.exists(self.qualify(name)) or not self.read(name).num_rows:
+            exists = self.exists(self.qualify(name))
+            if commit_empty is not None and commit_empty():
+                first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
+                                                   pa.schema(self.table(name).schema().to_arrow()) if exists
+                                                   else pa.schema([]))
+            elif mode != "overwrite" or not exists or not self.read(name).num_rows:
                 return Commit(self.qualify(name), None, 0)
-            first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
-        schema = delta_schema(first.schema)
+            else:
+                first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
+        schema = delta_schema(schema if schema is not None else first.schema)
         if self.exists(self.qualify(name)) and mode != "overwrite":
             current = pa.schema(self.table(name).schema().to_arrow())
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
@@ -225,14 +236,14 @@ class Lake:
                 raise
 
         reader = pa.RecordBatchReader.from_batches(schema, stream())
-        meta = {"run_id": run_id, "state": state}
+        commit_meta = {"run_id": run_id, "state": state, **(meta or {})}
         try:
             if mode == "merge":
                 merged = merge_load(self.uri(name), reader, schema, key or [],
-                                    commit_properties=_props(meta),
+                                    commit_properties=_props(commit_meta),
                                     storage_options=self.storage_options, origin=origin or name)
             else:
-                version = self._write(name, reader, mode, meta)
+                version = self._write(name, reader, mode, commit_meta)
         except Exception:
             if failure:
                 raise failure[0] from None
@@ -247,6 +258,11 @@ class Lake:
         schema = delta_schema(table.schema)
         table = pa.Table.from_arrays([cast(c, f.type) for c, f in zip(table.columns, schema)], schema=schema)
         version = self._write(name, table, "overwrite", {"run_id": run_id, **meta})
+        return Commit(self.qualify(name), version, table.num_rows)
+
+    def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
+        """Append `table` to `name` in one commit carrying `meta` (used for quarantine entries)."""
+        version = self._write(name, table, "append", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 
     def _write(self, name: str, data: Any, mode: str, meta: dict[str, Any]) -> int:

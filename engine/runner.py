@@ -18,6 +18,7 @@ from engine.config import Config
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.models import Context, input_table
+from engine.quarantine import land
 from engine.pipeline import Pipeline
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
@@ -37,6 +38,7 @@ class Step:
     version: int | None = None
     seconds: float = 0.0
     detail: str = ""
+    quarantined: int = 0  # rows (or whole files) sent to quarantine.<source>: rows in = rows + quarantined
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,16 +126,17 @@ class Runner:
             state = self.lake.state(table)
             extraction = source.extract(state, run_id=run_id,
                                         loaded_at=loaded_at or datetime.now(timezone.utc))
-            commit = self.lake.land(table, self._counting(extraction.batches), run_id=run_id,
-                                    state=extraction.state, mode=extraction.mode,
-                                    origin=f"source {source.name!r}", key=extraction.key)
+            extraction.batches = self._counting(extraction.batches)
+            landing = land(self.lake, table, extraction, run_id=run_id, origin=f"source {source.name!r}")
+            commit = landing.commit
             if commit.version is None:
                 return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
                             detail=extraction.planned)
             merged = "" if commit.inserted is None else \
-                f"; merged: {commit.inserted:,} new, {commit.updated:,} updated"
+                f"merged: {commit.inserted:,} new, {commit.updated:,} updated"
+            detail = ", ".join(p for p in (extraction.planned, merged, landing.describe()) if p)
             return Step("load", source.name, table, "landed", commit.rows, commit.version,
-                        detail=extraction.planned + merged)
+                        detail=detail, quarantined=landing.quarantined)
 
         return self._timed("load", source.name, table, work)
 

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from examples.photo_popularity.models import POPULAR_MIN_LIKES_7D, TRAINING_COLUMNS, UNKNOWN_LABEL
+from examples.photo_popularity.models import (
+    POPULAR_MIN_LIKES_7D,
+    TRAINING_COLUMNS,
+    UNKNOWN_LABEL,
+)
 
 WEEK = pd.Timedelta(days=7)
 

@@ -16,14 +16,10 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.lake_merge import last_per_key
 from engine.sources import files, sql
+from tests.landing import land
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
-
-def land(lake: Lake, source, run_id: str = "r"):  # type: ignore[no-untyped-def]
-    extraction = source.extract(lake.state(f"raw.{source.name}"), run_id=run_id, loaded_at=NOW)
-    return lake.land(f"raw.{source.name}", extraction.batches, run_id=run_id, state=extraction.state,
-                     mode=extraction.mode, key=extraction.key)
 
 
 def table(lake: Lake, name: str, *columns: str) -> list[tuple]:

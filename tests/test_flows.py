@@ -17,7 +17,12 @@ import duckdb  # noqa: E402
 import pytest  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import (  # noqa: E402
-    ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId)
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from engine.lake import Lake  # noqa: E402
@@ -188,9 +193,9 @@ def test_unreadable_source_fails_the_flow_after_retries(
     assert elt_module.extract_load.retries == 2
     fast = elt_module.extract_load.with_options(retry_delay_seconds=0)  # same retries, no waiting
     monkeypatch.setattr(elt_module, "extract_load", fast)
-    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,4,5\n")
+    (tmp_path / "bad.data").write_text("a,b\n1,2\n")  # bad rows are quarantined; an unknown format fails
     path = tmp_path / "broken.py"
-    path.write_text(BAD_PIPELINE.format(path=str(tmp_path / "bad.csv")))
+    path.write_text(BAD_PIPELINE.format(path=str(tmp_path / "bad.data")))
     state = elt(str(path), lake=str(tmp_path / "lake"), warehouse=f"duckdb:///{tmp_path}/wh.duckdb",
                 backend="pandas", return_state=True)
     assert state.is_failed()
@@ -198,7 +203,7 @@ def test_unreadable_source_fails_the_flow_after_retries(
     assert isinstance(exc, elt_module.PipelineFailed)
     steps = by_table(exc.steps)
     assert steps["load", "raw.bad"]["status"] == "failed"
-    assert "cannot read" in steps["load", "raw.bad"]["detail"]
+    assert "cannot tell the format" in steps["load", "raw.bad"]["detail"]
     assert steps["model", "models.copy_of_bad"]["status"] == "skipped"
     assert steps["publish", "copy_of_bad"]["status"] == "skipped"
     with get_client(sync_client=True) as client:

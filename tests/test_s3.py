@@ -14,6 +14,7 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files
 from engine.storage import AWS_ENV
+from tests.landing import land
 from tests.s3 import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -42,11 +43,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
     pq.write_table(table, sink)
     return sink.getvalue()
 
-
-def land(lake: Lake, source, run_id: str = "r"):  # type: ignore[no-untyped-def]
-    extraction = source.extract(lake.state(f"raw.{source.name}"), run_id=run_id, loaded_at=NOW)
-    return lake.land(f"raw.{source.name}", extraction.batches, run_id=run_id, state=extraction.state,
-                     mode=extraction.mode)
 
 
 def test_csv_jsonl_parquet_globs_on_s3_land_into_a_local_lake_with_env_credentials(

@@ -9,19 +9,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine import quarantine
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files, sql
 from engine.sources.files import infer_format
 from engine.sources.sql import decode_cursor, encode_cursor
+from tests.landing import land
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
-
-def land(lake: Lake, source, run_id: str = "r"):  # type: ignore[no-untyped-def]
-    extraction = source.extract(lake.state(f"raw.{source.name}"), run_id=run_id, loaded_at=NOW)
-    return lake.land(f"raw.{source.name}", extraction.batches, run_id=run_id, state=extraction.state,
-                     mode=extraction.mode)
 
 
 def rows(lake: Lake, name: str, key: str) -> list[dict]:
@@ -84,8 +81,10 @@ def test_file_errors_name_the_file_and_what_to_do(tmp_path: Path) -> None:
         infer_format("data.bin")
     assert infer_format("logs/x.jsonl.gz") == "jsonl"
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(HeadwaterError, match="bad.parquet as parquet"):
-        list(files("s", str(tmp_path / "bad.parquet")).read_file(str(tmp_path / "bad.parquet")))
+    sink = quarantine.Quarantine("s", "r", NOW)  # an unreadable file is quarantined, not raised
+    assert list(files("s", str(tmp_path / "bad.parquet")).read_file(str(tmp_path / "bad.parquet"), sink)) == []
+    assert [(e["kind"], e["file"]) for e in sink.entries] == [("file", str(tmp_path / "bad.parquet"))]
+    assert "as parquet" in sink.entries[0]["reason"] and "magic" in sink.entries[0]["reason"].lower()
     with pytest.raises(HeadwaterError, match="unknown format"):
         files("s", "x", format="xml")
     (tmp_path / "empty.csv").write_text("")

@@ -17,6 +17,7 @@ from engine.lake import Lake
 from engine.sources import sql
 from engine.sources.sql import SqlSource, decode_cursor
 from engine.sources.sql_types import key_token
+from tests.landing import land as land_source
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -33,9 +34,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def land(lake: Lake, source: SqlSource, run_id: str) -> int | None:
     """Extract and land like the runner does; the new Delta version (None: nothing new)."""
-    extraction = source.extract(lake.state(f"raw.{source.name}"), run_id=run_id, loaded_at=NOW)
-    return lake.land(f"raw.{source.name}", extraction.batches, run_id=run_id, state=extraction.state,
-                     mode=extraction.mode).version
+    return land_source(lake, source, run_id).version
 
 
 def photos_table(engine: sa.Engine) -> sa.Table:

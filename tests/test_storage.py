@@ -6,7 +6,13 @@ import pytest
 
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.storage import AWS_ENV, delta_options, detail, source_options, storage_failure
+from engine.storage import (
+    AWS_ENV,
+    delta_options,
+    detail,
+    source_options,
+    storage_failure,
+)
 
 
 @pytest.fixture(autouse=True)

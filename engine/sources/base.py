@@ -4,11 +4,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from engine.errors import HeadwaterError
+if TYPE_CHECKING:
+    from engine.quarantine import Quarantine
+    from engine.schema import SchemaPlan
 
 DEFAULT_BATCH_ROWS = 65_536
 LOAD_COLUMNS = ("_hw_source_file", "_hw_loaded_at", "_hw_run_id")
@@ -29,6 +32,8 @@ class Extraction:
     units: list[str] = field(default_factory=list)  # what is being read, for progress
     mode: str = "append"  # "overwrite" when the batches are the whole source; "merge" on `key`
     key: list[str] = field(default_factory=list)  # the primary key columns of a merge
+    plan: SchemaPlan | None = None  # the schema to land, resolved against the table's before reading
+    quarantine: Quarantine | None = None  # filled with the rows the batches leave out
 
 
 @runtime_checkable

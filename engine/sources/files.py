@@ -1,7 +1,8 @@
 """File sources: CSV, JSON lines and Parquet, local or any fsspec URL, streamed in bounded batches.
 
 Each run lands only files not landed before; the list of landed files is the source's state.
-Listing, opening remote files and streaming Parquet by row group live in `remote.py`.
+Listing, opening remote files and streaming Parquet by row group live in `remote.py`; tolerant
+parsing (bad rows to quarantine) in `parse.py`; the schema plan and contracts in `engine/schema.py`.
 `write="append"` (the default) appends their rows; `write="merge"` upserts them on
 `primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
 file again whenever the set of files changed, and replaces the raw table with them.
@@ -15,26 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.json as pjson
 
 from engine.errors import HeadwaterError
+from engine.quarantine import Quarantine
+from engine.schema import SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
     WRITES,
     Extraction,
     check_write,
-    flatten,
     key_columns,
     with_load_columns,
 )
+from engine.sources.parse import READ_ERRORS, FileUnreadable, TextReader, read_parquet, sample_schema
 from engine.sources.remote import iter_parquet, list_paths, open_file, select
 from engine.storage import storage_errors
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
             ".parquet": "parquet", ".pq": "parquet"}
-BLOCK_BYTES = 8 << 20  # text formats are parsed in blocks of this size
+LOAD_SCHEMA = pa.schema([("_hw_source_file", pa.string()), ("_hw_loaded_at", pa.timestamp("us", tz="UTC")),
+                         ("_hw_run_id", pa.string())])
 
 
 def infer_format(path: str) -> str:
@@ -60,12 +62,15 @@ class FileSource:
     columns: list[str] | None = None  # only these columns (Parquet reads no others)
     write: str = "append"  # append | replace | merge
     primary_key: str | list[str] | None = None
+    schema: Any = None  # pyarrow schema or {column: type}: declared types (engine/schema.py)
+    contract: str = "evolve"  # evolve | freeze | discard_columns
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
             raise HeadwaterError(f"source {self.name!r}: unknown format {self.format!r}",
                                  f"use one of {', '.join(FORMATS)}")
         check_write(self.name, self.write, self.primary_key)
+        SchemaPlan(self.name, [], self.contract)  # checks the contract name
 
     def list_files(self) -> list[str]:
         """Every file the path matches now, as sorted absolute paths or URLs."""
@@ -85,56 +90,91 @@ class FileSource:
         else:
             read, new_state = new, {"files": sorted(landed | set(new))}
             planned = f"{len(new)} new file(s) of {len(new) + len(landed)}"
+        plan, quarantine = self.plan(read), Quarantine(self.name, run_id, loaded_at)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
-                   for f in read for b in self.read_file(f))
-        return Extraction(batches, new_state, planned, read, mode, key)
+                   for f in read for b in self.read_file(f, quarantine, plan))
+        return Extraction(batches, new_state, planned, read, mode, key, plan=plan, quarantine=quarantine)
 
-    def read_file(self, path: str) -> Iterator[pa.RecordBatch]:
-        """The rows of one file as record batches of at most `batch_rows` rows."""
-        fmt = self.format or infer_format(path)
+    def plan(self, paths: list[str]) -> SchemaPlan:
+        """The schema plan for `paths`: each file's sampled schema (Parquet footer, first MB of text)."""
+        incoming = []
+        for path in paths:
+            try:
+                with storage_errors(f"source {self.name!r}: cannot read {path}"), \
+                        open_file(path, self.storage_options, self._format(path)) as fh:
+                    sampled = sample_schema(self._format(path), fh, self.csv_delimiter)
+            except (*READ_ERRORS, FileUnreadable) as exc:
+                if isinstance(exc, HeadwaterError):
+                    raise
+                if isinstance(exc, FileNotFoundError):
+                    raise self._missing(path) from exc
+                continue  # read_file quarantines it as a whole file
+            if self.columns is not None:
+                sampled = pa.schema([f for f in sampled if f.name in self.columns])
+            incoming.append((f"file {path}", sampled))
+        incoming.append(("load columns", LOAD_SCHEMA))
+        return SchemaPlan(self.name, incoming, self.contract, parse_schema(self.schema))
+
+    def _missing(self, path: str) -> HeadwaterError:
+        """The error for a file that was listed but is gone, or a URL that names nothing."""
+        return HeadwaterError(f"source {self.name!r}: no file at {path}",
+                              "check the path or URL; files are listed when the run starts")
+
+    def _format(self, path: str) -> str:
+        return self.format or infer_format(path)
+
+    def read_file(self, path: str, quarantine: Quarantine | None = None,
+                  plan: SchemaPlan | None = None) -> Iterator[pa.RecordBatch]:
+        """The good rows of one file as record batches of at most `batch_rows` rows, coerced to
+        the plan's types; bad rows (or the whole file) go to `quarantine`."""
+        fmt = self._format(path)
+        if plan is None:
+            plan = self.plan([path])
+            plan.resolve(None)
+        quarantine = quarantine or Quarantine(self.name, "", None)  # type: ignore[arg-type]
+        types = {n: t for n, t in plan.data_types().items() if n not in LOAD_SCHEMA.names}
+        dropped: set[str] = set()
+        # with columns=, the other columns of a text file are left out, not new columns to plan
+        contract = "discard_columns" if self.columns is not None and fmt != "parquet" else plan.contract
         try:
             with storage_errors(f"source {self.name!r}: cannot read {path}"), \
                     open_file(path, self.storage_options, fmt) as fh:
-                batches = _READERS[fmt](self, fh)
-                if self.columns is not None and fmt != "parquet":  # Parquet reads only these
-                    batches = select(batches, self.columns, f"source {self.name!r}: {path}")
-                yield from _bounded(batches, self.batch_rows)
-        except (pa.ArrowInvalid, OSError, EOFError) as exc:
-            if "Empty CSV file" in str(exc):
-                return
-            raise HeadwaterError(f"source {self.name!r}: cannot read {path} as {fmt}: {exc}",
-                                 "fix or remove the file; quarantining bad rows comes with issue 3") from exc
-
-    def _csv(self, fh: Any) -> Iterator[pa.RecordBatch]:
-        yield from pcsv.open_csv(fh, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
-                                 parse_options=pcsv.ParseOptions(delimiter=self.csv_delimiter))
-
-    def _jsonl(self, fh: Any) -> Iterator[pa.RecordBatch]:
-        for batch in pjson.open_json(fh, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES)):
-            yield flatten(batch)
+                if fmt == "parquet":
+                    tables = read_parquet(self._parquet(fh), path, quarantine, types, contract, dropped)
+                else:
+                    tables = TextReader(fmt, path, quarantine, types, contract, dropped,
+                                        self.csv_delimiter).read(fh)
+                for table in tables:
+                    batches = table.to_batches(max_chunksize=self.batch_rows)
+                    if self.columns is not None and fmt != "parquet":  # Parquet reads only these
+                        batches = select(batches, self.columns, f"source {self.name!r}: {path}")
+                    yield from (b for b in batches if b.num_rows)
+        except (*READ_ERRORS, FileUnreadable) as exc:
+            if isinstance(exc, HeadwaterError):
+                raise
+            if isinstance(exc, FileNotFoundError):
+                raise self._missing(path) from exc
+            quarantine.file(path, f"cannot read the file as {fmt}: {type(exc).__name__}: {exc}")
+        if self.columns is None:
+            for name in sorted(dropped - set(plan.dropped)):
+                plan.dropped.append(name)
 
     def _parquet(self, fh: Any) -> Iterator[pa.RecordBatch]:
         yield from iter_parquet(fh, columns=self.columns, batch_rows=self.batch_rows,
                                 origin=f"source {self.name!r}")
 
 
-_READERS = {"csv": FileSource._csv, "jsonl": FileSource._jsonl, "parquet": FileSource._parquet}
-
-
-def _bounded(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        for start in range(0, batch.num_rows, rows):
-            yield batch.slice(start, rows)
-
-
 def files(name: str, path: str | Path | list[str | Path], format: str | None = None, *,
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
           delimiter: str = ",", columns: list[str] | None = None, write: str = "append",
-          primary_key: str | list[str] | None = None) -> FileSource:
+          primary_key: str | list[str] | None = None, schema: Any = None,
+          contract: str = "evolve") -> FileSource:
     """A source of CSV, JSON-lines or Parquet files at `path` (glob, file, folder or URL; local or
     remote; or a list of them), landed by `write`: "append" (default), "replace", or "merge" on
     `primary_key`. `columns` keeps only those columns; `storage_options` are fsspec arguments or
-    AWS_* keys, over the AWS environment for s3://."""
+    AWS_* keys, over the AWS environment for s3://. `schema` declares column types (a pyarrow
+    schema or {name: "int64", ...}); `contract` says what a new column or type does: evolve
+    (default), freeze, discard_columns."""
     paths = str(path) if isinstance(path, (str, Path)) else [str(p) for p in path]
     return FileSource(name, paths, format, dict(storage_options or {}), batch_rows, delimiter,
-                      list(columns) if columns is not None else None, write=write, primary_key=primary_key)
+                      list(columns) if columns is not None else None, write, primary_key, schema, contract)

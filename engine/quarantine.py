@@ -1,0 +1,164 @@
+"""Quarantine: rows (and whole files) that could not be landed, kept in `quarantine.<source>`.
+
+A reader hands every row it cannot parse or coerce to a `Quarantine` with the raw text, the
+reason, the file and the line; a file it cannot read at all becomes one entry of kind `file`.
+`land` runs one load: it plans the schema, streams the good rows into `raw.<source>`, and, when
+the stream is exhausted but before the landing commit, commits the quarantined entries to
+`quarantine.<source>`; the landing commit records that version in its metadata. So the rows of
+a run are always either landed or quarantined (rows in = landed + quarantined), and a crash
+between the two commits only leaves quarantine entries whose run id has no landing.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from engine.errors import HeadwaterError
+
+if TYPE_CHECKING:
+    from engine.lake import Commit, Lake
+    from engine.sources.base import Extraction
+
+RAW_LIMIT = 64 << 10  # raw text kept per entry; `raw_bytes` has the full length
+
+SCHEMA = pa.schema([
+    ("source", pa.string()),
+    ("file", pa.string()),
+    ("line", pa.int64()),  # 1-based line in the file (row number for Parquet); null for a file
+    ("kind", pa.string()),  # row | file
+    ("reason", pa.string()),
+    ("raw", pa.string()),  # the row's text (invalid UTF-8 as \x escapes), cut at RAW_LIMIT
+    ("raw_bytes", pa.int64()),
+    ("_hw_loaded_at", pa.timestamp("us", tz="UTC")),
+    ("_hw_run_id", pa.string()),
+])
+
+
+@dataclass
+class Quarantine:
+    """The entries one run of one source quarantines."""
+
+    source: str
+    run_id: str
+    loaded_at: datetime
+    entries: list[dict] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def row(self, file: str, line: int | None, raw: bytes | str, reason: str) -> None:
+        """Quarantine one row: its raw text and why it was not landed."""
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        text = data[:RAW_LIMIT].decode("utf-8", "backslashreplace")
+        self._add(file, line, "row", reason, text, len(data))
+
+    def file(self, file: str, reason: str) -> None:
+        """Quarantine a whole file that could not be read (it is still recorded as landed)."""
+        self._add(file, None, "file", reason, None, None)
+
+    def _add(self, file: str, line: int | None, kind: str, reason: str, raw: str | None,
+             size: int | None) -> None:
+        self.entries.append({"source": self.source, "file": file, "line": line, "kind": kind,
+                             "reason": reason, "raw": raw, "raw_bytes": size,
+                             "_hw_loaded_at": self.loaded_at, "_hw_run_id": self.run_id})
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pylist(self.entries, schema=SCHEMA)
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What one load did: the landing commit, the entries quarantined, columns dropped."""
+
+    commit: Commit
+    quarantined: int = 0
+    dropped: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = []
+        if self.quarantined:
+            parts.append(f"{self.quarantined} quarantined")
+        if self.dropped:
+            parts.append(f"dropped {len(self.dropped)} new column(s): {', '.join(self.dropped)}")
+        if self.changes:
+            parts.append("; ".join(self.changes))
+        return ", ".join(parts)
+
+
+def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin: str = "") -> Landing:
+    """Land `extraction` into `table`: plan the schema, quarantine first, then the landing commit."""
+    plan, quarantine = extraction.plan, extraction.quarantine
+    mode, batches = extraction.mode, extraction.batches
+    schema, rewritten = None, 0
+    if plan is not None:
+        current = None
+        if mode != "overwrite" and lake.exists(lake.qualify(table)):
+            current = pa.schema(lake.table(table).schema().to_arrow())
+        schema = plan.resolve(current)
+        if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
+            old = lake.dataset(table).to_table()
+            lake.write(table, old.cast(pa.schema([schema.field(n) for n in old.schema.names])),
+                       run_id=run_id, meta={"state": lake.state(table), "widened": True})
+        elif plan.rewrite:  # widen existing columns: the old rows are rewritten in the same commit
+            dataset = lake.dataset(table)
+            rewritten = dataset.count_rows()  # not landed by this run: left out of its count
+            batches, mode = _chain(iter(dataset.to_batches()), batches), "overwrite"
+    meta: dict = {}
+    if quarantine is None:
+        commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
+                           origin=origin, schema=schema, key=extraction.key)
+        commit = replace(commit, rows=commit.rows - rewritten)
+        return Landing(commit, 0, tuple(plan.dropped) if plan else ())
+    qtable = f"quarantine.{table.partition('.')[2]}"
+    before = lake.version(qtable)
+    expected = 0 if before is None else before + 1
+    meta["quarantine"] = {"table": qtable, "version_if_any": expected}
+
+    def commit_quarantine() -> None:
+        if not quarantine.count:
+            return
+        # runs while delta-rs pulls the landing stream, so it must not use that thread's runtime
+        done: list[int | BaseException] = []
+        worker = threading.Thread(target=_write_quarantine, args=(lake, qtable, quarantine, run_id, done))
+        worker.start()
+        worker.join()
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        if done[0] != expected:
+            raise HeadwaterError(f"{qtable} moved to version {done[0]} during the run (expected {expected})",
+                                 "run one load of a source at a time")
+
+    commit = lake.land(table, _then(batches, commit_quarantine), run_id=run_id, state=extraction.state,
+                       mode=mode, origin=origin, schema=schema, meta=meta, key=extraction.key,
+                       commit_empty=lambda: quarantine.count > 0)
+    if rewritten:
+        commit = replace(commit, rows=commit.rows - rewritten)
+    return Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),
+                   tuple(plan.changes) if plan else ())
+
+
+def _write_quarantine(lake: Lake, qtable: str, quarantine: Quarantine, run_id: str,
+                      done: list[int | BaseException]) -> None:
+    try:
+        commit = lake.write_append(qtable, quarantine.table(), run_id=run_id,
+                                   meta={"quarantined": quarantine.count})
+        done.append(commit.version if commit.version is not None else -1)
+    except BaseException as exc:  # handed back to the landing thread
+        done.append(exc)
+
+
+def _chain(first: Iterator[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield from first
+    yield from rest
+
+
+def _then(batches: Iterator[pa.RecordBatch], tail: Callable[[], None]) -> Iterator[pa.RecordBatch]:
+    yield from batches
+    tail()

@@ -1,0 +1,226 @@
+"""Tolerant reading of CSV, JSON lines and Parquet: good rows as batches, bad ones to quarantine.
+
+Text files are cut into blocks of whole lines; each block goes through pyarrow's fast reader
+(with the planned column types). A block that fails is bisected by lines until every bad line
+is alone, so a clean file pays one UTF-8 check per block and nothing else. A file that cannot
+be read at all (corrupt compression, not Parquet) becomes one whole-file quarantine entry.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from engine.quarantine import Quarantine
+from engine.schema import coerce
+from engine.sources.base import flatten
+
+SAMPLE_BYTES = 1 << 20  # how much of each text file the schema plan reads
+BOM = b"\xef\xbb\xbf"
+READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException)  # what a bad file raises
+
+
+class FileUnreadable(Exception):
+    """The file as a whole cannot be read (the reason is the message)."""
+
+
+def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytes]]:
+    """(number of the first line, bytes of whole lines) for a binary file, BOM removed."""
+    line, carry, first = 1, b"", True
+    while True:
+        chunk = fh.read(size)
+        if first:
+            chunk, first = chunk.removeprefix(BOM), False
+        if not chunk:
+            if carry:
+                yield line, carry
+            return
+        buf = carry + chunk
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            carry = buf
+            continue
+        block, carry = buf[:cut + 1], buf[cut + 1:]
+        yield line, block
+        line += block.count(b"\n")
+
+
+def _lines(data: bytes) -> list[bytes]:
+    parts = data.split(b"\n")
+    return [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _check_text(data: bytes) -> None:
+    if b"\x00" in data:
+        raise ValueError("NUL byte(s) in the line")
+    data.decode("utf-8")
+
+
+def tolerant(data: bytes, first_line: int, parse: Callable[[bytes], pa.Table],
+             reason: Callable[[bytes, Exception], str], bad: Callable[[int, bytes, str], None]) -> list[pa.Table]:
+    """`data` parsed by `parse`; when that fails, bisected by lines until each bad line is
+    alone and handed to `bad(line number, raw, reason)`. Returns the good parts in order."""
+    try:
+        _check_text(data)
+        return [parse(data)]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
+        lines = _lines(data)
+        if len(lines) <= 1:
+            bad(first_line, data, reason(data, exc))
+            return []
+        mid = len(lines) // 2
+        return (tolerant(b"".join(lines[:mid]), first_line, parse, reason, bad)
+                + tolerant(b"".join(lines[mid:]), first_line + mid, parse, reason, bad))
+
+
+def _text_reason(data: bytes, exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start} of the line"
+    return str(exc).strip()
+
+
+def json_reason(data: bytes, exc: Exception) -> str:
+    """Why one JSON line was not landed, in words."""
+    if isinstance(exc, (UnicodeDecodeError, ValueError)) and not isinstance(exc, pa.ArrowException):
+        return _text_reason(data, exc)
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as err:
+        return f"not valid JSON: {err}"
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(value), "a number")
+        return f"the line is JSON {kind}, not an object (JSON lines need one object per line)"
+    return str(exc).removeprefix("JSON parse error: ").strip()
+
+
+def _row_lines(data: bytes, blank: Callable[[bytes], bool]) -> list[tuple[int, bytes]]:
+    return [(i, ln) for i, ln in enumerate(_lines(data)) if not blank(ln)]
+
+
+class TextReader:
+    """Reads one CSV or JSON-lines file tolerantly into the planned `types`."""
+
+    def __init__(self, fmt: str, path: str, quarantine: Quarantine, types: dict[str, pa.DataType],
+                 extras: str, dropped: set[str], delimiter: str = ",", block_bytes: int = 8 << 20) -> None:
+        self.fmt, self.path, self.q, self.types = fmt, path, quarantine, types
+        self.extras, self.dropped, self.delimiter, self.block_bytes = extras, dropped, delimiter, block_bytes
+        self.names: list[str] = []
+
+    def _bad(self, line: int, raw: bytes, reason: str) -> None:
+        self.q.row(self.path, line, raw, reason)
+
+    def read(self, fh: Any) -> Iterator[pa.Table]:
+        """Good rows of the file as tables; bad rows quarantined."""
+        for first_line, block in text_blocks(fh, self.block_bytes):
+            if self.fmt == "csv" and not self.names:
+                header, _, block = block.partition(b"\n")
+                first_line += 1
+                if not header.strip():
+                    if block.strip():
+                        raise FileUnreadable("the first line (the CSV header) is empty")
+                    continue
+                self.names = csv_header(header, self.delimiter)
+            if not block.strip():
+                continue
+            parse = self._parse_csv if self.fmt == "csv" else self._parse_json
+            reason = _text_reason if self.fmt == "csv" else json_reason
+            for table in tolerant(block, first_line, parse, reason, self._bad):
+                yield self._coerce(table, block, first_line)
+
+    def _parse_csv(self, data: bytes) -> pa.Table:
+        if not data.strip(b"\r\n"):
+            return pa.table({n: pa.array([], self.types.get(n, pa.string())) for n in self.names})
+        types = {n: self.types[n] for n in self.names if n in self.types}
+        return _with_block_size(lambda size: pcsv.read_csv(
+            io.BytesIO(data), read_options=pcsv.ReadOptions(column_names=self.names, block_size=size),
+            parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
+            convert_options=pcsv.ConvertOptions(column_types=types)), len(data))
+
+    def _parse_json(self, data: bytes) -> pa.Table:
+        if not data.strip():
+            return pa.table({})
+        table = _with_block_size(lambda size: pjson.read_json(
+            io.BytesIO(data), read_options=pjson.ReadOptions(block_size=size)), len(data))
+        return pa.Table.from_batches([flatten(b) for b in table.to_batches()]) if table.num_rows else table
+
+    def _coerce(self, table: pa.Table, block: bytes, first_line: int) -> pa.Table:
+        good, bad = coerce(table, self.types, extras=self.extras, dropped=self.dropped,
+                           origin=self.path)
+        if bad:  # map row numbers back to lines (only on this slow path)
+            blank = (lambda ln: not ln.strip(b"\r\n")) if self.fmt == "csv" else (lambda ln: not ln.strip())
+            rows = _row_lines(block, blank)
+            for i, why in sorted(bad.items()):
+                offset, raw = rows[i]
+                self._bad(first_line + offset, raw, why)
+        return good
+
+
+def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
+    try:
+        return read(min(size + 1, 1 << 20))
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc) or size < 1 << 20:
+            raise
+        return read(size + 1)
+
+
+def csv_header(line: bytes, delimiter: str) -> list[str]:
+    """Column names from a CSV header line; a repeated name makes the file unreadable."""
+    try:
+        text = line.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        raise FileUnreadable(f"the CSV header is not valid UTF-8 (byte {exc.start})") from exc
+    names = next(csv.reader([text], delimiter=delimiter))
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise FileUnreadable(f"the CSV header repeats column {name!r}")
+        seen.add(name)
+    return names
+
+
+def sample_schema(fmt: str, fh: Any, delimiter: str = ",") -> pa.Schema:
+    """The schema of a file from its first SAMPLE_BYTES (Parquet: its footer); good lines only."""
+    if fmt == "parquet":
+        return pq.read_schema(fh)
+    sink = Quarantine("", "", None)  # type: ignore[arg-type]
+    reader = TextReader(fmt, "", sink, {}, "evolve", set(), delimiter, SAMPLE_BYTES)
+    reader._coerce = lambda table, block, first_line: table  # type: ignore[method-assign]  # infer only
+    blocks = text_blocks(fh, SAMPLE_BYTES)
+    first = next(blocks, None)
+    if first is None:
+        return pa.schema([])
+    schemas = [t.schema for t in reader.read(io.BytesIO(first[1])) if t.num_columns]
+    fields: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for f in schema:
+            if f.name not in fields or pa.types.is_null(fields[f.name]):
+                fields[f.name] = f.type
+    if fmt == "csv":
+        for name in reader.names:
+            fields.setdefault(name, pa.null())
+    return pa.schema(list(fields.items()))
+
+
+def read_parquet(batches: Iterator[pa.RecordBatch], path: str, quarantine: Quarantine,
+                 types: dict[str, pa.DataType], extras: str, dropped: set[str]) -> Iterator[pa.Table]:
+    """Parquet batches coerced to `types`; rows that do not fit go to quarantine as JSON."""
+    row = 0
+    for batch in batches:
+        table = pa.Table.from_batches([batch])  # struct columns stay structs, as in the footer
+        good, bad = coerce(table, types, extras=extras, dropped=dropped, origin=path)
+        if bad:
+            values = table.to_pylist()
+            for i, why in sorted(bad.items()):
+                quarantine.row(path, row + i + 1, json.dumps(values[i], default=str), why)
+        row += batch.num_rows
+        yield good

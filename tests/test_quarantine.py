@@ -1,0 +1,228 @@
+"""A corpus of bad files: each run survives, good rows land, bad ones are quarantined with a
+reason, and rows in = rows landed + rows quarantined, counted independently of the engine."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.config import Config
+from engine.errors import HeadwaterError
+from engine.pipeline import Pipeline
+from engine.runner import Runner
+from engine.sources import files
+
+NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
+HEAD = b"id,name,score\n"
+GOOD_CSV = b"1,ann,1.5\n2,bob,2.5\n"
+GOOD_JSON = b'{"id": 1, "name": "ann", "dev": {"os": "ios"}, "tags": ["a"]}\n{"id": 2, "name": "bob"}\n'
+BIG = "x" * (10 << 20)
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data)
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+PARQUET = _parquet(pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]}))
+
+# name: (file name, bytes, good rows, bad rows, whole-file entry?, reason fragment)
+CORPUS: dict[str, tuple[str, bytes, int, int, bool, str]] = {
+    "csv_ragged": ("a.csv", HEAD + GOOD_CSV + b"3,cy\n4,di,4.5,extra\n5,ed,5.5\n", 3, 2, False, "Expected 3 columns"),
+    "csv_wrong_type": ("a.csv", HEAD + GOOD_CSV + b"x,cy,1.0\n3,di,nope\n", 2, 2, False, "invalid value"),
+    "csv_invalid_utf8": ("a.csv", HEAD + GOOD_CSV + b"3,\xff\xfeoops,1.0\n", 2, 1, False, "invalid UTF-8"),
+    "csv_empty": ("a.csv", b"", 0, 0, False, ""),
+    "csv_header_only": ("a.csv", HEAD, 0, 0, False, ""),
+    "csv_bom": ("a.csv", b"\xef\xbb\xbf" + HEAD + GOOD_CSV, 2, 0, False, ""),
+    "csv_mixed_line_endings": ("a.csv", b"id,name,score\r\n1,ann,1.5\r\n2,bob,2.5\n3,cy,3.5\r\n", 3, 0, False, ""),
+    "csv_duplicate_header": ("a.csv", b"id,id,name\n1,2,ann\n", 0, 0, True, "repeats column 'id'"),
+    "csv_nul_bytes": ("a.csv", HEAD + GOOD_CSV + b"3,c\x00y,1.0\n", 2, 1, False, "NUL"),
+    "csv_whitespace_only": ("a.csv", b"  \n\t\n   ", 0, 0, False, ""),
+    "csv_trailing_garbage": ("a.csv", HEAD + GOOD_CSV + b"\x01\x02garbage", 2, 1, False, "Expected 3 columns"),
+    "csv_truncated_gzip": ("a.csv.gz", _gz(HEAD + GOOD_CSV * 50)[:-30], 0, 0, True, "cannot read"),
+    "csv_10mb_line": ("a.csv", HEAD + GOOD_CSV + f"3,{BIG},1.0\n".encode(), 3, 0, False, ""),
+    "csv_bz2_garbage": ("a.csv.bz2", b"BZh9 this is not bzip2", 0, 0, True, "cannot read"),
+    "json_not_object": ("a.jsonl", GOOD_JSON + b"[1, 2]\n42\n", 2, 2, False, "not an object"),
+    "json_array_file": ("a.jsonl", b'[{"id": 1}, {"id": 2}]\n', 0, 1, False, "an array, not an object"),
+    "json_duplicate_keys": ("a.jsonl", GOOD_JSON + b'{"id": 3, "id": 4}\n', 2, 1, False, "specified twice"),
+    "json_invalid": ("a.jsonl", GOOD_JSON + b'{"id": 3,\n', 2, 1, False, "not valid JSON"),
+    "json_invalid_utf8": ("a.jsonl", GOOD_JSON + b'{"id": 3, "name": "\xff"}\n', 2, 1, False, "invalid UTF-8"),
+    "json_nul_bytes": ("a.jsonl", GOOD_JSON + b"\x00" * 64 + b"\n", 2, 1, False, "NUL"),
+    "json_gzip": ("a.jsonl.gz", _gz(GOOD_JSON * 3), 6, 0, False, ""),
+    "json_truncated_gzip": ("a.jsonl.gz", _gz(GOOD_JSON * 50)[:40], 0, 0, True, "cannot read"),
+    "json_10mb_line": ("a.jsonl", GOOD_JSON + json.dumps({"id": 3, "name": BIG}).encode() + b"\n", 3, 0, False, ""),
+    "json_wrong_type": ("a.jsonl", GOOD_JSON + b'{"id": "abc", "name": "cy"}\n', 2, 1, False, "is not int64"),
+    "json_type_conflict": ("a.jsonl", GOOD_JSON + b'{"id": 3, "name": 7}\n{"id": 4, "name": "di"}\n', 4, 0, False, ""),
+    "json_bom_crlf": ("a.jsonl", b"\xef\xbb\xbf" + GOOD_JSON.replace(b"\n", b"\r\n"), 2, 0, False, ""),
+    "json_blank_lines": ("a.jsonl", b"\n\n" + GOOD_JSON.replace(b"\n", b"\n   \n"), 2, 0, False, ""),
+    "json_trailing_garbage": ("a.jsonl", GOOD_JSON + b'{"id": 9, "na', 2, 1, False, "not valid JSON"),
+    "json_empty": ("a.jsonl", b"", 0, 0, False, ""),
+    "json_whitespace_only": ("a.jsonl", b" \n\t\r\n  ", 0, 0, False, ""),
+    "parquet_not_parquet": ("a.parquet", b"id,name\n1,a\n", 0, 0, True, "magic"),
+    "parquet_truncated": ("a.parquet", PARQUET[: len(PARQUET) // 2], 0, 0, True, "cannot read"),
+    "parquet_good": ("a.parquet", PARQUET, 3, 0, False, ""),
+    "parquet_wrong_type": ("a.parquet", _parquet(pa.table({"id": ["1", "x", "3"]})), 2, 1, False, "is not int64"),
+}
+
+
+def input_rows(name: str, data: bytes) -> int:
+    """Rows in, counted without the engine: non-blank lines (less a CSV header), Parquet rows."""
+    if name.endswith(".parquet"):
+        return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    opener = {".gz": gzip.decompress, ".bz2": bz2.decompress}
+    for suffix, decompress in opener.items():
+        if name.endswith(suffix):
+            data = decompress(data)
+    lines = [ln for ln in data.removeprefix(b"\xef\xbb\xbf").split(b"\n") if ln.strip()]
+    return max(len(lines) - 1, 0) if ".csv" in name else len(lines)
+
+
+def run_source(tmp_path: Path, source) -> tuple[Runner, object]:  # type: ignore[no-untyped-def]
+    runner = Runner(Pipeline("t", sources=[source]), Config(lake=str(tmp_path / "lake")))
+    return runner, runner.load(source.name, "run1", NOW)
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_bad_file_corpus(tmp_path: Path, case: str) -> None:
+    fname, data, good, bad, whole, reason = CORPUS[case]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / fname).write_bytes(data)
+    schema = {"id": "int64"} if "json" in fname or "parquet" in fname else {"id": "int64", "score": "float64"}
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "in"), schema=schema))
+    assert step.status in ("landed", "unchanged"), step.detail
+    lake = runner.lake
+    landed = lake.read("raw.s").num_rows if lake.exists("raw.s") else 0
+    entries = lake.read("quarantine.s").to_pylist() if lake.exists("quarantine.s") else []
+    assert (landed, step.rows, step.quarantined) == (good, good, bad + whole)
+    if whole:
+        assert [e["kind"] for e in entries] == ["file"] and reason in entries[0]["reason"]
+        assert lake.state("raw.s")["files"] == [str(tmp_path / "in" / fname)]  # not retried
+    else:
+        assert input_rows(fname, data) == landed + len(entries)  # rows in = landed + quarantined
+        assert all(e["kind"] == "row" and e["line"] >= 1 and e["raw"] is not None for e in entries)
+        assert all(reason in e["reason"] for e in entries), [e["reason"] for e in entries]
+    if entries:
+        history = lake.history("raw.s", 1)[0]
+        assert history["quarantine"] == {"table": "quarantine.s", "version_if_any": 0}
+        assert runner.load("s", "run2", NOW).status == "unchanged"  # landed once, not retried
+
+
+def test_quarantine_rows_say_where_and_what(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(HEAD + b"1,ann,1.5\n2,bob\n3,cy,x\n4,di,4.5\n")
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "in"), schema={"score": "float64"}))
+    rows = sorted(runner.lake.read("quarantine.s").to_pylist(), key=lambda e: e["line"])
+    assert [(e["line"], e["raw"], e["file"]) for e in rows] == [
+        (3, "2,bob\n", str(tmp_path / "in" / "a.csv")), (4, "3,cy,x\n", str(tmp_path / "in" / "a.csv"))]
+    assert "Expected 3 columns, got 2" in rows[0]["reason"] and "double" in rows[1]["reason"]
+    assert step.rows == 2 and step.quarantined == 2 and "2 quarantined" in step.detail
+    assert sorted(r["id"] for r in runner.lake.read("raw.s").to_pylist()) == [1, 4]
+
+
+def test_evolve_adds_columns_and_widens_types(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(b'{"id": 1, "v": 1}\n')
+    runner, _ = run_source(tmp_path, files("s", str(folder)))
+    (folder / "2.jsonl").write_bytes(b'{"id": 2, "v": 2.5, "extra": "e"}\n')
+    step = runner.load("s", "run2", NOW)
+    assert "widened v int64 -> double" in step.detail and "added extra" in step.detail
+    table = runner.lake.read("raw.s")
+    assert table.schema.field("v").type == pa.float64()
+    assert sorted((r["id"], r["v"], r["extra"]) for r in table.to_pylist()) == [(1, 1.0, None), (2, 2.5, "e")]
+
+
+def test_freeze_names_column_file_and_types(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(b'{"id": 1, "v": 1}\n')
+    runner, _ = run_source(tmp_path, files("s", str(folder), contract="freeze"))
+    (folder / "2.jsonl").write_bytes(b'{"id": 2, "v": 2.5}\n')
+    step = runner.load("s", "run2", NOW)
+    assert step.status == "failed"
+    assert "column 'v' is double, the table has int64" in step.detail and "2.jsonl" in step.detail
+    (folder / "2.jsonl").write_bytes(b'{"id": 2, "v": 2, "new": 1}\n')
+    assert "new column 'new'" in runner.load("s", "run3", NOW).detail
+    with pytest.raises(HeadwaterError, match="unknown contract"):
+        files("s", str(folder), contract="loose")
+
+
+def test_discard_columns_drops_and_counts(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.csv").write_bytes(b"id\n1\n")
+    runner, _ = run_source(tmp_path, files("s", str(folder), contract="discard_columns"))
+    (folder / "2.csv").write_bytes(b"id,a,b\n2,x,y\n")
+    step = runner.load("s", "run2", NOW)
+    assert step.status == "landed" and "dropped 2 new column(s): a, b" in step.detail
+    assert runner.lake.read("raw.s").column_names == ["id", "_hw_source_file", "_hw_loaded_at", "_hw_run_id"]
+
+
+def test_schema_union_is_planned_before_the_stream(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()  # one run, one commit: the second file's new column must be known up front
+    (folder / "1.jsonl").write_bytes(b'{"id": 1}\n')
+    (folder / "2.jsonl").write_bytes(b'{"id": 2, "user": {"name": "z"}}\n')
+    runner, step = run_source(tmp_path, files("s", str(folder)))
+    assert step.rows == 2 and runner.lake.version("raw.s") == 0
+    assert sorted((r["id"], r["user__name"]) for r in runner.lake.read("raw.s").to_pylist()) == [
+        (1, None), (2, "z")]
+
+
+def test_headwater_show_quarantine(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(GOOD_JSON + b"[1, 2]\n")
+    runner, _ = run_source(tmp_path, files("s", str(tmp_path / "in")))
+    shown = CliRunner().invoke(app, ["show", "quarantine.s", "--lake", str(tmp_path / "lake")])
+    assert shown.exit_code == 0, shown.output
+    assert "quarantine.s @ version 0 (first 1 rows)" in shown.output and "reason" in shown.output
+    assert "quarantine.s" in runner.lake.tables()
+
+
+def test_parquet_structs_stay_structs(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    table = pa.table({"id": [1, 2], "dev": [{"os": "ios"}, {"os": "android"}]})
+    pq.write_table(table, tmp_path / "in" / "a.parquet")
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "in")))
+    assert (step.rows, step.quarantined) == (2, 0)
+    assert sorted(r["dev"]["os"] for r in runner.lake.read("raw.s").to_pylist()) == ["android", "ios"]
+
+
+def test_field_first_seen_after_the_sample_is_quarantined(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    lines = [json.dumps({"id": i}) for i in range(120_000)]  # > 1 MB: the plan samples the first MB
+    lines.insert(100_000, json.dumps({"id": -1, "late": "x"}))
+    (tmp_path / "in" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "in")))
+    (entry,) = runner.lake.read("quarantine.s").to_pylist()
+    assert (step.rows, step.quarantined, entry["line"]) == (120_000, 1, 100_001)
+    assert "field 'late' is not in the planned schema" in entry["reason"] and '"late"' in entry["raw"]
+
+
+def test_widening_rewrite_and_quarantine_in_one_run(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(b'{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n')
+    runner, _ = run_source(tmp_path, files("s", str(folder)))
+    (folder / "2.jsonl").write_bytes(b'{"id": 3, "v": 3.5}\nnot json\n')
+    step = runner.load("s", "run2", NOW)
+    assert (step.rows, step.quarantined, step.version) == (1, 1, 1)  # rows landed in this run
+    assert sorted((r["id"], r["v"]) for r in runner.lake.read("raw.s").to_pylist()) == [(1, 1.0), (2, 2.0), (3, 3.5)]
+    assert runner.lake.history("raw.s", 1)[0]["quarantine"]["version_if_any"] == 0
+    assert runner.lake.read("quarantine.s").column("line").to_pylist() == [2]
