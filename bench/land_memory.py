@@ -83,14 +83,16 @@ CHILD = """
 import json, sys, resource, time
 from datetime import datetime, timezone
 from engine.lake import Lake
+from engine.quarantine import land
 from engine.sources import files
 path, lake_dir = sys.argv[1], sys.argv[2]
 lake = Lake(lake_dir)
 source = files("bench", path)
 started = time.perf_counter()
 e = source.extract({}, run_id="bench", loaded_at=datetime.now(timezone.utc))
-commit = lake.land("raw.bench", e.batches, run_id="bench", state=e.state)
-print(json.dumps({"rows": commit.rows, "seconds": time.perf_counter() - started,
+landing = land(lake, "raw.bench", e, run_id="bench")  # the runner's path: plan, quarantine, commit
+print(json.dumps({"rows": landing.commit.rows, "quarantined": landing.quarantined,
+                  "seconds": time.perf_counter() - started,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -121,10 +123,10 @@ def main() -> int:
         path, rows = csv_file(gb)
         print(f"csv {gb} GB ({rows:,} rows) ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
         rows_out.append((f"CSV, {path.stat().st_size / 1e9:.1f} GB", path.stat().st_size / 1e9, land(path)))
-    print("| input | size on disk (GB) | rows landed | seconds | rows/s | peak RSS (MB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| input | size on disk (GB) | rows landed | quarantined | seconds | rows/s | peak RSS (MB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, size, r in rows_out:
-        print(f"| {name} | {size:.2f} | {r['rows']:,} | {r['seconds']:.1f} | "
+        print(f"| {name} | {size:.2f} | {r['rows']:,} | {r['quarantined']:,} | {r['seconds']:.1f} | "
               f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} |")
     return 0
 
