@@ -57,7 +57,8 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True) -> RunSummar
     console.print(summary_table(summary))
     if summary.backend_reason:
         console.print(f"[dim]backend: {summary.backend} ({summary.backend_reason})[/]")
-    console.print(f"[dim]landed {summary.rows_landed():,} new rows; lake {config.lake}; "
+    quarantined = f" ({summary.rows_quarantined():,} quarantined)" if summary.rows_quarantined() else ""
+    console.print(f"[dim]landed {summary.rows_landed():,} new rows{quarantined}; lake {config.lake}; "
                   f"warehouse {config.warehouse}[/]")
     if not summary.ok:
         raise HeadwaterError(summary.error or "the run failed")

@@ -213,7 +213,7 @@ class Lake:
                 first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
                                                    pa.schema(self.table(name).schema().to_arrow()) if exists
                                                    else pa.schema([]))
-            elif mode != "overwrite" or not exists or not self.read(name).num_rows:
+            elif mode != "overwrite" or not exists or not self.dataset(name).count_rows():
                 return Commit(self.qualify(name), None, 0)
             else:
                 first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))

@@ -54,14 +54,15 @@ def summary_table(summary: RunSummary) -> Table:
     if summary.backend:
         title += f" — models on {summary.backend}"
     table = Table(title=title, title_justify="left")
-    widths = {"step": 7, "table": 18, "status": 9, "rows": 7, "version": 7, "seconds": 7}
+    widths = {"step": 7, "table": 18, "status": 9, "rows": 7, "quarantined": 11, "version": 7, "seconds": 7}
     for col, width in widths.items():
-        table.add_column(col, justify="right" if col in ("rows", "version", "seconds") else "left",
+        table.add_column(col, justify="right" if col in ("rows", "quarantined", "version", "seconds") else "left",
                          no_wrap=True, min_width=width)
     table.add_column("detail", overflow="ellipsis", no_wrap=True)
     for s in summary.steps:
         style = STATUS_STYLE.get(s.status, "")
         table.add_row(s.kind, s.table, f"[{style}]{s.status}[/]", f"{s.rows:,}",
+                      f"{s.quarantined:,}" if s.quarantined else "",
                       "" if s.version is None else str(s.version), f"{s.seconds:.2f}", s.detail)
     return table
 

@@ -62,6 +62,9 @@ class RunSummary:
     def rows_landed(self) -> int:
         return sum(s.rows for s in self.steps if s.kind == "load")
 
+    def rows_quarantined(self) -> int:
+        return sum(s.quarantined for s in self.steps if s.kind == "load")
+
 
 class Reporter(Protocol):
     """Progress callbacks (the CLI shows them as progress bars)."""

@@ -31,7 +31,7 @@ from engine.runner import Runner, Step, new_run_id
 
 SUMMARY_KEY = "headwater-run-summary"
 TABLES_KEY = "headwater-tables"
-COLUMNS = ("table", "kind", "status", "rows", "version", "seconds", "detail")
+COLUMNS = ("table", "kind", "status", "rows", "quarantined", "version", "seconds", "detail")
 LOAD_RETRIES = 2
 LOAD_RETRY_DELAYS = [1, 5]  # seconds before the first and the second retry
 

@@ -56,3 +56,12 @@ def test_failures_are_one_line_with_a_non_zero_exit(tmp_path: Path, monkeypatch:
     assert no_table.exit_code == 1 and "no lake table 'raw.nothing'" in no_table.output
     bad = cli.invoke(app, ["run", str(tmp_path / "nope.py"), "--backend", "tpu"])
     assert bad.exit_code == 1
+
+
+def test_run_summary_counts_quarantined_rows(ran: Path) -> None:
+    (ran / "orders" / "day2.csv").write_text("order_id,customer_id,amount\n5,2,3.0\n6,1,not-a-number\n")
+    result = cli.invoke(app, ["run", str(ran / "pipeline.py")])
+    assert result.exit_code == 0, result.output
+    assert "landed 1 new rows (1 quarantined)" in result.output
+    shown = cli.invoke(app, ["show", "quarantine.orders"])
+    assert shown.exit_code == 0 and "not-a-number" in shown.output
