@@ -66,7 +66,7 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.Re
     if extra:
         raise HeadwaterError(
             f"{origin or 'a batch'} has column(s) {sorted(extra)} that are not in the table's schema",
-            "land files with one schema per source; schema evolution is tracked in issue 3")
+            "declare the column with schema=, or land these files under another source")
     arrays = []
     for field in schema:
         idx = batch.schema.get_field_index(field.name)
@@ -181,6 +181,9 @@ class Lake:
         """Headwater metadata of the newest commit that has any ({} for a new table)."""
         if not self.exists(self.qualify(name)):
             return {}
+        newest = self.history(name, 1)  # the usual case: one commit read, not the whole log
+        if newest and "run_id" in newest[0]:
+            return newest[0]
         for commit in self.history(name):
             if "run_id" in commit:
                 return commit
@@ -210,6 +213,7 @@ class Lake:
         if first is None:
             exists = self.exists(self.qualify(name))
             if commit_empty is not None and commit_empty():
+                mode = "append" if mode == "merge" else mode  # nothing to merge: commit the state
                 first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
                                                    pa.schema(self.table(name).schema().to_arrow()) if exists
                                                    else pa.schema([]))

@@ -99,14 +99,15 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
     schema, rewritten = None, 0
     if plan is not None:
         current = None
-        if mode != "overwrite" and lake.exists(lake.qualify(table)):
+        # a replace checks its contract against the table it replaces; it evolves from scratch
+        if (mode != "overwrite" or plan.contract != "evolve") and lake.exists(lake.qualify(table)):
             current = pa.schema(lake.table(table).schema().to_arrow())
         schema = plan.resolve(current)
         if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
             old = lake.dataset(table).to_table()
             lake.write(table, old.cast(pa.schema([schema.field(n) for n in old.schema.names])),
                        run_id=run_id, meta={"state": lake.state(table), "widened": True})
-        elif plan.rewrite:  # widen existing columns: the old rows are rewritten in the same commit
+        elif plan.rewrite and mode != "overwrite":  # widen existing columns: the old rows are rewritten in the same commit
             dataset = lake.dataset(table)
             rewritten = dataset.count_rows()  # not landed by this run: left out of its count
             batches, mode = _chain(iter(dataset.to_batches()), batches), "overwrite"

@@ -134,7 +134,7 @@ class Runner:
             commit = landing.commit
             if commit.version is None:
                 return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
-                            detail=extraction.planned)
+                            detail=extraction.planned, quarantined=landing.quarantined)
             merged = "" if commit.inserted is None else \
                 f"merged: {commit.inserted:,} new, {commit.updated:,} updated"
             detail = ", ".join(p for p in (extraction.planned, merged, landing.describe()) if p)

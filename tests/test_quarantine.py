@@ -226,3 +226,36 @@ def test_widening_rewrite_and_quarantine_in_one_run(tmp_path: Path) -> None:
     assert sorted((r["id"], r["v"]) for r in runner.lake.read("raw.s").to_pylist()) == [(1, 1.0), (2, 2.0), (3, 3.5)]
     assert runner.lake.history("raw.s", 1)[0]["quarantine"]["version_if_any"] == 0
     assert runner.lake.read("quarantine.s").column("line").to_pylist() == [2]
+
+
+def test_lines_after_a_parse_error_keep_their_own_numbers(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes(b'{"id": 1, "n": 5}\n[1, 2]\n{"id": 3, "n": 7}\n{"id": 4, "n": "abc"}\n')
+    runner, step = run_source(tmp_path, files("s", str(tmp_path / "a.jsonl"), schema={"n": "int64"}))
+    entries = sorted((e["line"], e["raw"]) for e in runner.lake.read("quarantine.s").to_pylist())
+    assert entries == [(2, "[1, 2]\n"), (4, '{"id": 4, "n": "abc"}\n')]
+    assert sorted(r["id"] for r in runner.lake.read("raw.s").to_pylist()) == [1, 3]
+
+
+def test_a_merge_load_that_is_all_quarantined_is_still_recorded(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(b'{"id": 1, "v": 1}\n')
+    source = files("s", str(folder), write="merge", primary_key="id")
+    runner, _ = run_source(tmp_path, source)
+    (folder / "2.jsonl").write_bytes(b"not json\n")
+    step = runner.load("s", "run2", NOW)
+    assert step.quarantined == 1 and str(folder / "2.jsonl") in runner.lake.state("raw.s")["files"]
+    again = runner.load("s", "run3", NOW)
+    assert again.status == "unchanged" and runner.lake.read("quarantine.s").num_rows == 1
+
+
+def test_freeze_holds_for_replace_sources_too(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.csv").write_bytes(b"id,v\n1,1\n")
+    runner, _ = run_source(tmp_path, files("s", str(folder), write="replace", contract="freeze"))
+    (folder / "2.csv").write_bytes(b"id,v,extra\n2,2,x\n")
+    step = runner.load("s", "run2", NOW)
+    assert step.status == "failed" and "new column 'extra'" in step.detail
+    assert runner.lake.read("raw.s").column_names[:2] == ["id", "v"]
+    assert "extra" not in runner.lake.read("raw.s").column_names

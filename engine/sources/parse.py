@@ -65,12 +65,14 @@ def _check_text(data: bytes) -> None:
 
 
 def tolerant(data: bytes, first_line: int, parse: Callable[[bytes], pa.Table],
-             reason: Callable[[bytes, Exception], str], bad: Callable[[int, bytes, str], None]) -> list[pa.Table]:
+             reason: Callable[[bytes, Exception], str],
+             bad: Callable[[int, bytes, str], None]) -> list[tuple[int, bytes, pa.Table]]:
     """`data` parsed by `parse`; when that fails, bisected by lines until each bad line is
-    alone and handed to `bad(line number, raw, reason)`. Returns the good parts in order."""
+    alone and handed to `bad(line number, raw, reason)`. Returns the good parts in order, each
+    as (its first line number, its bytes, its rows)."""
     try:
         _check_text(data)
-        return [parse(data)]
+        return [(first_line, data, parse(data))]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
         lines = _lines(data)
         if len(lines) <= 1:
@@ -133,8 +135,8 @@ class TextReader:
                 continue
             parse = self._parse_csv if self.fmt == "csv" else self._parse_json
             reason = _text_reason if self.fmt == "csv" else json_reason
-            for table in tolerant(block, first_line, parse, reason, self._bad):
-                yield self._coerce(table, block, first_line)
+            for part_line, part, table in tolerant(block, first_line, parse, reason, self._bad):
+                yield self._coerce(table, part, part_line)
 
     def _parse_csv(self, data: bytes) -> pa.Table:
         if not data.strip(b"\r\n"):

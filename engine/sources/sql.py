@@ -126,20 +126,21 @@ class SqlSource:
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: dt.datetime) -> Extraction:
         try:
             engine = sa.create_engine(self.url)
-            source = self._selectable(engine)
         except sa.exc.ArgumentError as exc:
             raise HeadwaterError(f"source {self.name!r}: bad database URL {_safe(self.url)}: {exc}",
                                  "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
-        for key in self.keys:
-            self._column(source, key, "primary key")
-        stmt = sa.select(source)
-        if self.cursor:
-            col = self._column(source, self.cursor, "cursor")
-            try:
+        try:  # until the stream owns the engine, any failure must release its connections
+            source = self._selectable(engine)
+            for key in self.keys:
+                self._column(source, key, "primary key")
+            stmt = sa.select(source)
+            if self.cursor:
+                col = self._column(source, self.cursor, "cursor")
                 plan = self._plan(engine, source, col, state)
-            except BaseException:
-                engine.dispose()
-                raise
+        except BaseException:
+            engine.dispose()
+            raise
+        if self.cursor:
             if isinstance(plan, str):
                 engine.dispose()
                 return Extraction(iter(()), state, plan, [self.table or "query"])
