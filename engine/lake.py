@@ -7,6 +7,7 @@ whose `custom_metadata` carries the run id and the state that belongs with those
 """
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,9 +20,15 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from engine.errors import HeadwaterError
-from engine.storage import arrow_dataset, check_bucket, delta_options, fsspec_options, storage_errors
 from engine.faults import reached
 from engine.lake_merge import merge_load
+from engine.storage import (
+    arrow_dataset,
+    check_bucket,
+    delta_options,
+    fsspec_options,
+    storage_errors,
+)
 
 ZONES = ("raw", "models", "quarantine")
 META_PREFIX = "headwater."
@@ -230,7 +237,7 @@ class Lake:
 
         def stream() -> Iterator[pa.RecordBatch]:
             try:
-                for batch in _chain(first, it):
+                for batch in itertools.chain([first], it):
                     if batch.num_rows or batch is first:
                         counted[0] += batch.num_rows
                         yield conform(batch, schema, origin or name)
@@ -282,7 +289,3 @@ def _props(meta: dict[str, Any]) -> CommitProperties:
     return CommitProperties(custom_metadata={
         META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
 
-
-def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    yield first
-    yield from rest

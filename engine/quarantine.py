@@ -10,6 +10,7 @@ between the two commits only leaves quarantine entries whose run id has no landi
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -104,13 +105,13 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
             current = pa.schema(lake.table(table).schema().to_arrow())
         schema = plan.resolve(current)
         if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
-            old = lake.dataset(table).to_table()
-            lake.write(table, old.cast(pa.schema([schema.field(n) for n in old.schema.names])),
-                       run_id=run_id, meta={"state": lake.state(table), "widened": True})
+            dataset = lake.dataset(table)  # streamed: the table is never held in memory
+            lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="overwrite",
+                      schema=pa.schema([schema.field(n) for n in dataset.schema.names]), meta={"widened": True})
         elif plan.rewrite and mode != "overwrite":  # widen existing columns: the old rows are rewritten in the same commit
             dataset = lake.dataset(table)
             rewritten = dataset.count_rows()  # not landed by this run: left out of its count
-            batches, mode = _chain(iter(dataset.to_batches()), batches), "overwrite"
+            batches, mode = itertools.chain(dataset.to_batches(), batches), "overwrite"
     meta: dict = {}
     if quarantine is None:
         commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
@@ -154,10 +155,6 @@ def _write_quarantine(lake: Lake, qtable: str, quarantine: Quarantine, run_id: s
     except BaseException as exc:  # handed back to the landing thread
         done.append(exc)
 
-
-def _chain(first: Iterator[pa.RecordBatch], rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    yield from first
-    yield from rest
 
 
 def _then(batches: Iterator[pa.RecordBatch], tail: Callable[[], None]) -> Iterator[pa.RecordBatch]:

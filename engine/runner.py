@@ -18,8 +18,8 @@ from engine.config import Config
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.models import Context, input_table
-from engine.quarantine import land
 from engine.pipeline import Pipeline
+from engine.quarantine import land
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
     from engine.backends import Backend

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from engine.config import BACKENDS, Config
 from engine.errors import HeadwaterError
 from engine.models import Model, input_table
-from engine.pipeline import load_pipeline
+from engine.pipeline import Pipeline, load_pipeline
 from engine.runner import Runner, Step, new_run_id
 
 SUMMARY_KEY = "headwater-run-summary"
@@ -68,8 +69,22 @@ class PipelineFailed(Exception):
 
 
 # -- tasks: each wraps exactly one Runner step ---------------------------------------------------
+_loaded: dict[tuple[str, float], Pipeline] = {}
+_loading = threading.Lock()
+
+
+def _pipeline(target: str) -> Pipeline:
+    """The pipeline `target` defines, executed once per version of its file (tasks share it)."""
+    path = Path(target)
+    key = (str(path.resolve()), path.stat().st_mtime_ns) if path.exists() else (target, 0)
+    with _loading:  # task threads must not execute the user's file at the same time
+        if key not in _loaded:
+            _loaded[key] = load_pipeline(target)
+        return _loaded[key]
+
+
 def _runner(pipeline: str, settings: Settings) -> Runner:
-    loaded = load_pipeline(pipeline)
+    loaded = _pipeline(pipeline)
     return Runner(loaded, Config.load(loaded.base_dir, **settings))
 
 
@@ -111,7 +126,7 @@ def _target(pipeline: str) -> str:
 def _run_name() -> str:
     target = str(flow_run.parameters.get("pipeline", "pipeline"))
     try:
-        return load_pipeline(_target(target)).name
+        return _pipeline(_target(target)).name
     except Exception:  # the flow itself reports a bad pipeline; the name only needs a fallback
         return Path(target).stem or target
 
@@ -127,7 +142,7 @@ def elt(pipeline: str, lake: str | None = None, warehouse: str | None = None,
     """
     logger = get_run_logger()
     target = _target(pipeline)
-    loaded = load_pipeline(target)
+    loaded = _pipeline(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
     config = Config.load(loaded.base_dir, **settings)  # a bad setting fails here, before any task
     run_id = new_run_id()

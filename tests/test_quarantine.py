@@ -259,3 +259,18 @@ def test_freeze_holds_for_replace_sources_too(tmp_path: Path) -> None:
     assert step.status == "failed" and "new column 'extra'" in step.detail
     assert runner.lake.read("raw.s").column_names[:2] == ["id", "v"]
     assert "extra" not in runner.lake.read("raw.s").column_names
+
+
+def test_widening_under_merge_keeps_state_and_merges(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(b'{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n')
+    runner, _ = run_source(tmp_path, files("s", str(folder), write="merge", primary_key="id"))
+    (folder / "2.jsonl").write_bytes(b'{"id": 2, "v": 2.5}\n{"id": 3, "v": 3.5}\n')
+    step = runner.load("s", "run2", NOW)
+    assert step.status == "landed", step.detail
+    table = runner.lake.read("raw.s")
+    assert table.schema.field("v").type == pa.float64()
+    assert sorted((r["id"], r["v"]) for r in table.to_pylist()) == [(1, 1.0), (2, 2.5), (3, 3.5)]
+    assert sorted(runner.lake.state("raw.s")["files"]) == [str(folder / "1.jsonl"), str(folder / "2.jsonl")]
+    assert runner.load("s", "run3", NOW).status == "unchanged"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from engine.errors import HeadwaterError
+
 if TYPE_CHECKING:
     from engine.quarantine import Quarantine
     from engine.schema import SchemaPlan

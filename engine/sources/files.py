@@ -28,7 +28,13 @@ from engine.sources.base import (
     key_columns,
     with_load_columns,
 )
-from engine.sources.parse import READ_ERRORS, FileUnreadable, TextReader, read_parquet, sample_schema
+from engine.sources.parse import (
+    READ_ERRORS,
+    FileUnreadable,
+    TextReader,
+    read_parquet,
+    sample_schema,
+)
 from engine.sources.remote import iter_parquet, list_paths, open_file, select
 from engine.storage import storage_errors
 

@@ -9,7 +9,15 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
-from engine.warehouse.base import STAGING_SUFFIX, Recorder, Warehouse, plain, rows_to_arrow, sql_columns, sql_rows
+from engine.warehouse.base import (
+    STAGING_SUFFIX,
+    Recorder,
+    Warehouse,
+    plain,
+    rows_to_arrow,
+    sql_columns,
+    sql_rows,
+)
 
 if TYPE_CHECKING:
     import pyarrow.dataset
