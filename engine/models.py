@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.errors import HeadwaterError
 
-MATERIALIZATIONS = ("table",)
+MATERIALIZATIONS = ("table", "incremental", "merge")
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,12 @@ class Model:
     name: str
     fn: Callable[..., Any]
     inputs: dict[str, str]
-    materialized: str = "table"
+    materialized: str = "table"  # table | incremental | merge
     publish: bool = True
     description: str = ""
+    key: tuple[str, ...] = ()  # the output's unique key: `merge` upserts on it
+    tags: tuple[str, ...] = ()  # for `--select tag:<tag>`
+    checks: tuple[Any, ...] = ()  # check specs (see engine.checks), run on every build
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -55,11 +58,14 @@ class Context:
 
 
 def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None = None,
-          name: str | None = None, materialized: str = "table", publish: bool = True) -> Any:
+          name: str | None = None, materialized: str = "table", publish: bool = True,
+          key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = ()) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table or a
-    model. The function may also take `ctx` (a `Context`). Returns a `Model`.
+    model. The function may also take `ctx` (a `Context`). `materialized` is `table` (rebuilt
+    from all input rows), `incremental` (sees only input rows landed since its last build;
+    appends) or `merge` (like incremental, but upserts on `key`). Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
         if materialized not in MATERIALIZATIONS:
@@ -72,7 +78,12 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None
         if missing:
             raise HeadwaterError(f"model {name or f.__name__!r}: inputs {missing} are not parameters of "
                                  f"{f.__name__}()", "name each input after a function parameter")
-        return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip())
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        if materialized == "merge" and not keys:
+            raise HeadwaterError(f"model {name or f.__name__!r}: materialized='merge' needs a key",
+                                 "pass key='id_column' (or a list of columns) to @model")
+        return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip(),
+                     keys, tuple(tags), tuple(checks))
 
     return wrap(fn) if fn is not None else wrap
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +20,8 @@ from engine.lake import Lake
 from engine.models import Context, input_table
 from engine.pipeline import Pipeline
 from engine.quarantine import land
+from engine import selection
+from engine.selection import Selection
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
     from engine.backends import Backend
@@ -143,8 +145,10 @@ class Runner:
 
         return self._timed("load", source.name, table, work)
 
-    def build(self, model_name: str, run_id: str) -> Step:
-        """Rebuild one model into `models.<name>` unless its inputs and code are unchanged."""
+    def build(self, model_name: str, run_id: str, full_refresh: bool = False) -> Step:
+        """Rebuild one model into `models.<name>` unless its inputs and code are unchanged.
+
+        `full_refresh` rebuilds an incremental or merge model from all of its input rows."""
         model = self.pipeline.model(model_name)
         table = f"models.{model.name}"
 
@@ -196,15 +200,23 @@ class Runner:
         return self._timed("publish", model.name, model.name, work)
 
     # -- a whole run ----------------------------------------------------------------------
-    def run(self, run_id: str | None = None) -> RunSummary:
-        """Every source, then every model in DAG order, then every published model; stops at
-        the first failed step."""
+    def select(self, select: Iterable[str] | str | None = None,
+               exclude: Iterable[str] | str | None = None) -> Selection:
+        """The sources and models a run with these `--select` / `--exclude` selectors touches."""
+        return selection.select([s.name for s in self.pipeline.sources], self.pipeline.ordered_models,
+                                select, exclude)
+
+    def run(self, run_id: str | None = None, select: Iterable[str] | str | None = None,
+            exclude: Iterable[str] | str | None = None, full_refresh: bool = False) -> RunSummary:
+        """The selected sources (default all), then the selected models in DAG order, then their
+        publishes; stops at the first failed step."""
         summary = RunSummary(run_id or new_run_id(), self.pipeline.name)
+        chosen = self.select(select, exclude)
         loaded_at = datetime.now(timezone.utc)
-        steps = [lambda s=s: self.load(s.name, summary.run_id, loaded_at) for s in self.pipeline.sources]
-        steps += [lambda m=m: self.build(m.name, summary.run_id) for m in self.pipeline.ordered_models]
-        if self.pipeline.models:
-            steps += [lambda: self._publish_all(summary.run_id)]
+        steps = [lambda s=s: self.load(s, summary.run_id, loaded_at) for s in chosen.sources]
+        steps += [lambda m=m: self.build(m, summary.run_id, full_refresh) for m in chosen.models]
+        if chosen.models:
+            steps += [lambda: self._publish_all(summary.run_id, chosen.models)]
         for step in steps:
             done = step()
             for s in done if isinstance(done, list) else [done]:
@@ -217,12 +229,12 @@ class Runner:
             summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
         return summary
 
-    def _publish_all(self, run_id: str) -> list[Step]:
+    def _publish_all(self, run_id: str, models: list[str]) -> list[Step]:
         from engine.warehouse import connect
 
         wh = connect(self.config.warehouse)
         try:
-            return [self.publish(m.name, run_id, wh) for m in self.pipeline.ordered_models if m.publish]
+            return [self.publish(name, run_id, wh) for name in models if self.pipeline.model(name).publish]
         finally:
             wh.dispose()
 
