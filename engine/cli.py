@@ -1,4 +1,4 @@
-"""The `headwater` command: run, demo, show, history, query, doctor."""
+"""The `headwater` command: run, demo, doctor (and, from engine.cli_lake, the lake's commands)."""
 from __future__ import annotations
 
 import functools
@@ -49,9 +49,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _run(pipeline: Pipeline, config: Config, *, table: bool = True) -> RunSummary:
+def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection: Any) -> RunSummary:
     with RichReporter(console) as reporter:
-        summary = Runner(pipeline, config, reporter).run()
+        summary = Runner(pipeline, config, reporter).run(**selection)
     if not table and summary.ok:
         return summary
     console.print(summary_table(summary))
@@ -68,10 +68,16 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True) -> RunSummar
 @app.command("run")
 @friendly
 def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module defining `pipeline`")],
+            select: Annotated[list[str] | None, typer.Option("--select", "-s", help=(
+                "models/sources to run: name, +name (and upstream), name+ (and downstream), "
+                "tag:x, raw.<source>; repeatable"))] = None,
+            exclude: Annotated[list[str] | None, typer.Option("--exclude", help="same syntax; removed from the selection")] = None,
+            full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild incremental models from all rows")] = False,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
-    """Load every source, build every model, publish to the warehouse."""
+    """Load the sources, build the models, publish to the warehouse (all, or a selection)."""
     p = load_pipeline(pipeline)
-    _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend))
+    _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend),
+         select=select, exclude=exclude, full_refresh=full_refresh)
 
 
 @app.command()
@@ -111,53 +117,6 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
         console.print("\n".join(lines), highlight=False)
     where = "" if directory == Path.cwd() else f"cd {directory} && "
     console.print(f"next: {where}headwater query \"select count(*) from training_set\"")
-
-
-@app.command()
-@friendly
-def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model>, quarantine.<source> or a bare name")],
-         version: Annotated[int | None, typer.Option(help="Delta version (default: latest)")] = None,
-         limit: Annotated[int, typer.Option(help="rows to show")] = 20, lake: LakeOpt = None) -> None:
-    """Show rows of a lake table, at its latest or a given version."""
-    the_lake = _lake(lake)
-    dt = the_lake.table(table, version)
-    data = the_lake.dataset(table, dt.version()).head(limit)
-    console.print(arrow_table(data, f"{the_lake.qualify(table)} @ version {dt.version()} "
-                                    f"(first {data.num_rows} rows)", width=console.width))
-
-
-@app.command()
-@friendly
-def history(table: Annotated[str, typer.Argument(help="a lake table")], lake: LakeOpt = None) -> None:
-    """Show the versions of a lake table: when, what, rows, run."""
-    the_lake = _lake(lake)
-    rows = [{"version": c.get("version"), "timestamp": _ms(c.get("timestamp")),
-             "operation": c.get("operation"),
-             "rows added": _rows_added(c.get("operationMetrics") or {}),
-             "run": c.get("run_id", ""), "state": _short(c.get("state"))}
-            for c in the_lake.history(table)]
-    console.print(rows_table(rows, f"history of {the_lake.qualify(table)}"))
-
-
-@app.command()
-@friendly
-def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> and models.<x> on DuckDB")],
-          limit: Annotated[int, typer.Option(help="rows to show")] = 50,
-          lake: LakeOpt = None, warehouse: WarehouseOpt = None) -> None:
-    """Run SQL over the warehouse (and, on DuckDB, over the lake's tables)."""
-    from engine.warehouse import connect
-
-    config = Config.load(Path.cwd(), lake=lake, warehouse=warehouse)
-    the_lake = Lake(config.lake, config.storage_options)
-    wh = connect(config.warehouse)
-    try:
-        datasets = {name: the_lake.dataset(name) for name in the_lake.tables()}
-        result = wh.query(sql, lake=datasets)
-    finally:
-        wh.dispose()
-    console.print(arrow_table(result.slice(0, limit), width=console.width))
-    if result.num_rows > limit:
-        console.print(f"[dim]{result.num_rows - limit} more rows (--limit)[/]")
 
 
 @app.command()
@@ -212,35 +171,15 @@ def _describe(connect: Callable[[str], Any], url: str) -> str:
         wh.dispose()
 
 
-def _lake(uri: str | None) -> Lake:
-    config = Config.load(Path.cwd(), lake=uri)
-    return Lake(config.lake, config.storage_options)
-
-
-def _rows_added(metrics: dict[str, Any]) -> str:
-    """Rows a commit added: appended or written rows, or a merge's new and updated rows."""
-    if "num_target_rows_inserted" in metrics:
-        return f"{metrics['num_target_rows_inserted']} new, {metrics.get('num_target_rows_updated', 0)} updated"
-    return str(metrics.get("num_added_rows", ""))
-
-
-def _ms(value: Any) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(value / 1000, timezone.utc).isoformat(timespec="seconds") if value else ""
-
-
-def _short(state: Any) -> str:
-    if not state:
-        return ""
-    if "files" in state:
-        return f"{len(state['files'])} files"
-    return str(state)
+from engine import cli_lake  # noqa: E402,F401 - registers show, history, query, runs, lineage, reproduce
 
 
 def main() -> None:
-    """Entry point for `python -m engine.cli`."""
-    app()
+    """Entry point for `python -m engine.cli` (the `engine.cli` module's app: under `-m` this
+    file also runs as `__main__`, whose own `app` has no lake commands registered)."""
+    from engine.cli import app as registered
+
+    registered()
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ def delta_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(delta_type(f.type)) for f in schema])
 
 
+def as_delta(table: pa.Table) -> pa.Table:
+    """`table` with the types Delta stores (see `delta_type`)."""
+    schema = delta_schema(table.schema)
+    return pa.Table.from_arrays([cast(c, f.type) for c, f in zip(table.columns, schema)], schema=schema)
+
+
 def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.RecordBatch:
     """Cast `batch` to `schema`: missing columns become nulls; an unknown column is an error."""
     extra = set(batch.schema.names) - set(schema.names)
@@ -266,8 +272,7 @@ class Lake:
 
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
         """Replace the contents of `name` with `table` in one commit carrying `meta`."""
-        schema = delta_schema(table.schema)
-        table = pa.Table.from_arrays([cast(c, f.type) for c, f in zip(table.columns, schema)], schema=schema)
+        table = as_delta(table)
         version = self._write(name, table, "overwrite", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 

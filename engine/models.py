@@ -26,6 +26,7 @@ class Model:
     key: tuple[str, ...] = ()  # the output's unique key: `merge` upserts on it
     tags: tuple[str, ...] = ()  # for `--select tag:<tag>`
     checks: tuple[Any, ...] = ()  # check specs (see engine.checks), run on every build
+    full_inputs: tuple[str, ...] = ()  # incremental models: these inputs are always read whole
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -53,19 +54,23 @@ class Context:
     run_id: str
     backend: str
     xp: Any  # pandas or cudf: the DataFrame module for this run
-    is_incremental: bool = False
+    is_incremental: bool = False  # True when the inputs hold only rows landed since the last build
     vars: dict[str, Any] = field(default_factory=dict)
+    previous: Callable[[], Any] | None = None  # the model's current output as a frame (None: none yet)
 
 
 def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None = None,
           name: str | None = None, materialized: str = "table", publish: bool = True,
-          key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = ()) -> Any:
+          key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = (),
+          full_inputs: Iterable[str] = ()) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table or a
     model. The function may also take `ctx` (a `Context`). `materialized` is `table` (rebuilt
     from all input rows), `incremental` (sees only input rows landed since its last build;
-    appends) or `merge` (like incremental, but upserts on `key`). Returns a `Model`.
+    appends) or `merge` (like incremental, but upserts on `key`); `full_inputs` names inputs an
+    incremental model always reads whole (a dimension table it joins to). `checks` are run on
+    every build (see `engine.checks`); `tags` serve `--select tag:<tag>`. Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
         if materialized not in MATERIALIZATIONS:
@@ -82,8 +87,13 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None
         if materialized == "merge" and not keys:
             raise HeadwaterError(f"model {name or f.__name__!r}: materialized='merge' needs a key",
                                  "pass key='id_column' (or a list of columns) to @model")
+        whole = tuple(full_inputs)
+        unknown = [p for p in whole if p not in ins]
+        if unknown:
+            raise HeadwaterError(f"model {name or f.__name__!r}: full_inputs {unknown} are not inputs",
+                                 f"inputs are {sorted(ins)}")
         return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip(),
-                     keys, tuple(tags), tuple(checks))
+                     keys, tuple(tags), tuple(checks), whole)
 
     return wrap(fn) if fn is not None else wrap
 

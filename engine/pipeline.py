@@ -21,6 +21,7 @@ class Pipeline:
     sources: Sequence[Source] = ()
     models: Sequence[Model] = ()
     base_dir: Path | None = None  # where headwater.toml is looked for; set by load_pipeline
+    source_file: Path | None = None  # the file that defines it; set by load_pipeline (for the run manifest)
 
     def __post_init__(self) -> None:
         for kind, items in (("source", self.sources), ("model", self.models)):
@@ -81,4 +82,6 @@ def load_pipeline(target: str | Path) -> Pipeline:
                              "add `pipeline = Pipeline(name, sources=[...], models=[...])` at module level")
     if pipeline.base_dir is None:
         pipeline.base_dir = base
+    if pipeline.source_file is None:
+        pipeline.source_file = Path(module.__file__).resolve() if getattr(module, "__file__", None) else None
     return pipeline

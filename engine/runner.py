@@ -17,10 +17,12 @@ import pyarrow as pa
 from engine.config import Config
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.models import Context, input_table
+from engine.build import build, plan
+from engine.increments import publication
+from engine.models import input_table
 from engine.pipeline import Pipeline
 from engine.quarantine import land
-from engine import selection
+from engine import manifest, selection
 from engine.selection import Selection
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
@@ -41,6 +43,8 @@ class Step:
     seconds: float = 0.0
     detail: str = ""
     quarantined: int = 0  # rows (or whole files) sent to quarantine.<source>: rows in = rows + quarantined
+    inputs: dict[str, int] = field(default_factory=dict)  # models: input ref -> lake version read
+    checks: list[dict[str, Any]] = field(default_factory=list)  # models: every check's result
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +60,8 @@ class RunSummary:
     backend_reason: str = ""
     steps: list[Step] = field(default_factory=list)
     error: str | None = None
+    started_at: datetime | None = None
+    selection: dict[str, Any] = field(default_factory=dict)  # select, exclude, full_refresh as asked
 
     @property
     def ok(self) -> bool:
@@ -155,20 +161,18 @@ class Runner:
         def work() -> Step:
             versions = {ref: self._input_version(model.name, ref) for ref in model.inputs.values()}
             last = self.lake.metadata(table)
-            if last.get("inputs") == versions and last.get("code") == model.code_hash:
-                return Step("model", model.name, table, "unchanged", last.get("rows", 0),
-                            self.lake.version(table), detail="inputs and code unchanged")
-            backend, _ = self.backend
-            frames = {param: backend.read(self.lake.table(input_table(ref), versions[ref]))
-                      for param, ref in model.inputs.items()}
-            if model.wants_ctx:
-                frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp)
-            result = backend.to_arrow(model(**frames))
-            commit = self.lake.write(table, result, run_id=run_id, meta={
-                "inputs": versions, "code": model.code_hash, "backend": backend.name,
-                "rows": result.num_rows})
-            return Step("model", model.name, table, "built", commit.rows, commit.version,
-                        detail=f"on {backend.name}")
+            if not full_refresh and last.get("inputs") == versions and last.get("code") == model.code_hash:
+                rows = last["rows"] if "rows" in last else self.lake.dataset(table).count_rows()
+                return Step("model", model.name, table, "unchanged", rows, self.lake.version(table),
+                            detail="inputs and code unchanged", inputs=versions)
+            how = plan(model, last, versions, self.lake, full_refresh)
+            built = build(model, self.lake, self.backend[0], versions, run_id, how)
+            if built.failed:
+                return Step("model", model.name, table, "failed", version=self.lake.version(table),
+                            detail=f"checks failed, version kept: {built.failed}", inputs=versions,
+                            checks=built.checks)
+            return Step("model", model.name, table, "built", built.rows, built.version,
+                        detail=built.detail, inputs=versions, checks=built.checks)
 
         return self._timed("model", model.name, table, work)
 
@@ -186,13 +190,15 @@ class Runner:
                 if version is None:
                     raise HeadwaterError(f"model {model.name!r} has not been built",
                                          "run the pipeline so the model is built before publishing")
-                if wh.published_version(model.name) == version:
+                published = wh.published_version(model.name)
+                if published == version:
                     return Step("publish", model.name, model.name, "unchanged", version=version,
                                 detail=f"lake version {version} already published")
-                rows = wh.publish(model.name, self.lake.read(table, version),
-                                  lake_version=version, run_id=run_id)
-                return Step("publish", model.name, model.name, "published", rows, version,
-                            detail=f"to {wh.dialect}")
+                mode, rows = publication(self.lake, table, model.materialized, published, version)
+                written = wh.publish(model.name, rows.scanner().to_reader(), lake_version=version,
+                                     run_id=run_id, mode=mode, key=model.key)
+                return Step("publish", model.name, model.name, "published", written, version,
+                            detail=f"to {wh.dialect}" + ("" if mode == "replace" else f", {mode}"))
             finally:
                 if warehouse is None:
                     wh.dispose()
@@ -210,8 +216,13 @@ class Runner:
             exclude: Iterable[str] | str | None = None, full_refresh: bool = False) -> RunSummary:
         """The selected sources (default all), then the selected models in DAG order, then their
         publishes; stops at the first failed step."""
-        summary = RunSummary(run_id or new_run_id(), self.pipeline.name)
-        chosen = self.select(select, exclude)
+        summary = RunSummary(run_id or new_run_id(), self.pipeline.name, started_at=datetime.now(timezone.utc),
+                             selection={"select": select, "exclude": exclude, "full_refresh": full_refresh})
+        try:
+            chosen = self.select(select, exclude)
+        except HeadwaterError as exc:
+            summary.error = str(exc)
+            return summary
         loaded_at = datetime.now(timezone.utc)
         steps = [lambda s=s: self.load(s, summary.run_id, loaded_at) for s in chosen.sources]
         steps += [lambda m=m: self.build(m, summary.run_id, full_refresh) for m in chosen.models]
@@ -227,7 +238,18 @@ class Runner:
                 break
         if self._backend is not None:
             summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
+        self.record(summary)
         return summary
+
+    def record(self, summary: RunSummary) -> None:
+        """Write `summary` to the run manifest (`_headwater.runs`); a run that touched nothing
+        is not recorded. A failure to record turns into the run's error."""
+        if not summary.steps:
+            return
+        try:
+            manifest.record(self.lake, summary, self.pipeline)
+        except Exception as exc:  # noqa: BLE001 - the data is committed; say the manifest is not
+            summary.error = summary.error or f"the run manifest could not be written: {exc}"
 
     def _publish_all(self, run_id: str, models: list[str]) -> list[Step]:
         from engine.warehouse import connect

@@ -1,0 +1,152 @@
+"""Building one model: decide full or incremental, read its inputs, run it, check, commit.
+
+A build commits `models.<name>` with metadata naming the input versions it read and the
+model's code hash; the next build compares against them. `table` models rebuild from all
+input rows; `incremental` and `merge` models see only the input rows landed since their last
+build (see `engine.increments`) and append or upsert their output. A failed `error` check
+commits nothing, so the previous version stays the model's latest.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from engine.errors import HeadwaterError
+from engine.increments import changes
+from engine.lake import Lake, as_delta
+from engine.models import Context, Model, input_table
+
+if TYPE_CHECKING:
+    from engine.backends import Backend
+
+
+@dataclass
+class Plan:
+    """How a model will be built: `incremental` or not, and why."""
+
+    incremental: bool
+    reason: str
+    since: dict[str, int] = field(default_factory=dict)  # input ref -> version read last time
+
+
+def plan(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
+         full_refresh: bool = False) -> Plan:
+    """Whether `model` can build incrementally from the inputs it read last time (`last` is
+    its newest commit's metadata) to `versions`."""
+    if model.materialized == "table":
+        return Plan(False, "table")
+    if full_refresh:
+        return Plan(False, "full refresh")
+    before = last.get("inputs")
+    if not before:
+        return Plan(False, "first build")
+    if last.get("code") != model.code_hash:
+        return Plan(False, "code changed: full rebuild")
+    if set(before) != set(versions):
+        return Plan(False, "inputs changed: full rebuild")
+    if model.materialized == "incremental":  # appending rows seen before would duplicate them
+        for ref in versions:
+            if _param(model, ref) in model.full_inputs:
+                continue
+            if changes(lake, input_table(ref), before[ref], versions[ref]).rewritten:
+                return Plan(False, f"input {ref} was rewritten since the last build: full rebuild")
+    return Plan(True, "incremental", {ref: int(v) for ref, v in before.items()})
+
+
+def _param(model: Model, ref: str) -> str:
+    return next(p for p, r in model.inputs.items() if r == ref)
+
+
+@dataclass
+class Built:
+    """What a build wrote (or why it wrote nothing)."""
+
+    rows: int
+    version: int | None
+    detail: str
+    checks: list[dict[str, Any]]
+    failed: str | None = None  # the failing error checks: nothing was committed
+
+
+def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
+          how: Plan) -> Built:
+    """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
+    output, and commit it to `models.<name>`."""
+    table = f"models.{model.name}"
+    frames: dict[str, Any] = {}
+    for param, ref in model.inputs.items():
+        name = input_table(ref)
+        if how.incremental and param not in model.full_inputs:
+            rows = changes(lake, name, how.since[ref], versions[ref]).dataset.to_table()
+            frames[param] = backend.from_arrow(rows)
+        else:
+            frames[param] = backend.read(lake.table(name, versions[ref]))
+    if model.wants_ctx:
+        previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
+        frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,
+                                is_incremental=how.incremental, previous=previous)
+    result = backend.to_arrow(model(**frames))
+    results = _check(model, result, lake, backend)
+    bad = [r for r in results if r["status"] == "fail"]
+    if bad:
+        return Built(0, None, how.reason, results, failed="; ".join(
+            f"{r['name']}: {r['failing_rows']:,} failing rows" + (f" ({r['detail']})" if r["detail"] else "")
+            for r in bad))
+    meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
+            "materialized": model.materialized, "incremental": how.incremental}
+    if not how.incremental:
+        commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows})
+        return Built(commit.rows, commit.version, _detail(backend, how), results)
+    if result.num_rows == 0:  # nothing new: record the input versions read, commit no rows
+        commit = lake.write_append(table, as_delta(result.slice(0, 0)).cast(_schema(lake, table, result)),
+                                   run_id=run_id, meta={**meta, "rows": _count(lake, table)})
+        return Built(0, commit.version, _detail(backend, how) + ", no new rows", results)
+    if model.materialized == "merge":
+        _check_key(model, result)
+        commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
+                           key=list(model.key), meta=meta, origin=f"model {model.name!r}")
+        detail = f"{_detail(backend, how)}, merged: {commit.inserted:,} new, {commit.updated:,} updated"
+    else:
+        commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id, meta=meta)
+        detail = _detail(backend, how) + f", appended {commit.rows:,}"
+    return Built(commit.rows, commit.version, detail, results)
+
+
+def _detail(backend: Backend, how: Plan) -> str:
+    return f"on {backend.name}, {how.reason}"
+
+
+def _count(lake: Lake, table: str) -> int:
+    return lake.dataset(table).count_rows()
+
+
+def _schema(lake: Lake, table: str, result: pa.Table) -> pa.Schema:
+    """The table's schema when `result` fits it (an incremental append must not change types)."""
+    current = pa.schema(lake.table(table).schema().to_arrow())
+    if sorted(current.names) != sorted(result.column_names):
+        raise HeadwaterError(f"{table}: an incremental build returned columns {result.column_names}, "
+                             f"the table has {current.names}",
+                             "return the same columns every build, or rebuild with --full-refresh")
+    return pa.schema([current.field(n) for n in result.column_names])
+
+
+def _check_key(model: Model, result: pa.Table) -> None:
+    missing = [k for k in model.key if k not in result.column_names]
+    if missing:
+        raise HeadwaterError(f"model {model.name!r}: merge key {missing} is not in its output",
+                             f"output columns are {', '.join(result.column_names)}")
+
+
+def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend) -> list[dict[str, Any]]:
+    """Every check of `model` on the rows this build writes, as dicts (see engine.checks)."""
+    if not model.checks:
+        return []
+    from engine import checks
+
+    resolve: Callable[[str], Any] = lambda ref: lake.dataset(input_table(ref))  # noqa: E731
+    results = checks.run_checks([checks.parse(c) for c in model.checks], result,
+                                resolve=resolve, to_frame=backend.from_arrow)
+    return [r.to_dict() for r in results]

@@ -1,0 +1,70 @@
+"""What changed in a lake table between two versions, read from its Delta file lists.
+
+A Delta commit that appends adds files and removes none; one that merges or overwrites
+removes (rewrites) files. So the rows "landed since version v" are the rows of the files
+present now that were not present at v, and a table was rewritten when files present at v
+are gone now. Incremental models and incremental publishes both read changes this way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.dataset as ds
+
+from engine.lake import Lake
+
+
+@dataclass
+class Changes:
+    """The rows added to a table since `since` (all rows when `since` is None).
+
+    `rewritten` is True when files present at `since` are gone: the table was overwritten,
+    merged into or compacted, so the added rows are not only new rows.
+    """
+
+    table: str
+    since: int | None
+    version: int
+    dataset: ds.Dataset
+    rewritten: bool
+    files: int
+
+    @property
+    def everything(self) -> bool:
+        """True when the changes are the whole table (no earlier version to compare with)."""
+        return self.since is None
+
+    def count_rows(self) -> int:
+        return self.dataset.count_rows()
+
+
+def changes(lake: Lake, name: str, since: int | None, version: int) -> Changes:
+    """The rows of `name` at `version` that are in files added after version `since`."""
+    now = lake.dataset(name, version)
+    if since is None:
+        return Changes(name, None, version, now, True, len(list(now.get_fragments())))
+    if since > version:  # the table was recreated below the version we knew (a new lake?)
+        return Changes(name, None, version, now, True, len(list(now.get_fragments())))
+    before = {f.path for f in lake.dataset(name, since).get_fragments()}
+    fragments = list(now.get_fragments())
+    added = [f for f in fragments if f.path not in before]
+    rewritten = bool(before - {f.path for f in fragments})
+    subset = ds.FileSystemDataset(added, now.schema, now.format, now.filesystem)
+    return Changes(name, since, version, subset, rewritten, len(added))
+
+
+def publication(lake: Lake, name: str, materialized: str, published: int | None,
+                version: int) -> tuple[str, ds.Dataset]:
+    """How to bring the warehouse copy of model table `name` from lake version `published` to
+    `version`: ("replace", every row), ("append", the rows added) or ("merge", the rows added).
+
+    Incremental and merge models publish only their new rows, unless a full build happened
+    since the published version (then the whole table replaces the old one).
+    """
+    if materialized == "table" or published is None or published > version:
+        return "replace", lake.dataset(name, version)
+    full = any(c.get("incremental") is False or "incremental" not in c
+               for c in lake.history(name) if published < c.get("version", -1) <= version)
+    if full:
+        return "replace", lake.dataset(name, version)
+    return ("merge" if materialized == "merge" else "append"), changes(lake, name, published, version).dataset
