@@ -102,13 +102,13 @@ def runs(limit: Annotated[int, typer.Option(help="runs to show")] = 20, lake: La
              "started": r["started_at"].isoformat(timespec="seconds") if r["started_at"] else "",
              "seconds": r["seconds"], "backend": r["backend"] or "",
              "git": (r["git_commit"] or "")[:10] + ("+dirty" if r["git_dirty"] else ""),
-             "steps": len(r["steps"]), "rows": sum(s.get("rows", 0) for s in r["steps"] if s["status"] != "unchanged"),
+             "rows": sum(s.get("rows", 0) for s in r["steps"] if s["status"] != "unchanged"),
              "selection": _selection(r["selection"])}
             for r in manifest.runs(_lake(lake), limit)]
     if not rows:
         console.print("no runs recorded in this lake yet")
         return
-    console.print(rows_table(rows, "runs (newest first)"))
+    console.print(rows_table(rows, "runs (newest first)", no_wrap=("run",)))
 
 
 @app.command()

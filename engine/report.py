@@ -88,11 +88,11 @@ def arrow_table(data: pa.Table, title: str = "", max_width: int = 40, width: int
     return table
 
 
-def rows_table(rows: list[dict[str, Any]], title: str = "") -> Table:
-    """A list of dicts (same keys) as a rich table."""
+def rows_table(rows: list[dict[str, Any]], title: str = "", no_wrap: tuple[str, ...] = ()) -> Table:
+    """A list of dicts (same keys) as a rich table; `no_wrap` columns are never wrapped."""
     table = Table(title=title or None, title_justify="left")
     for key in rows[0] if rows else []:
-        table.add_column(key)
+        table.add_column(key, no_wrap=key in no_wrap, min_width=None)
     for row in rows:
         table.add_row(*(_cell(v, 60) for v in row.values()))
     return table
