@@ -181,3 +181,15 @@ def test_selection_runs_only_the_chosen_models_and_their_sources(root: Path) -> 
     runner, steps = run(root, select=["raw.events+"], exclude=["enriched"])
     assert set(steps) == {"views", "views_full", "per_user", "per_user_full"}
     assert not runner.lake.exists("models.enriched")
+
+
+def test_new_input_rows_that_yield_no_output_record_the_versions_read(root: Path) -> None:
+    runner, _ = run(root)
+    before = table(runner, "views").shape[0]
+    write_events(root, 3, [(6, "like", 2)])  # nothing for `views`
+    runner, steps = run(root)
+    assert steps["views"].status == "built" and steps["views"].detail.endswith("no new rows")
+    assert table(runner, "views").shape[0] == before
+    assert runner.lake.metadata("models.views")["inputs"] == {"raw.events": runner.lake.version("raw.events")}
+    runner, steps = run(root)
+    assert steps["views"].status == "unchanged" and steps["views"].rows == before
