@@ -62,7 +62,7 @@ class _Run:
         self._frame: Any = None
 
     def one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
-        return self.con.execute(sql, params or []).fetchone()  # type: ignore[return-value]
+        return self.all(sql, params)[0]  # fetchall: DuckDB 2 refuses new work while a result is open
 
     def all(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, params or []).fetchall()
