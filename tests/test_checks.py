@@ -84,7 +84,11 @@ def test_unique_counts_rows_whose_key_repeats_and_skips_null_keys(rows, table, c
     result = one(unique(*cols), table)
     assert (result.passed, result.failing_rows) == (expected == 0, expected)
     if expected:
-        assert "duplicated key" in result.detail and result.status == "fail"
+        keys = Counter(tuple(r[c] for c in cols) for r in rows if all(r[c] is not None for c in cols))
+        top_key, top = keys.most_common(1)[0]
+        assert result.status == "fail" and result.detail.startswith(
+            f"{expected:,} rows share {sum(n > 1 for n in keys.values()):,} duplicated key(s), e.g. ")
+        assert f" ({top} rows)" in result.detail.split(";")[0]
 
 
 def test_unique_passes_on_a_key_with_nulls_and_no_repeats() -> None:
@@ -357,6 +361,8 @@ def test_parse_all_names_the_model_and_a_bad_spec_stops_run_checks(table) -> Non
         parse_all(["unique(a)", "uniqe(a)"], model="features")
     with pytest.raises(HeadwaterError, match="unknown check kind"):
         run_checks(["unique(photo_id)", "nope(x)"], table)
+    with pytest.raises(HeadwaterError, match="cannot check a table with columns"):
+        run_checks(["row_count(min=1)"], pa.table({}))
     with pytest.raises(HeadwaterError, match="unknown severity 'fatal'"):
         Check("unique", {"columns": ("a",)}, severity="fatal")
     assert set(KINDS) == {"unique", "not_null", "accepted_values", "relationships", "row_count",

@@ -92,8 +92,13 @@ def run_checks(checks: Iterable[Check | str | Callable[[Any], Any]], table: pa.T
 
     parsed = parse_all(checks)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # the CLI draws its own progress
     try:
-        con.register(OUTPUT, table)
+        try:
+            con.register(OUTPUT, table)
+        except duckdb.Error as exc:
+            raise HeadwaterError(f"cannot check a table with columns {table.schema.names}: {exc}",
+                                 "return a frame with at least one column and unique column names") from exc
         run = _Run(con, table, resolve, to_frame)
         return [_run_one(check, run) for check in parsed]
     finally:
@@ -134,12 +139,12 @@ def _unique(check: Check, run: _Run) -> Outcome:
     cols = check.args["columns"]
     run.require(cols)
     keys = ", ".join(map(quote, cols))
-    groups = (f"SELECT {keys}, count(*) AS n FROM {OUTPUT} WHERE {_all_present(cols)} "
+    groups = (f"SELECT {keys}, count(*) AS hw_n FROM {OUTPUT} WHERE {_all_present(cols)} "
               f"GROUP BY {keys} HAVING count(*) > 1")
-    duplicated, rows = run.one(f"SELECT count(*), coalesce(sum(n), 0) FROM ({groups})")
+    duplicated, rows, examples = run.one(  # one pass: the count and the most repeated keys
+        f"SELECT count(*), coalesce(sum(hw_n), 0), max_by(row({keys}, hw_n), hw_n, {EXAMPLES}) FROM ({groups})")
     if not rows:
         return True, 0, ""
-    examples = run.all(f"{groups} ORDER BY n DESC LIMIT {EXAMPLES}")
     shown = "; ".join(", ".join(f"{c}={_show(v)}" for c, v in zip(cols, ex[:-1])) + f" ({ex[-1]} rows)"
                       for ex in examples)
     return False, int(rows), f"{int(rows):,} rows share {duplicated:,} duplicated key(s), e.g. {shown}"
