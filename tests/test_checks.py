@@ -378,3 +378,15 @@ def test_specs_on_a_model_parse_with_parse_all() -> None:
     checks = parse_all(features.checks, model=features.name)
     assert [(c.name, c.severity) for c in checks] == [
         ("unique(photo_id)", "error"), ("expression(likes >= 0)", "warn"), ("custom(<lambda>)", "error")]
+
+
+def test_the_readme_example_declares_valid_checks() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Checks\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    checks = parse_all(namespace["photo_features"].checks, model="photo_features")
+    assert [c.kind for c in checks] == ["unique", "not_null", "accepted_values", "relationships",
+                                        "row_count", "expression", "custom"]
+    assert [c.severity for c in checks].count("warn") == 1
