@@ -203,10 +203,13 @@ def _arguments(spec: str, inner: str) -> tuple[list[Any], dict[str, Any]]:
         raise HeadwaterError(f"cannot read the arguments of check spec {spec!r}: {exc.msg}",
                              "quote a column name that is not a plain identifier: "
                              "unique('order id')") from exc
-    assert isinstance(call, ast.Call)
     try:
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_"):
+            raise ValueError("expected one kind(arguments), nothing around it")
+        if any(k.arg is None for k in call.keywords):
+            raise ValueError("** is not allowed")
         return ([_value(a, top=True) for a in call.args],
-                {k.arg: _value(k.value, top=True) for k in call.keywords if k.arg})
+                {str(k.arg): _value(k.value, top=True) for k in call.keywords})
     except ValueError as exc:
         raise HeadwaterError(f"cannot read the arguments of check spec {spec!r}: {exc}",
                              "use column names, dotted table references, numbers, quoted strings "
