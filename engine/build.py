@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from engine import checks
 from engine.errors import HeadwaterError
 from engine.increments import changes
 from engine.lake import Lake, as_delta
@@ -90,20 +91,19 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
                                 is_incremental=how.incremental, previous=previous)
     result = backend.to_arrow(model(**frames))
     results = _check(model, result, lake, backend)
-    bad = [r for r in results if r["status"] == "fail"]
-    if bad:
-        return Built(0, None, how.reason, results, failed="; ".join(
-            f"{r['name']}: {r['failing_rows']:,} failing rows" + (f" ({r['detail']})" if r["detail"] else "")
-            for r in bad))
+    checked = [r.to_dict() for r in results]
+    failed = checks.failure_error(model.name, results)
+    if failed is not None:
+        return Built(0, None, how.reason, checked, failed=str(failed))
     meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
             "materialized": model.materialized, "incremental": how.incremental}
     if not how.incremental:
         commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows})
-        return Built(commit.rows, commit.version, _detail(backend, how), results)
+        return Built(commit.rows, commit.version, _with(_detail(backend, how), results), checked)
     if result.num_rows == 0:  # nothing new: record the input versions read, commit no rows
         commit = lake.write_append(table, as_delta(result.slice(0, 0)).cast(_schema(lake, table, result)),
                                    run_id=run_id, meta={**meta, "rows": _count(lake, table)})
-        return Built(0, commit.version, _detail(backend, how) + ", no new rows", results)
+        return Built(0, commit.version, _with(_detail(backend, how) + ", no new rows", results), checked)
     if model.materialized == "merge":
         _check_key(model, result)
         commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
@@ -112,11 +112,15 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
     else:
         commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id, meta=meta)
         detail = _detail(backend, how) + f", appended {commit.rows:,}"
-    return Built(commit.rows, commit.version, detail, results)
+    return Built(commit.rows, commit.version, _with(detail, results), checked)
 
 
 def _detail(backend: Backend, how: Plan) -> str:
-    return f"on {backend.name}, {how.reason}"
+    return f"on {backend.name}" + ("" if how.reason == "table" else f", {how.reason}")
+
+
+def _with(detail: str, results: list[checks.CheckResult]) -> str:
+    return f"{detail}; {checks.describe(results)}" if results else detail
 
 
 def _count(lake: Lake, table: str) -> int:
@@ -140,13 +144,9 @@ def _check_key(model: Model, result: pa.Table) -> None:
                              f"output columns are {', '.join(result.column_names)}")
 
 
-def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend) -> list[dict[str, Any]]:
-    """Every check of `model` on the rows this build writes, as dicts (see engine.checks)."""
+def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend) -> list[checks.CheckResult]:
+    """Every check of `model` on the rows this build writes."""
     if not model.checks:
         return []
-    from engine import checks
-
     resolve: Callable[[str], Any] = lambda ref: lake.dataset(input_table(ref))  # noqa: E731
-    results = checks.run_checks([checks.parse(c) for c in model.checks], result,
-                                resolve=resolve, to_frame=backend.from_arrow)
-    return [r.to_dict() for r in results]
+    return checks.run_checks(model.checks, result, resolve=resolve, to_frame=backend.from_arrow)

@@ -17,7 +17,7 @@ from engine.config import DEFAULTS, Config
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.pipeline import Pipeline, load_pipeline
-from engine.report import RichReporter, arrow_table, rows_table, summary_table
+from engine.report import RichReporter, checks_table, summary_table
 from engine.runner import Runner, RunSummary
 
 app = typer.Typer(help="Headwater: extract and load into a Delta lake, transform on GPU or CPU, "
@@ -55,6 +55,9 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection:
     if not table and summary.ok:
         return summary
     console.print(summary_table(summary))
+    checks = checks_table(summary)
+    if checks is not None:
+        console.print(checks)
     if summary.backend_reason:
         console.print(f"[dim]backend: {summary.backend} ({summary.backend_reason})[/]")
     quarantined = f" ({summary.rows_quarantined():,} quarantined)" if summary.rows_quarantined() else ""

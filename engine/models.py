@@ -25,7 +25,7 @@ class Model:
     description: str = ""
     key: tuple[str, ...] = ()  # the output's unique key: `merge` upserts on it
     tags: tuple[str, ...] = ()  # for `--select tag:<tag>`
-    checks: tuple[Any, ...] = ()  # check specs (see engine.checks), run on every build
+    checks: tuple[Any, ...] = ()  # engine.checks.Check, parsed at declaration; run on every build
     full_inputs: tuple[str, ...] = ()  # incremental models: these inputs are always read whole
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -92,8 +92,11 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None
         if unknown:
             raise HeadwaterError(f"model {name or f.__name__!r}: full_inputs {unknown} are not inputs",
                                  f"inputs are {sorted(ins)}")
+        from engine.checks import parse_all  # bad check specs fail here, at declaration
+
+        parsed = parse_all(checks, name or f.__name__)
         return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip(),
-                     keys, tuple(tags), tuple(checks), whole)
+                     keys, tuple(tags), parsed, whole)
 
     return wrap(fn) if fn is not None else wrap
 

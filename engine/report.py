@@ -67,6 +67,22 @@ def summary_table(summary: RunSummary) -> Table:
     return table
 
 
+def checks_table(summary: RunSummary) -> Table | None:
+    """Every check of the run's model builds: model, check, severity, result, failing rows."""
+    rows = [(s.name, c) for s in summary.steps for c in s.checks]
+    if not rows:
+        return None
+    table = Table(title="checks", title_justify="left")
+    for col in ("model", "check", "severity", "result", "failing rows"):
+        table.add_column(col, justify="right" if col == "failing rows" else "left", no_wrap=col != "check")
+    table.add_column("detail", overflow="ellipsis", no_wrap=True)
+    for model, c in rows:
+        style = {"pass": "green", "warn": "yellow", "fail": "red"}.get(c["status"], "")
+        table.add_row(model, c["name"], c["severity"], f"[{style}]{c['status']}[/]", f"{c['failing_rows']:,}",
+                      c.get("detail") or "")
+    return table
+
+
 def arrow_table(data: pa.Table, title: str = "", max_width: int = 40, width: int = 120) -> Table:
     """An Arrow table as a rich table; one `column | value` block per row when the columns
     would not fit in `width` characters (like psql's expanded display)."""

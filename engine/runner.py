@@ -169,7 +169,7 @@ class Runner:
             built = build(model, self.lake, self.backend[0], versions, run_id, how)
             if built.failed:
                 return Step("model", model.name, table, "failed", version=self.lake.version(table),
-                            detail=f"checks failed, version kept: {built.failed}", inputs=versions,
+                            detail=built.failed, inputs=versions,
                             checks=built.checks)
             return Step("model", model.name, table, "built", built.rows, built.version,
                         detail=built.detail, inputs=versions, checks=built.checks)
