@@ -178,6 +178,9 @@ def test_compose_healthchecks_and_start_order() -> None:
         got = {dep: how["condition"] for dep, how in services[name]["depends_on"].items()}
         assert need.items() <= got.items(), name
     assert services["worker"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    # the worker's probe asks the health server that --with-healthcheck starts (port 8080, /health)
+    assert "--with-healthcheck" in services["worker"]["command"]
+    assert "localhost:8080/health" in " ".join(services["worker"]["healthcheck"]["test"])
 
 
 def test_compose_points_headwater_at_the_stack_with_variables_the_engine_reads() -> None:
