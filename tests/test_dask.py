@@ -35,6 +35,7 @@ from engine.models import model
 from engine import sources
 from examples.photo_popularity.generate import generate
 from examples.photo_popularity.pipeline import make_pipeline
+from tests.s3 import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 
 GPU_SKIP = "dask-cudf / dask-cuda not installed or no GPU: runs on the GPU machine"
 FLOAT_RTOL = 1e-9  # sums of float64s may be added up in another order across partitions
@@ -384,3 +385,34 @@ def test_dask_cudf_reads_cudf_partitions_per_file(tmp_path: Path) -> None:
     finally:
         backend.close()
     assert dask.config.get("dataframe.backend") == "pandas"
+
+
+def test_files_written_before_a_column_was_added_read_it_as_nulls(tmp_path: Path, backend: DaskBackend) -> None:
+    write_deltalake(str(tmp_path / "t"), events().select(["id", "kind"]).slice(0, 4))
+    write_deltalake(str(tmp_path / "t"), events().select(["id", "kind", "count"]).slice(4), mode="append",
+                    schema_mode="merge")
+    table = DeltaTable(str(tmp_path / "t"))
+    frame = backend.read(table)
+    pandas = PandasBackend().read(table)
+    assert frame.npartitions == 2 and str(frame.dtypes["count"]) == str(pandas.dtypes["count"]) == "float64"
+    assert by_id(backend.to_arrow(frame)) == by_id(PandasBackend().to_arrow(pandas))
+    assert [r["count"] for r in by_id(backend.to_arrow(frame))] == [None] * 4 + [5.0, 6.0, 7.0, 8.0]
+
+
+def test_workers_read_a_lake_on_s3_with_the_runs_storage_options(
+        s3_server: S3Server, s3_bucket: str, on_cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in s3_server.env().items():  # here only: the workers started without them
+        monkeypatch.setenv(var, value)
+    lake = Lake(f"s3://{s3_bucket}/lake")
+    for i, part in enumerate((events().slice(0, 5), events().slice(5))):
+        lake.land("raw.events", part.to_batches(), run_id=f"r{i}", state={})
+    table = lake.table("raw.events", lake.version("raw.events"))
+    backend, _ = resolve("dask", lake.storage_options, Config.load(None))
+    try:
+        frame = backend.read(table, columns=["id", "kind", "n"])
+        assert frame.npartitions == len(table.file_uris()) == 2
+        workers = backend.cluster.client.run(lambda: __import__("os").environ.get("AWS_ENDPOINT_URL"))
+        assert set(workers.values()) == {None}  # so the options travelled with the read tasks
+        assert by_id(backend.to_arrow(frame)) == by_id(events().select(["id", "kind", "n"]))
+    finally:
+        backend.close()

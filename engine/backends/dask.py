@@ -150,8 +150,9 @@ def _as_given() -> Any:
 
 def _has_nulls(column: str, stats: pa.Table, dataset: ds.Dataset) -> bool:
     """True when some row of the table has a null in `column`: from the Delta log's per-file
-    null counts (or partition values) when every file has them, else by counting (the
-    dataset's files carry their statistics, so files known to have no nulls are not read)."""
+    null counts (or partition values) when every file has them, else by reading the column
+    until a null turns up. Not with an `is_null` filter: delta-rs' dataset prunes files
+    written before the column was added (their statistics say `col >= null`), missing their nulls."""
     for name in (f"partition.{column}", f"null_count.{column}"):
         if name in stats.column_names:
             counts = stats.column(name)
@@ -159,7 +160,7 @@ def _has_nulls(column: str, stats: pa.Table, dataset: ds.Dataset) -> bool:
                 return counts.null_count > 0
             if counts.null_count == 0:
                 return bool(pc.max(counts).as_py())
-    return dataset.count_rows(filter=ds.field(column).is_null()) > 0
+    return any(batch.column(0).null_count for batch in dataset.to_batches(columns=[column]))
 
 
 class DaskCudfBackend(DaskBackend):
