@@ -317,6 +317,7 @@ def test_settings_from_env_toml_and_arguments(tmp_path: Path, monkeypatch: pytes
     assert "local, local-cuda" in (err.value.hint or "")
 
 
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # another cluster on this machine
 def test_local_cluster_is_started_and_stopped(tmp_path: Path) -> None:
     backend, reason = resolve("dask", config=Config.load(tmp_path, dask_cluster="local"))
     try:
