@@ -1,10 +1,10 @@
 """The Dask backends on a real 2-worker `distributed.LocalCluster` on 127.0.0.1 (worker
-processes), reached the way users reach a cluster: `HEADWATER_DASK_ADDRESS`.
+processes, tests/dask_cluster.py), reached the way users reach a cluster: `HEADWATER_DASK_ADDRESS`.
 
 Pipelines run through `engine.Runner` on `dask` and on `pandas` and every model table must be
-equal; reads must be lazy with one partition per Delta data file, partition columns added back;
-missing packages and unreachable schedulers must fail with a HeadwaterError that says what to do.
-dask-cudf / LocalCUDACluster tests run on a GPU machine and skip here with the reason.
+equal; settings come from env, toml and arguments; missing packages and unreachable schedulers
+fail with a HeadwaterError that says what to do; `local` clusters start and stop. Reads are
+tested in test_dask_read.py. LocalCUDACluster runs on a GPU machine (here: its clear error).
 """
 from __future__ import annotations
 
@@ -13,46 +13,26 @@ import json
 import socket
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dask
 import pandas as pd
-import pyarrow as pa
 import pytest
-from deltalake import DeltaTable, write_deltalake
 from distributed import LocalCluster
 
 from engine import Config, Runner
 from engine.backends import available, resolve
-from engine.backends.dask import DaskBackend, cluster_address, task_runner_options
-from engine.backends.pandas import PandasBackend
-from engine.errors import HeadwaterError
-from engine.lake import Lake
-from engine.pipeline import Pipeline
-from engine.models import model
 from engine import sources
+from engine.backends.dask import cluster_address, task_runner_options
+from engine.errors import HeadwaterError
+from engine.models import model
+from engine.pipeline import Pipeline
 from examples.photo_popularity.generate import generate
 from examples.photo_popularity.pipeline import make_pipeline
-from tests.s3 import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
+from tests.dask_cluster import cluster, events, on_cluster  # noqa: F401  (fixtures)
 
-GPU_SKIP = "dask-cudf / dask-cuda not installed or no GPU: runs on the GPU machine"
 FLOAT_RTOL = 1e-9  # sums of float64s may be added up in another order across partitions
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A 2-worker cluster of worker processes on loopback; its scheduler's address."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local:
-        yield local.scheduler_address
-
-
-@pytest.fixture
-def on_cluster(cluster: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("HEADWATER_DASK_ADDRESS", cluster)
-    return cluster
 
 
 def run(pipeline: Pipeline, root: Path, backend: str) -> Runner:
@@ -169,98 +149,6 @@ def test_pipeline_on_dask_cluster_equals_pandas_and_hand_counts(tmp_path: Path, 
     assert len(raw.file_uris()) == 2
 
 
-# ---- reads: lazy, a partition per file, partition columns, dtypes as on pandas ---------------------
-
-def events() -> pa.Table:
-    return pa.table({
-        "id": pa.array(range(1, 9), pa.int64()),
-        "kind": ["like", None, "view", "like", "é ü/x", "view", "like", None],
-        "n": pa.array([10, None, 30, 40, None, 60, 70, 80], pa.int64()),
-        "ok": pa.array([True, False, None, True, True, False, True, True]),
-        "count": pa.array([1, 2, 3, 4, 5, 6, 7, 8], pa.int32()),
-        "at_utc": pa.array([1_700_000_000_654_321, 5, None, 7, 8, 9, 10, 11], pa.timestamp("us", tz="UTC")),
-        "day": ["2024-01-01", "2024-01-01", "2024-01-02", None, "2024-01-02", "2024-01-03", "2024-01-03", None],
-        "shard": pa.array([0, 1, 0, 1, None, 0, 1, 0], pa.int32()),
-    })
-
-
-def write(path: Path, table: pa.Table, partition_by: list[str] | None = None, commits: int = 3) -> DeltaTable:
-    step = -(-table.num_rows // commits)
-    for i in range(commits):
-        write_deltalake(str(path), table.slice(i * step, step), partition_by=partition_by,
-                        mode="append" if i else "error")
-    return DeltaTable(str(path))
-
-
-@pytest.fixture
-def backend(on_cluster: str) -> Iterator[DaskBackend]:
-    chosen, reason = resolve("dask", config=Config.load(None))
-    assert isinstance(chosen, DaskBackend) and on_cluster in reason and "2 workers" in reason
-    yield chosen
-    chosen.close()
-
-
-def by_id(table: pa.Table) -> list[dict[str, Any]]:
-    return table.sort_by("id").to_pylist()
-
-
-@pytest.mark.parametrize("partition_by", [None, ["day", "shard"]], ids=["flat", "partitioned"])
-def test_read_has_a_partition_per_file_and_equals_pandas(tmp_path: Path, backend: DaskBackend,
-                                                          partition_by: list[str] | None) -> None:
-    table = write(tmp_path / "t", events(), partition_by)
-    files = len(table.file_uris())
-    assert files >= (3 if partition_by is None else 6)  # three commits; each partition value a file
-    frame = backend.read(table)
-    assert frame.npartitions == files
-    pandas = PandasBackend().read(table)
-    assert frame.dtypes.to_dict() == pandas.dtypes.to_dict()  # n has nulls: float64; ok: object
-    assert frame.compute().dtypes.to_dict() == pandas.dtypes.to_dict()
-    out = backend.to_arrow(frame)
-    assert out.schema == PandasBackend().to_arrow(pandas).schema
-    assert by_id(out) == by_id(PandasBackend().to_arrow(pandas))
-    assert by_id(out.select(["id", "day", "shard"])) == by_id(events().select(["id", "day", "shard"]))
-
-
-def test_read_selects_columns_including_only_partition_columns(tmp_path: Path, backend: DaskBackend) -> None:
-    table = write(tmp_path / "t", events(), ["day"])
-    frame = backend.read(table, columns=["day", "id"])
-    assert list(frame.columns) == ["day", "id"] and frame.npartitions == len(table.file_uris())
-    assert by_id(backend.to_arrow(frame)) == by_id(events().select(["day", "id"]))
-    days = backend.to_arrow(backend.read(table, columns=["day"])).column("day").to_pylist()
-    assert Counter(days) == Counter(events().column("day").to_pylist())
-
-
-def test_integer_column_without_nulls_stays_integer(tmp_path: Path, backend: DaskBackend) -> None:
-    table = write(tmp_path / "t", events().filter(pa.compute.is_valid(events()["n"])))
-    frame = backend.read(table, columns=["id", "n"])
-    assert str(frame.dtypes["n"]) == "int64" == str(PandasBackend().read(table)["n"].dtype)
-
-
-def test_empty_table_reads_as_an_empty_frame(tmp_path: Path, backend: DaskBackend) -> None:
-    write_deltalake(str(tmp_path / "t"), events().slice(0, 0))
-    out = backend.to_arrow(backend.read(DeltaTable(str(tmp_path / "t"))))
-    assert out.num_rows == 0 and out.schema.names == events().schema.names
-
-
-def test_read_at_an_earlier_version(tmp_path: Path, backend: DaskBackend) -> None:
-    write(tmp_path / "t", events())
-    first = DeltaTable(str(tmp_path / "t"), version=0)
-    frame = backend.read(first)
-    assert frame.npartitions == 1 and len(frame.compute()) == 3
-
-
-def test_to_arrow_takes_dask_or_pandas_results_with_pandas_index_rules(backend: DaskBackend) -> None:
-    frame = backend.from_arrow(events())
-    two = backend.to_arrow(frame.groupby(["day", "kind"]).size().rename("rows"))
-    assert two.schema.names == ["day", "kind", "rows"] and sum(two.column("rows").to_pylist()) == 5
-    filtered = backend.to_arrow(frame[frame["count"] > 6])
-    assert filtered.schema.names == events().schema.names and filtered.num_rows == 2
-    plain = backend.to_arrow(pd.DataFrame({"a": [1, 2]}))
-    assert plain.to_pylist() == [{"a": 1}, {"a": 2}]
-    with pytest.raises(HeadwaterError, match="not a dask DataFrame") as err:
-        backend.to_arrow([1, 2])
-    assert "ctx.xp" in (err.value.hint or "")
-
 
 # ---- clusters, settings and errors ------------------------------------------------------------------
 
@@ -370,50 +258,3 @@ def test_available_lists_dask_here() -> None:
     assert ("dask-cudf" in names) == (importlib.util.find_spec("dask_cudf") is not None and "cudf" in names)
 
 
-@pytest.mark.gpu
-def test_dask_cudf_reads_cudf_partitions_per_file(tmp_path: Path) -> None:
-    pytest.importorskip("dask_cudf", reason=GPU_SKIP)
-    import cudf
-
-    table = write(tmp_path / "t", events(), ["day"])
-    backend, _ = resolve("dask-cudf")
-    try:
-        frame = backend.read(table)
-        assert frame.npartitions == len(table.file_uris())
-        assert isinstance(frame._meta, cudf.DataFrame)
-        assert dask.config.get("dataframe.backend") == "cudf"
-        assert by_id(backend.to_arrow(frame).select(["id", "n", "day"])) == by_id(events().select(["id", "n", "day"]))
-    finally:
-        backend.close()
-    assert dask.config.get("dataframe.backend") == "pandas"
-
-
-def test_files_written_before_a_column_was_added_read_it_as_nulls(tmp_path: Path, backend: DaskBackend) -> None:
-    write_deltalake(str(tmp_path / "t"), events().select(["id", "kind"]).slice(0, 4))
-    write_deltalake(str(tmp_path / "t"), events().select(["id", "kind", "count"]).slice(4), mode="append",
-                    schema_mode="merge")
-    table = DeltaTable(str(tmp_path / "t"))
-    frame = backend.read(table)
-    pandas = PandasBackend().read(table)
-    assert frame.npartitions == 2 and str(frame.dtypes["count"]) == str(pandas.dtypes["count"]) == "float64"
-    assert by_id(backend.to_arrow(frame)) == by_id(PandasBackend().to_arrow(pandas))
-    assert [r["count"] for r in by_id(backend.to_arrow(frame))] == [None] * 4 + [5.0, 6.0, 7.0, 8.0]
-
-
-def test_workers_read_a_lake_on_s3_with_the_runs_storage_options(
-        s3_server: S3Server, s3_bucket: str, on_cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var, value in s3_server.env().items():  # here only: the workers started without them
-        monkeypatch.setenv(var, value)
-    lake = Lake(f"s3://{s3_bucket}/lake")
-    for i, part in enumerate((events().slice(0, 5), events().slice(5))):
-        lake.land("raw.events", part.to_batches(), run_id=f"r{i}", state={})
-    table = lake.table("raw.events", lake.version("raw.events"))
-    backend, _ = resolve("dask", lake.storage_options, Config.load(None))
-    try:
-        frame = backend.read(table, columns=["id", "kind", "n"])
-        assert frame.npartitions == len(table.file_uris()) == 2
-        workers = backend.cluster.client.run(lambda: __import__("os").environ.get("AWS_ENDPOINT_URL"))
-        assert set(workers.values()) == {None}  # so the options travelled with the read tasks
-        assert by_id(backend.to_arrow(frame)) == by_id(events().select(["id", "kind", "n"]))
-    finally:
-        backend.close()
