@@ -258,3 +258,16 @@ def test_available_lists_dask_here() -> None:
     assert ("dask-cudf" in names) == (importlib.util.find_spec("dask_cudf") is not None and "cudf" in names)
 
 
+
+
+def test_dask_settings_hold_while_the_backend_lives() -> None:
+    before = dask.config.get("dataframe.convert-string", None)
+    backend, reason = resolve("dask")  # no address, no cluster: dask's own scheduler
+    try:
+        assert "local threaded scheduler" in reason
+        frame = backend.from_arrow(events())
+        assert str(frame.dtypes["kind"]) == "str" == str(events().to_pandas().dtypes["kind"])
+        assert frame["kind"].str.len().compute().isna().sum() == 2  # NaN, as pandas 3 gives for str
+    finally:
+        backend.close()
+    assert dask.config.get("dataframe.convert-string", None) == before

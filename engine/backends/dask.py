@@ -70,18 +70,33 @@ class DaskBackend:
 
     name = "dask"
     frames = "pandas"
+    # Dask settings while the backend lives: collections keep their frames' dtypes (pandas 3
+    # strings stay `str`; dask would make them `string[pyarrow]`, whose NA behaves unlike pandas').
+    # Set for the process, not per read: dask.config.set is not thread-safe to enter and leave.
+    settings: dict[str, Any] = {"dataframe.convert-string": False}
 
     def __init__(self, storage_options: dict[str, Any] | None = None, address: str | None = None,
                  cluster: str | None = None) -> None:
         try:
+            import dask
             import dask.dataframe as dd  # lazily: importing this module must work without dask
         except ImportError as exc:
             raise HeadwaterError(f"backend {self.name!r} needs dask, which is not installed ({exc})",
                                  DASK_HINT) from exc
+        self._check_installed()
         self.xp: ModuleType = dd
         self.storage_options = dict(storage_options or {})
         self.local = _local(self.frames)
-        self.cluster = Cluster(address, cluster)
+        self._previous = {key: dask.config.get(key, None) for key in self.settings}
+        dask.config.set(self.settings)
+        try:
+            self.cluster = Cluster(address, cluster)
+        except BaseException:
+            dask.config.set(self._previous)
+            raise
+
+    def _check_installed(self) -> None:
+        """Raise HeadwaterError when a package this backend needs beyond dask is missing."""
 
     def describe(self) -> str:
         """Where the work runs, in words."""
@@ -89,25 +104,23 @@ class DaskBackend:
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
         """The table as a lazy dask DataFrame with one partition per data file."""
-        with _as_given():
-            if arrow_only(table):  # deletion vectors, column mapping: the files alone are not the rows
-                frame = self.local.read(table, columns)
-                return self.xp.from_pandas(frame, npartitions=max(1, len(table.file_uris())))
-            dataset = arrow_dataset(table, self.storage_options)
-            names = list(columns) if columns is not None else dataset.schema.names
-            files = [(f.path, f.partition_expression) for f in dataset.get_fragments()]
-            meta = self.local.from_arrow(pa.schema([dataset.schema.field(n) for n in names]).empty_table())
-            if not files:
-                return self.xp.from_pandas(meta, npartitions=1)
-            dtypes = self._dtypes(table, dataset, names)
-            reader = FileReader(table.table_uri, self.storage_options, dataset.schema, dataset.format,
-                                names, self.frames, dtypes)
-            return self.xp.from_map(reader, files, meta=meta.astype(dtypes) if dtypes else meta,
-                                    label="headwater-read", enforce_metadata=False)
+        if arrow_only(table):  # deletion vectors, column mapping: the files alone are not the rows
+            frame = self.local.read(table, columns)
+            return self.xp.from_pandas(frame, npartitions=max(1, len(table.file_uris())))
+        dataset = arrow_dataset(table, self.storage_options)
+        names = list(columns) if columns is not None else dataset.schema.names
+        files = [(f.path, f.partition_expression) for f in dataset.get_fragments()]
+        meta = self.local.from_arrow(pa.schema([dataset.schema.field(n) for n in names]).empty_table())
+        if not files:
+            return self.xp.from_pandas(meta, npartitions=1)
+        dtypes = self._dtypes(table, dataset, names)
+        reader = FileReader(table.table_uri, self.storage_options, dataset.schema, dataset.format,
+                            names, self.frames, dtypes)
+        return self.xp.from_map(reader, files, meta=meta.astype(dtypes) if dtypes else meta,
+                                label="headwater-read", enforce_metadata=False)
 
     def from_arrow(self, table: pa.Table) -> Any:
-        with _as_given():
-            return self.xp.from_pandas(self.local.from_arrow(table), npartitions=1)
+        return self.xp.from_pandas(self.local.from_arrow(table), npartitions=1)
 
     def to_arrow(self, frame: Any) -> pa.Table:
         """Computes a dask frame or series (a plain in-memory frame is taken as it is) and returns
@@ -122,8 +135,12 @@ class DaskBackend:
         return self.local.to_arrow(frame)
 
     def close(self) -> None:
-        """Disconnect from the cluster, and stop it if this backend started it."""
+        """Disconnect from the cluster, stop it if this backend started it, and put dask's
+        settings back as they were."""
+        import dask
+
         self.cluster.close()
+        dask.config.set(self._previous)
 
     def _dtypes(self, table: DeltaTable, dataset: ds.Dataset, names: list[str]) -> dict[str, str]:
         """Columns whose pandas dtype depends on nulls anywhere in the table (an integer column
@@ -138,14 +155,6 @@ class DaskBackend:
         stats = pa.table(table.get_add_actions(flatten=True))
         return {f.name: ("object" if pa.types.is_boolean(f.type) else "float64")
                 for f in suspects if _has_nulls(f.name, stats, dataset)}
-
-
-def _as_given() -> Any:
-    """Dask settings under which collections keep the frames' own dtypes: pandas 3 strings stay
-    `str` (dask would turn them into `string[pyarrow]`, whose NA behaves unlike pandas')."""
-    import dask
-
-    return dask.config.set({"dataframe.convert-string": False})
 
 
 def _has_nulls(column: str, stats: pa.Table, dataset: ds.Dataset) -> bool:
@@ -169,28 +178,14 @@ class DaskCudfBackend(DaskBackend):
 
     name = "dask-cudf"
     frames = "cudf"
+    settings = {**DaskBackend.settings, "dataframe.backend": "cudf"}  # user-made collections too
 
-    def __init__(self, storage_options: dict[str, Any] | None = None, address: str | None = None,
-                 cluster: str | None = None) -> None:
+    def _check_installed(self) -> None:
         try:
-            import dask
             import dask_cudf  # noqa: F401 - registers the "cudf" dataframe backend with dask
         except ImportError as exc:
             raise HeadwaterError(f"backend 'dask-cudf' needs dask-cudf, which is not installed ({exc})",
                                  DASK_CUDF_HINT) from exc
-        self._previous_backend = dask.config.get("dataframe.backend", "pandas")
-        dask.config.set({"dataframe.backend": "cudf"})  # collections user code creates are cuDF too
-        try:
-            super().__init__(storage_options, address, cluster)
-        except BaseException:
-            dask.config.set({"dataframe.backend": self._previous_backend})
-            raise
-
-    def close(self) -> None:
-        import dask
-
-        super().close()
-        dask.config.set({"dataframe.backend": self._previous_backend})
 
 
 def make(name: str, storage_options: dict[str, Any] | None, config: Config | None) -> DaskBackend:
