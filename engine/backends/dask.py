@@ -4,7 +4,7 @@ the lake table, run on dask's local scheduler or a cluster (see `engine.backends
 `dask` partitions are pandas frames; `dask-cudf` partitions are cuDF frames (dask's
 `dataframe.backend = "cudf"`). Each partition is one data file read through the same filesystem
 and the same Delta-aware Arrow dataset as the pandas backend (partition values added back,
-older files widened to the table's schema), so a partition holds exactly the rows and types
+columns added after a file was written read as nulls), so a partition holds exactly the rows and types
 the pandas backend would give for that file.
 """
 from __future__ import annotations
