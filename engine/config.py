@@ -1,7 +1,8 @@
 """Settings: lake URI, warehouse URL, backend and storage options.
 
 Precedence, highest first: explicit arguments, environment (`HEADWATER_LAKE`,
-`HEADWATER_WAREHOUSE`, `HEADWATER_BACKEND`), `headwater.toml` beside the pipeline, defaults.
+`HEADWATER_WAREHOUSE`, `HEADWATER_BACKEND`, `HEADWATER_DASK_ADDRESS`, `HEADWATER_DASK_CLUSTER`),
+`headwater.toml` beside the pipeline, defaults.
 Relative paths in `headwater.toml` resolve against the folder that holds it.
 """
 from __future__ import annotations
@@ -14,21 +15,27 @@ from typing import Any
 
 from engine.errors import HeadwaterError
 
-DEFAULTS = {"lake": "./lake", "warehouse": "duckdb:///warehouse.duckdb", "backend": "auto"}
-ENV = {"lake": "HEADWATER_LAKE", "warehouse": "HEADWATER_WAREHOUSE", "backend": "HEADWATER_BACKEND"}
-BACKENDS = ("auto", "pandas", "cudf")
+DEFAULTS: dict[str, str | None] = {"lake": "./lake", "warehouse": "duckdb:///warehouse.duckdb",
+                                   "backend": "auto", "dask_address": None, "dask_cluster": None}
+ENV = {"lake": "HEADWATER_LAKE", "warehouse": "HEADWATER_WAREHOUSE", "backend": "HEADWATER_BACKEND",
+       "dask_address": "HEADWATER_DASK_ADDRESS", "dask_cluster": "HEADWATER_DASK_CLUSTER"}
+BACKENDS = ("auto", "pandas", "cudf", "dask", "dask-cudf")
+DASK_CLUSTERS = ("local", "local-cuda")  # what `dask_cluster` may start for a run
 CONFIG_FILE = "headwater.toml"
 
 
 @dataclass(frozen=True)
 class Config:
-    """Where the lake and the warehouse are, and which backend runs models."""
+    """Where the lake and the warehouse are, which backend runs models, and (for the Dask
+    backends) the scheduler to connect to or the kind of cluster to start."""
 
-    lake: str = DEFAULTS["lake"]
-    warehouse: str = DEFAULTS["warehouse"]
-    backend: str = DEFAULTS["backend"]
+    lake: str = "./lake"
+    warehouse: str = "duckdb:///warehouse.duckdb"
+    backend: str = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     source: str = "defaults"  # where the settings came from, for `headwater doctor`
+    dask_address: str | None = None  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786
+    dask_cluster: str | None = None  # local | local-cuda: a cluster started for the run
 
     def with_(self, **changes: Any) -> Config:
         """A copy with some settings changed (None values are ignored)."""
@@ -61,8 +68,20 @@ class Config:
                 f"unknown backend {values['backend']!r}",
                 f"set HEADWATER_BACKEND or backend= to one of {', '.join(BACKENDS)}",
             )
+        check_dask(values["dask_address"], values["dask_cluster"])
         return cls(values["lake"], values["warehouse"], values["backend"], storage,
-                   " < ".join(dict.fromkeys(sources)))
+                   " < ".join(dict.fromkeys(sources)), values["dask_address"], values["dask_cluster"])
+
+
+def check_dask(address: str | None, cluster: str | None) -> None:
+    """Raise HeadwaterError unless the Dask settings make sense: a known cluster kind, and not
+    both a scheduler to connect to and a cluster to start."""
+    if cluster and cluster not in DASK_CLUSTERS:
+        raise HeadwaterError(f"unknown Dask cluster {cluster!r}",
+                             f"set HEADWATER_DASK_CLUSTER (dask_cluster) to one of {', '.join(DASK_CLUSTERS)}")
+    if address and cluster:
+        raise HeadwaterError(f"both a Dask scheduler address ({address}) and a cluster to start "
+                             f"({cluster}) are set", "unset HEADWATER_DASK_ADDRESS or HEADWATER_DASK_CLUSTER")
 
 
 def _apply_toml(values: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, str]]:

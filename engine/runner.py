@@ -111,7 +111,8 @@ class Runner:
         if self._backend is None:
             from engine.backends import resolve
 
-            self._backend = resolve(self.config.backend, self.lake.storage_options)  # as the lake: env filled in
+            self._backend = resolve(self.config.backend, self.lake.storage_options,  # as the lake: env filled in
+                                    config=self.config)
         return self._backend
 
     def _timed(self, kind: str, name: str, table: str, work: Any) -> Step:

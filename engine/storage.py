@@ -104,14 +104,11 @@ def source_options(uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
     return {**merged, **given}
 
 
-def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = None) -> ds.Dataset:
-    """A Delta table's rows (at the version it was opened at) as a pyarrow dataset.
-
-    Its files are read through pyarrow's local filesystem, or fsspec for remote tables, not
-    through delta-rs' own filesystem handler: a process that read through that handler often
-    aborts at exit ("terminate called without an active exception", delta-rs #2184).
-    """
-    uri = table.table_uri.rstrip("/")
+def table_filesystem(table_uri: str, storage_options: dict[str, Any] | None = None) -> pafs.FileSystem:
+    """A pyarrow filesystem rooted at a Delta table's folder (paths inside it are relative to
+    the table): pyarrow's local filesystem, or fsspec for remote tables, never delta-rs' own
+    handler (a process that read through it often aborts at exit, delta-rs #2184)."""
+    uri = table_uri.rstrip("/")
     if protocol(uri) == "file":
         fs: pafs.FileSystem = pafs.LocalFileSystem()
         root = unquote(uri.removeprefix("file://"))
@@ -120,7 +117,13 @@ def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = No
 
         handler = pafs.FSSpecHandler(fsspec.filesystem(protocol(uri), **source_options(uri, storage_options)))
         fs, root = pafs.PyFileSystem(handler), uri.split("://", 1)[1]
-    return table.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(root, fs))
+    return pafs.SubTreeFileSystem(root, fs)
+
+
+def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = None) -> ds.Dataset:
+    """A Delta table's rows (at the version it was opened at) as a pyarrow dataset, one fragment
+    per data file, read through `table_filesystem`."""
+    return table.to_pyarrow_dataset(filesystem=table_filesystem(table.table_uri, storage_options))
 
 
 def check_bucket(fs: Any, path: str) -> None:

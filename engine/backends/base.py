@@ -12,8 +12,8 @@ from deltalake import DeltaTable
 class Backend(Protocol):
     """Turns lake tables into the frames user models take, and model results back into Arrow."""
 
-    name: str  # "pandas" | "cudf"
-    xp: ModuleType  # the DataFrame library user code may use: pandas or cudf
+    name: str  # "pandas" | "cudf" | "dask" | "dask-cudf"
+    xp: ModuleType  # the DataFrame library user code may use: pandas, cudf or dask.dataframe
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
         """The rows of a Delta table (at the version it was opened at) as a frame."""

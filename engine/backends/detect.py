@@ -1,12 +1,17 @@
-"""Which backend runs models: pandas, cuDF, or `auto` (cuDF when a usable NVIDIA GPU and cuDF are there)."""
+"""Which backend runs models: pandas, cuDF, dask, dask-cudf, or `auto` (cuDF when a usable NVIDIA
+GPU and cuDF are there, else pandas; `auto` never picks a Dask backend)."""
 from __future__ import annotations
 
+import importlib.util
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.backends.base import Backend
 from engine.backends.pandas import PandasBackend
 from engine.errors import HeadwaterError
+
+if TYPE_CHECKING:
+    from engine.config import Config
 
 log = logging.getLogger("headwater")
 INSTALL_HINT = "pip install 'headwater[gpu]' on a machine with an NVIDIA GPU and driver"
@@ -37,8 +42,15 @@ def gpu_info() -> dict[str, Any]:
         pynvml.nvmlShutdown()
 
 
-def resolve(name: str, storage_options: dict | None = None) -> tuple[Backend, str]:
-    """The backend called `name` ("auto", "pandas" or "cudf") and a one-line reason it was chosen."""
+def resolve(name: str, storage_options: dict | None = None, config: Config | None = None) -> tuple[Backend, str]:
+    """The backend called `name` ("auto", "pandas", "cudf", "dask" or "dask-cudf") and a one-line
+    reason it was chosen. The Dask backends connect to the cluster `config` names (see
+    `engine.backends.dask_cluster`); call their `close()` when done."""
+    if name in ("dask", "dask-cudf"):
+        from engine.backends.dask import make
+
+        backend = make(name, storage_options, config)
+        return backend, f"{name} was asked for (on {backend.describe()})"
     if name == "pandas":
         return PandasBackend(storage_options), "pandas was asked for"
     if name == "cudf":
@@ -50,7 +62,7 @@ def resolve(name: str, storage_options: dict | None = None) -> tuple[Backend, st
                                  f"{INSTALL_HINT}, or set backend to 'pandas' or 'auto'")
         return backend, f"cudf was asked for ({_describe(gpu)})"
     if name != "auto":
-        raise HeadwaterError(f"unknown backend {name!r}", "use one of auto, pandas, cudf")
+        raise HeadwaterError(f"unknown backend {name!r}", "use one of auto, pandas, cudf, dask, dask-cudf")
     gpu = gpu_info()
     if gpu.get("count"):
         backend, problem = _cudf(storage_options)
@@ -65,6 +77,29 @@ def resolve(name: str, storage_options: dict | None = None) -> tuple[Backend, st
         return _fallback(f"auto: no usable GPU ({gpu['error']}; {problem}); running on pandas",
                          logging.INFO, storage_options)
     return _fallback(f"auto: no usable GPU ({gpu['error']}); running on pandas", logging.INFO, storage_options)
+
+
+def available() -> list[str]:
+    """The backends that can run models on this machine (`auto` aside), without starting any
+    cluster: pandas always; cudf with a usable GPU and cuDF; dask with dask.dataframe and
+    distributed installed; dask-cudf with those, dask-cudf and a usable cuDF."""
+    names = ["pandas"]
+    has_cudf = _cudf(None)[0] is not None
+    if has_cudf:
+        names.append("cudf")
+    has_dask = all(_importable(m) for m in ("dask.dataframe", "distributed"))
+    if has_dask:
+        names.append("dask")
+    if has_dask and has_cudf and _importable("dask_cudf"):
+        names.append("dask-cudf")
+    return names
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing or broken
+        return False
 
 
 def _cudf(storage_options: dict | None) -> tuple[Backend | None, str]:
