@@ -27,7 +27,10 @@ err_console = Console(stderr=True)
 
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="lake URI (env HEADWATER_LAKE)")]
 WarehouseOpt = Annotated[str | None, typer.Option("--warehouse", help="SQLAlchemy URL (env HEADWATER_WAREHOUSE)")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="auto | pandas | cudf (env HEADWATER_BACKEND)")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="auto | pandas | cudf | dask | dask-cudf (env HEADWATER_BACKEND)")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help=(
+    "dask backends: start a 'local' or 'local-cuda' cluster (env HEADWATER_DASK_CLUSTER; "
+    "HEADWATER_DASK_ADDRESS connects to a running one)"))]
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,10 +79,11 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
                 "tag:x, raw.<source>; repeatable"))] = None,
             exclude: Annotated[list[str] | None, typer.Option("--exclude", help="same syntax; removed from the selection")] = None,
             full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild incremental models from all rows")] = False,
-            lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
+            lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
+            cluster: ClusterOpt = None) -> None:
     """Load the sources, build the models, publish to the warehouse (all, or a selection)."""
     p = load_pipeline(pipeline)
-    _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend),
+    _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend, dask_cluster=cluster),
          select=select, exclude=exclude, full_refresh=full_refresh)
 
 
@@ -142,7 +146,7 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     console.print(f"gpu: {gpu_info()}")
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("backend", lambda: "{0.name} ({1})".format(*resolve(config.backend, config.storage_options))),
+        ("backend", lambda: "{0.name} ({1})".format(*resolve(config.backend, config.storage_options, config=config))),
         ("lake", lambda: f"{config.lake}: {len(Lake(config.lake, config.storage_options).tables())} tables"),
         ("warehouse", lambda: _describe(connect, config.warehouse)),
     ]

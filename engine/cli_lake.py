@@ -152,8 +152,11 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="a run id (or a uni
     if pipeline is None and run.get("pipeline_hash") and manifest.file_hash(Path(target)) != run["pipeline_hash"]:
         console.print(f"[yellow]note:[/] {target} changed since the run (its model code is checked next)")
     config = Config.load(p.base_dir, lake=lake, backend=backend)
-    chosen, _ = resolve(config.backend, the_lake.storage_options)
-    done = reproduce(the_lake, p, chosen, run["run_id"], table, out, allow_code_change)
+    chosen, _ = resolve(config.backend, the_lake.storage_options, config=config)
+    try:
+        done = reproduce(the_lake, p, chosen, run["run_id"], table, out, allow_code_change)
+    finally:
+        getattr(chosen, "close", lambda: None)()
     console.print(f"rebuilt {done.table} (version {done.version} of run {run['run_id']}) from "
                   + ", ".join(f"{k}@v{v}" for k, v in sorted(done.inputs.items()))
                   + f" on {chosen.name}: {done.rows:,} rows -> {done.path}", highlight=False)

@@ -240,7 +240,15 @@ class Runner:
         if self._backend is not None:
             summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
         self.record(summary)
+        self.close()
         return summary
+
+    def close(self) -> None:
+        """Release the backend's resources (a Dask client or the cluster it started)."""
+        if self._backend is not None:
+            close = getattr(self._backend[0], "close", None)
+            if close is not None:
+                close()
 
     def record(self, summary: RunSummary) -> None:
         """Write `summary` to the run manifest (`_headwater.runs`); a run that touched nothing
