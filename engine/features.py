@@ -11,7 +11,9 @@ Rules, on every backend:
   computed at t was not known to a decision made at t); NA where an entity has no earlier row;
 * two feature rows of one entity with the same time: the later row in the frame wins (as in
   `latest`); rows with a null entity or time are ignored (never known);
-* labels keep their order and columns; the result has a fresh RangeIndex.
+* labels keep their order and columns; the result has a fresh RangeIndex. On Dask frames
+  both sides are shuffled on the entity and joined partition by partition, so rows come out
+  grouped by partition instead.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from engine.errors import HeadwaterError
 from engine.frames import frame_module, require_columns
 
 ROW, KIND, TIME, KNOWN = "_hw_row", "_hw_kind", "_hw_time", "_hw_known_at"  # working columns
+ORDER = "_hw_order"  # a feature row's place in the whole Dask frame
 LABEL, FEATURE = 0, 1  # sort order of the two kinds of stacked row at one time: labels first
 
 
@@ -64,6 +67,8 @@ def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time
                              "pass prefix='...' (or columns=[...]) to name the feature columns apart")
     for key in keys:
         _check_keys(labels[key], features[key], key)
+    if xp.__name__ == "dask.dataframe":
+        return _as_of_dask(labels, features, keys, label_time, feature_time, values, prefix)
 
     lab = labels.reset_index(drop=True)
     lab = lab.assign(**{ROW: _row_numbers(lab)})
@@ -79,11 +84,30 @@ def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time
     both = xp.concat([asked, offered], ignore_index=True)
     both = both.sort_values([*keys, TIME, KIND]).reset_index(drop=True)
     both[KNOWN] = both.groupby(keys)[KNOWN].ffill()
-    hits = both[(both[KIND] == LABEL) & both[KNOWN].notna()][[*keys, ROW, KNOWN]]
+    hits = both[(both[KIND] == LABEL) & both[KNOWN].notnull()][[*keys, ROW, KNOWN]]
     hits = hits.assign(**{KNOWN: hits[KNOWN].astype(f[KNOWN].dtype)})
     hits = hits.merge(f, on=[*keys, KNOWN], how="inner")[[ROW, *names.values()]]
     out = lab.merge(hits, on=ROW, how="left").sort_values(ROW)
     return out.drop(columns=[ROW]).reset_index(drop=True)
+
+
+def _as_of_dask(labels: Any, features: Any, keys: list[str], label_time: str, feature_time: str,
+                values: list[str], prefix: str) -> Any:
+    """as_of on Dask frames: both are shuffled on the entity into the same number of partitions
+    (an entity's rows all land in one), then joined partition by partition on their own backend.
+    Rows come out grouped by partition, not in the labels' order."""
+    features = features.astype({k: labels[k].dtype for k in keys})  # equal keys must hash equally
+    features = features.assign(**{ORDER: _row_numbers(features)})  # the shuffle moves rows: keep ties' order
+    parts = max(labels.npartitions, features.npartitions)
+    join = dict(entity=keys, label_time=label_time, feature_time=feature_time, columns=values, prefix=prefix)
+    meta = as_of(labels._meta_nonempty, features._meta_nonempty, **join).iloc[:0]
+    return labels.shuffle(on=keys, npartitions=parts).map_partitions(
+        _as_of_partition, features.shuffle(on=keys, npartitions=parts), join, meta=meta,
+        align_dataframes=False)
+
+
+def _as_of_partition(labels: Any, features: Any, join: dict[str, Any]) -> Any:
+    return as_of(labels, features.sort_values(ORDER).drop(columns=[ORDER]), **join)
 
 
 def training_set(labels: Any, *feature_sets: FeatureSet, label_time: str,
@@ -173,9 +197,9 @@ def _row_numbers(frame: Any) -> Any:
 
 def _present(frame: Any, columns: list[str]) -> Any:
     """A mask of the rows where none of `columns` is null."""
-    mask = frame[columns[0]].notna()
+    mask = frame[columns[0]].notnull()
     for c in columns[1:]:
-        mask = mask & frame[c].notna()
+        mask = mask & frame[c].notnull()
     return mask
 
 

@@ -3,6 +3,7 @@ instant), checked case by case and against a brute-force oracle on random data; 
 errors. The backend-parametrised tests run on pandas here and on cuDF where it imports."""
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any
 
@@ -171,6 +172,32 @@ def test_latest_gives_each_entity_its_newest_row(on: Any) -> None:
     assert got["u"].tolist() == sorted(want)
     assert [(r.at, r.v) for r in got.itertuples()] == [want[u] for u in sorted(want)]
     assert list(got.columns) == ["u", "at", "v"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dask") is None, reason="dask is not installed")
+@pytest.mark.parametrize("seed", range(4))
+def test_dask_joins_and_latest_equal_pandas(seed: int) -> None:
+    """The same rows as pandas (Dask returns them grouped by partition), ties included: the
+    shuffle must not change which of two rows at one time wins."""
+    import dask.dataframe as dd
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    labels = pd.DataFrame({"e": rng.integers(0, 20, n), "t": T0 + pd.to_timedelta(rng.integers(0, 60, n), "h"),
+                           "y": rng.integers(0, 2, n)})
+    features = pd.DataFrame({"e": rng.integers(0, 25, n).astype("float64"),  # other key dtype
+                             "at": T0 + pd.to_timedelta(rng.integers(0, 60, n), "h"), "v": rng.integers(0, 99, n)})
+    assert features.duplicated(["e", "at"]).any()
+    join = dict(entity="e", label_time="t", feature_time="at")
+    lazy = as_of(dd.from_pandas(labels, npartitions=3), dd.from_pandas(features, npartitions=4), **join)
+    assert isinstance(lazy, dd.DataFrame)
+    got = lazy.compute()
+    assert got.dtypes.to_dict() == lazy.dtypes.to_dict()
+    order = ["e", "t", "y", "v"]
+    pd.testing.assert_frame_equal(got.sort_values(order, ignore_index=True),
+                                  as_of(labels, features, **join).sort_values(order, ignore_index=True))
+    newest = latest(dd.from_pandas(features, npartitions=4), entity="e", feature_time="at").compute()
+    pd.testing.assert_frame_equal(newest.reset_index(drop=True), latest(features, entity="e", feature_time="at"))
 
 
 # ---- errors ----------------------------------------------------------------------------------
