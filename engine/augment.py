@@ -56,19 +56,18 @@ def cell_mask(seed: int, column: str, start: int, rows: int, frac: float) -> np.
 
 def _drop_rows(frame: Any, frac: float, columns: list[str], seed: int, start: int) -> Any:
     """`frame`, whose first row is row `start` of the whole frame, with its drawn cells set to null."""
-    xp = frame_module(frame)
+    pandas = frame_module(frame).__name__ == "pandas"
     new = {}
     for name in columns:
-        col = _nullable(frame[name], xp)
-        keep = xp.Series(~cell_mask(seed, name, start, len(frame), frac), index=frame.index)
-        new[name] = col.where(keep)
+        col = _nullable(frame[name]) if pandas else frame[name]
+        new[name] = col.where(~cell_mask(seed, name, start, len(frame), frac))  # by position, not index
     return frame.assign(**new)
 
 
-def _nullable(col: Any, xp: Any) -> Any:
-    """`col` in a dtype that holds a null as itself (pandas numpy ints and bools become nullable)."""
+def _nullable(col: Any) -> Any:
+    """A pandas column in a dtype that holds a null as itself (numpy ints and bools become nullable)."""
     kind = getattr(col.dtype, "kind", "")
-    if xp.__name__ != "pandas" or not isinstance(col.dtype, np.dtype) or kind not in "iub":
+    if not isinstance(col.dtype, np.dtype) or kind not in "iub":
         return col
     if kind == "b":
         return col.astype("boolean")

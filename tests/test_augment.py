@@ -83,6 +83,15 @@ def test_a_columns_cells_do_not_depend_on_the_other_columns_named(df: pd.DataFra
     assert everything["keep"].isna().any()
 
 
+def test_rows_are_drawn_by_position_not_by_index_label() -> None:
+    df = frame(1000)
+    twice = df.set_axis([7] * len(df))  # every row has the same label
+    got = drop_cells(twice, 0.5, ["x", "id"], seed=2)
+    want = drop_cells(df, 0.5, ["x", "id"], seed=2)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    assert (got.index == 7).all()
+
+
 def test_zero_and_one(df: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(drop_cells(df, 0.0, ["x", "word"], seed=1), df)
     assert drop_cells(df, 1.0, ["x", "word"], seed=1)[["x", "word"]].isna().all().all()

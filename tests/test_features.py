@@ -147,6 +147,16 @@ def test_time_zones_are_compared_as_instants() -> None:
     assert got["v"].tolist() == [1]
 
 
+def test_times_of_different_units_compare_exactly() -> None:
+    """Labels in nanoseconds, features in microseconds: half a microsecond decides."""
+    at = pd.Timestamp("2026-03-01 12:00:00")
+    labels = pd.DataFrame({"u": [1, 1], "t": pd.Series([at, at + pd.Timedelta(500, "ns")]).astype("datetime64[ns]")})
+    features = pd.DataFrame({"u": [1, 1], "at": pd.Series([at - S, at]).astype("datetime64[us]"), "v": [1, 2]})
+    got = as_of(labels, features, entity="u", label_time="t", feature_time="at")
+    assert got["v"].tolist() == [1, 2]
+    assert got["t"].dtype == "datetime64[ns]"
+
+
 def test_training_set_joins_each_feature_set_point_in_time(on: Any) -> None:
     labels = pd.DataFrame({"photo": [1, 2], "user": [7, 7], "t": [T0 + 2 * S, T0 + 4 * S]})
     users = pd.DataFrame({"user": [7, 7], "day_end": [T0 + S, T0 + 3 * S], "views": [5, 9]})
