@@ -3,6 +3,7 @@ about the models' output checked by hand from the raw files, and proof that no u
 comes from on or after a photo's upload day."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sqlite3
@@ -77,14 +78,14 @@ def engine_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
             "classifier": loaded(classifier, str(data_dir / "classifier" / "predictions.parquet"))}
 
 
-def run_models(raw: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    daily = m.user_activity_daily(events=raw["events"], photos=raw["photos"], ctx=CTX)
-    latest = m.user_features_latest(users=raw["users"], user_activity_daily=daily, ctx=CTX)
-    pe = m.photo_engagement(photos=raw["photos"], events=raw["events"], ctx=CTX)
+def run_models(raw: dict[str, pd.DataFrame], ctx: types.SimpleNamespace = CTX) -> dict[str, pd.DataFrame]:
+    daily = m.user_activity_daily(events=raw["events"], photos=raw["photos"], ctx=ctx)
+    latest = m.user_features_latest(users=raw["users"], user_activity_daily=daily, ctx=ctx)
+    pe = m.photo_engagement(photos=raw["photos"], events=raw["events"], ctx=ctx)
     pf = m.photo_features(photos=raw["photos"], photo_engagement=pe, user_activity_daily=daily,
-                          users=raw["users"], classifier=raw["classifier"], ctx=CTX)
+                          users=raw["users"], classifier=raw["classifier"], ctx=ctx)
     return {"user_activity_daily": daily, "user_features_latest": latest, "photo_engagement": pe,
-            "photo_features": pf, "training_set": m.training_set(photo_features=pf, ctx=CTX)}
+            "photo_features": pf, "training_set": m.training_set(photo_features=pf, ctx=ctx)}
 
 
 @lru_cache(maxsize=4)
@@ -189,6 +190,25 @@ def test_models_match_the_oracle(data_dir: Path) -> None:
         assert frame.columns.is_unique, name
     assert_same_rows(got["training_set"], expected_training_set(data_dir))
     assert list(got["training_set"]["photo_id"]) == sorted(got["training_set"]["photo_id"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dask") is None, reason="dask is not installed")
+def test_models_run_lazily_on_dask_frames_and_equal_pandas(tiny_dir: Path) -> None:
+    """The five models chained on dask.dataframe frames (2 partitions each), computed once at the end."""
+    import dask
+    import dask.dataframe as dd
+
+    raw = engine_frames(tiny_dir)
+    want = models_on(tiny_dir)
+    with dask.config.set({"dataframe.convert-string": False, "scheduler": "synchronous"}):
+        lazy = run_models({k: dd.from_pandas(v, npartitions=2) for k, v in raw.items()},
+                          types.SimpleNamespace(xp=dd, backend="dask"))
+        assert all(isinstance(frame, dd.DataFrame) for frame in lazy.values())
+        got = dask.compute(lazy)[0]
+    for name, frame in got.items():
+        key = ["user_id", "day"] if name == "user_activity_daily" else [want[name].columns[0]]
+        pd.testing.assert_frame_equal(frame.sort_values(key, ignore_index=True),
+                                      want[name].sort_values(key, ignore_index=True), check_dtype=False, obj=name)
 
 
 def test_models_take_string_timestamps_and_nullable_ids(tiny_dir: Path) -> None:

@@ -70,7 +70,7 @@ def photo_engagement(photos: Any, events: Any, ctx: Any) -> Any:
     ph = _latest_photos(photos)[["photo_id", "uploaded_at"]]
     ev = _events(events, ctx)
     data_end = ev["ts"].max()
-    acts = ev[ev["kind"].isin(["view", "like"]) & ev["photo_id"].notna()]
+    acts = ev[ev["kind"].isin(["view", "like"]) & ev["photo_id"].notnull()]
     acts = acts.assign(photo_id=acts["photo_id"].astype("int64"))
     acts = acts.merge(ph, on="photo_id", how="inner")
     acts = acts[(acts["ts"] >= acts["uploaded_at"]) & (acts["ts"] < acts["uploaded_at"] + WINDOW)]
@@ -102,7 +102,7 @@ def photo_features(photos: Any, photo_engagement: Any, user_activity_daily: Any,
     f["style_label"] = f["style_label"].fillna(UNKNOWN_LABEL)
     f["confidence"] = f["confidence"].fillna(0.0).astype("float64")
     f["title_len"] = f["title"].str.len().fillna(0).astype("int64")
-    f["has_location"] = f["location"].notna()
+    f["has_location"] = f["location"].notnull()
     f["upload_hour"] = f["uploaded_at"].dt.hour.astype("int64")
     f["upload_weekday"] = f["uploaded_at"].dt.weekday.astype("int64")
     age = f["uploaded_at"] - f["uploader_signed_up_at"]
@@ -118,9 +118,10 @@ def training_set(photo_features: Any, ctx: Any) -> Any:
 
     First-week engagement itself is left out: it is what the label is made of.
     """
-    done = photo_features[photo_features["window_complete"].fillna(False).astype("bool")]
-    out = done[TRAINING_COLUMNS].assign(popular=done["likes_7d"] >= POPULAR_MIN_LIKES_7D)
-    return _sorted(out, "photo_id")
+    out = photo_features[TRAINING_COLUMNS].assign(
+        popular=photo_features["likes_7d"] >= POPULAR_MIN_LIKES_7D,
+        done=photo_features["window_complete"].fillna(False))
+    return _sorted(out[out["done"]].drop(columns=["done"]), "photo_id")
 
 
 def _events(events: Any, ctx: Any) -> Any:
