@@ -74,8 +74,8 @@ def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time
     lab = lab.assign(**{ROW: _row_numbers(lab)})
     f = features.reset_index(drop=True)
     known = _feature_times(lab[label_time], f[feature_time], label_time, feature_time)
-    f = f[keys].assign(**{KNOWN: known, ROW: _row_numbers(f)}, **{n: f[c] for c, n in names.items()})
-    f = _last_rows(f[_present(f, [*keys, KNOWN])], [*keys, KNOWN], [ROW]).drop(columns=[ROW])
+    f = f[keys].assign(**{KNOWN: known}, **{n: f[c] for c, n in names.items()})
+    f = f[_present(f, [*keys, KNOWN])].drop_duplicates(subset=[*keys, KNOWN], keep="last")  # frame order
 
     asked = lab[_present(lab, [*keys, label_time])]
     asked = asked[[*keys, ROW]].assign(**{TIME: asked[label_time], KIND: LABEL,
@@ -137,8 +137,9 @@ def latest(features: Any, *, entity: str | Sequence[str], feature_time: str) -> 
         raise HeadwaterError(f"features has a column named {ROW!r}, which latest() uses itself",
                              "rename that column")
     f = f.assign(**{ROW: _row_numbers(f)})
-    f = _last_rows(f[_present(f, [*keys, feature_time])], keys, [feature_time, ROW])
-    return f.sort_values(keys).drop(columns=[ROW]).reset_index(drop=True)
+    f = f[_present(f, [*keys, feature_time])].sort_values([*keys, feature_time, ROW])
+    f = f.drop_duplicates(subset=keys, keep="last").sort_values(keys)
+    return f.drop(columns=[ROW]).reset_index(drop=True)
 
 
 def _keys(entity: str | Sequence[str]) -> list[str]:
@@ -206,8 +207,3 @@ def _present(frame: Any, columns: list[str]) -> Any:
 def _nulls_like(col: Any, dtype: Any) -> Any:
     """A column of nulls with `col`'s index, of type `dtype`."""
     return col.where(col.isna()).astype(dtype)
-
-
-def _last_rows(frame: Any, group: list[str], order: list[str]) -> Any:
-    """The last row of each `group` once sorted by `order` (one row per distinct `group`)."""
-    return frame.sort_values([*group, *order]).drop_duplicates(subset=group, keep="last")
