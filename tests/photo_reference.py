@@ -3,13 +3,18 @@
 Computes `training_set` straight from the generated raw files (SQLite, JSON lines, Parquet),
 without the engine and without `examples.photo_popularity.models`: the formulation differs on
 purpose (time deltas and crosstabs instead of masks and named aggregations, sort-and-keep-last
-instead of max-and-merge), so agreement between the two means something. Only the rules are
-shared: the 7-day half-open window, the popularity threshold, the label for unclassified photos.
+instead of max-and-merge, a plain loop over each uploader's history instead of an as-of join), so
+agreement between the two means something. Only the rules are shared: the 7-day half-open
+window, the popularity threshold, the label for unclassified photos, and the point-in-time rule
+for uploader features: a photo uploaded at t counts its uploader's events and uploads of the UTC
+days that ended strictly before t (a day's totals are known at its end).
 """
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -46,13 +51,7 @@ def expected_training_set(data_dir: Path) -> pd.DataFrame:
     photos = (raw["photos"].sort_values(["photo_id", "updated_at"])
               .drop_duplicates("photo_id", keep="last").set_index("photo_id"))
 
-    # what each user did
-    did = pd.crosstab(events["user_id"], events["kind"]).reindex(
-        columns=["view", "like", "login"], fill_value=0)
-    days_active = events.assign(day=events["ts"].dt.date).groupby("user_id")["day"].nunique()
-    activity = users.set_index("user_id").join(did).join(days_active.rename("active_days"))
-    activity = activity.fillna({"view": 0, "like": 0, "login": 0, "active_days": 0})
-
+    history = uploader_history(events, photos.reset_index())
     # each photo's first week
     acts = events[events["kind"].isin(["view", "like"])].dropna(subset=["photo_id"])
     acts = acts.assign(photo_id=acts["photo_id"].astype(int))
@@ -75,15 +74,55 @@ def expected_training_set(data_dir: Path) -> pd.DataFrame:
     out["has_location"] = photos["location"].notna()
     out["upload_hour"] = [t.hour for t in photos["uploaded_at"]]
     out["upload_weekday"] = [t.weekday() for t in photos["uploaded_at"]]
-    up = activity.reindex(photos["user_id"]).set_axis(photos.index)
-    out["uploader_country"] = up["country"]
-    out["uploader_photos"] = photos["user_id"].map(photos["user_id"].value_counts())
-    out["uploader_views"] = up["view"]
-    out["uploader_likes"] = up["like"]
-    out["uploader_logins"] = up["login"]
-    out["uploader_active_days"] = up["active_days"]
-    out["uploader_account_age_days"] = (photos["uploaded_at"] - up["signed_up_at"]) / pd.Timedelta(days=1)
+    signup = users.set_index("user_id")
+    out["uploader_country"] = photos["user_id"].map(signup["country"])
+    before = [known_before(history[uid], t) for uid, t in zip(photos["user_id"], photos["uploaded_at"])]
+    for column in ("photos", "views", "likes", "logins", "active_days"):
+        out[f"uploader_{column}"] = [counts[column] for counts in before]
+    out["uploader_account_age_days"] = ((photos["uploaded_at"] - photos["user_id"].map(signup["signed_up_at"]))
+                                        / pd.Timedelta(days=1))
     out["popular"] = week_counts["like"] >= POPULAR_MIN_LIKES_7D
     complete = photos["uploaded_at"] + WEEK <= data_end
     out = out[complete].reset_index()
     return out[TRAINING_COLUMNS + ["popular"]].sort_values("photo_id", ignore_index=True)
+
+
+def day_end(ts: datetime) -> datetime:
+    """When a day's totals are known: midnight after `ts`."""
+    return datetime(ts.year, ts.month, ts.day) + timedelta(days=1)
+
+
+def uploader_history(events: pd.DataFrame, photos: pd.DataFrame) -> dict[int, list[tuple[datetime, str, object]]]:
+    """Per user, what they did: (end of its day, what: a kind of event or 'upload', the day)."""
+    history: dict[int, list[tuple[datetime, str, object]]] = defaultdict(list)
+    for uid, ts, kind in zip(events["user_id"], events["ts"], events["kind"]):
+        history[int(uid)].append((day_end(ts.to_pydatetime()), kind, ts.date()))
+    for uid, ts in zip(photos["user_id"], photos["uploaded_at"]):
+        history[int(uid)].append((day_end(ts.to_pydatetime()), "upload", ts.date()))
+    return history
+
+
+def known_before(done: list[tuple[datetime, str, object]], t: pd.Timestamp | None) -> dict[str, int]:
+    """Running totals from the days of `done` that ended strictly before `t` (all of them when t is None)."""
+    seen = [(kind, day) for end, kind, day in done if t is None or end < t.to_pydatetime()]
+    return {"photos": sum(kind == "upload" for kind, _ in seen),
+            "views": sum(kind == "view" for kind, _ in seen),
+            "likes": sum(kind == "like" for kind, _ in seen),
+            "logins": sum(kind == "login" for kind, _ in seen),
+            "active_days": len({day for kind, day in seen if kind != "upload"})}
+
+
+def expected_user_features_latest(data_dir: Path) -> pd.DataFrame:
+    """The `user_features_latest` table: every user's totals over everything, and when they were
+    known (the end of the last day with activity; NaT for a user with none)."""
+    raw = read_raw(data_dir)
+    photos = raw["photos"].sort_values(["photo_id", "updated_at"]).drop_duplicates("photo_id", keep="last")
+    history = uploader_history(raw["events"], photos)
+    rows = []
+    for user in raw["users"].itertuples(index=False):
+        done = history.get(int(user.user_id), [])
+        rows.append({"user_id": user.user_id, "country": user.country, "signed_up_at": user.signed_up_at,
+                     **known_before(done, None), "as_of": max((end for end, _, _ in done), default=pd.NaT)})
+    out = pd.DataFrame(rows)
+    out["as_of"] = pd.to_datetime(out["as_of"])
+    return out.sort_values("user_id", ignore_index=True)

@@ -20,7 +20,7 @@ import pytest
 from engine.lake import Lake
 from examples.photo_popularity.daily import days_added, increment
 from examples.photo_popularity.generate import generate
-from tests.photo_reference import expected_training_set
+from tests.photo_reference import expected_training_set, expected_user_features_latest
 
 
 def headwater(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -69,6 +69,21 @@ def assert_matches_oracle(directory: Path) -> None:
             assert (got[column].astype("datetime64[us]") == want[column].astype("datetime64[us]")).all(), column
         else:
             assert got[column].astype(str).tolist() == want[column].astype(str).tolist(), column
+
+
+def test_latest_user_features_are_published_for_online_lookup(daily_dir: tuple[Path, str]) -> None:
+    """After the days too: every user's newest totals, as plain loops over the raw files count them."""
+    directory, _ = daily_dir
+    got = warehouse_table(directory, "user_features_latest").sort_values("user_id", ignore_index=True)
+    want = expected_user_features_latest(directory / "data" / "photo_popularity")
+    assert list(got.columns) == list(want.columns) and len(got) == len(want) > 120
+    for column in want.columns:
+        if pd.api.types.is_datetime64_any_dtype(want[column]):
+            assert got[column].astype("datetime64[us]").tolist() == want[column].astype("datetime64[us]").tolist()
+        else:
+            assert got[column].astype(str).tolist() == want[column].astype(str).tolist(), column
+    daily = warehouse_table(directory, "user_activity_daily")
+    assert not daily.duplicated(["user_id", "day"]).any() and daily["user_id"].isin(got["user_id"]).all()
 
 
 def test_second_run_lands_nothing_and_changes_no_table(demo_dir: Path) -> None:

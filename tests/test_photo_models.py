@@ -1,7 +1,9 @@
-"""The photo popularity example: its generator, its four models against the pandas oracle, and
-facts about the models' output checked by hand from the raw files."""
+"""The photo popularity example: its generator, its five models against the pandas oracle, facts
+about the models' output checked by hand from the raw files, and proof that no uploader feature
+comes from on or after a photo's upload day."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sqlite3
@@ -21,7 +23,7 @@ import sqlalchemy as sa
 
 from examples.photo_popularity import models as m
 from examples.photo_popularity.generate import generate, main
-from tests.photo_reference import expected_training_set
+from tests.photo_reference import expected_training_set, expected_user_features_latest
 
 TINY = {"seed": 3, "users": 30, "photos": 60, "days": 10}
 WEEK = timedelta(days=7)
@@ -76,18 +78,19 @@ def engine_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
             "classifier": loaded(classifier, str(data_dir / "classifier" / "predictions.parquet"))}
 
 
-def run_models(raw: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    ua = m.user_activity(events=raw["events"], users=raw["users"], ctx=CTX)
-    pe = m.photo_engagement(photos=raw["photos"], events=raw["events"], ctx=CTX)
-    pf = m.photo_features(photos=raw["photos"], photo_engagement=pe, user_activity=ua,
-                          classifier=raw["classifier"], ctx=CTX)
-    return {"user_activity": ua, "photo_engagement": pe, "photo_features": pf,
-            "training_set": m.training_set(photo_features=pf, ctx=CTX)}
+def run_models(raw: dict[str, pd.DataFrame], ctx: types.SimpleNamespace = CTX) -> dict[str, pd.DataFrame]:
+    daily = m.user_activity_daily(events=raw["events"], photos=raw["photos"], ctx=ctx)
+    latest = m.user_features_latest(users=raw["users"], user_activity_daily=daily, ctx=ctx)
+    pe = m.photo_engagement(photos=raw["photos"], events=raw["events"], ctx=ctx)
+    pf = m.photo_features(photos=raw["photos"], photo_engagement=pe, user_activity_daily=daily,
+                          users=raw["users"], classifier=raw["classifier"], ctx=ctx)
+    return {"user_activity_daily": daily, "user_features_latest": latest, "photo_engagement": pe,
+            "photo_features": pf, "training_set": m.training_set(photo_features=pf, ctx=ctx)}
 
 
 @lru_cache(maxsize=4)
 def models_on(data_dir: Path) -> dict[str, pd.DataFrame]:
-    """The four models' outputs on a data folder (computed once per folder; do not mutate)."""
+    """The five models' outputs on a data folder (computed once per folder; do not mutate)."""
     return run_models(engine_frames(data_dir))
 
 
@@ -189,6 +192,25 @@ def test_models_match_the_oracle(data_dir: Path) -> None:
     assert list(got["training_set"]["photo_id"]) == sorted(got["training_set"]["photo_id"])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("dask") is None, reason="dask is not installed")
+def test_models_run_lazily_on_dask_frames_and_equal_pandas(tiny_dir: Path) -> None:
+    """The five models chained on dask.dataframe frames (2 partitions each), computed once at the end."""
+    import dask
+    import dask.dataframe as dd
+
+    raw = engine_frames(tiny_dir)
+    want = models_on(tiny_dir)
+    with dask.config.set({"dataframe.convert-string": False, "scheduler": "synchronous"}):
+        lazy = run_models({k: dd.from_pandas(v, npartitions=2) for k, v in raw.items()},
+                          types.SimpleNamespace(xp=dd, backend="dask"))
+        assert all(isinstance(frame, dd.DataFrame) for frame in lazy.values())
+        got = dask.compute(lazy)[0]
+    for name, frame in got.items():
+        key = ["user_id", "day"] if name == "user_activity_daily" else [want[name].columns[0]]
+        pd.testing.assert_frame_equal(frame.sort_values(key, ignore_index=True),
+                                      want[name].sort_values(key, ignore_index=True), check_dtype=False, obj=name)
+
+
 def test_models_take_string_timestamps_and_nullable_ids(tiny_dir: Path) -> None:
     raw = engine_frames(tiny_dir)
     ev = raw["events"]
@@ -255,22 +277,96 @@ def test_incomplete_windows_are_excluded(data_dir: Path) -> None:
     assert list(ts["photo_id"]) == complete
 
 
-def test_user_activity_matches_a_hand_count(tiny_dir: Path) -> None:
-    ua = models_on(tiny_dir)["user_activity"].set_index("user_id")
-    assert len(ua) == TINY["users"]
+def test_latest_user_features_match_a_hand_count(tiny_dir: Path) -> None:
+    latest = models_on(tiny_dir)["user_features_latest"].set_index("user_id")
+    assert len(latest) == TINY["users"]
     by_user: dict[int, list[dict]] = {}
     for e in hand_events(tiny_dir):
         by_user.setdefault(e["user_id"], []).append(e)
-    for uid, row in ua.iterrows():
+    with closing(sqlite3.connect(tiny_dir / "photos.sqlite")) as con:
+        uploads = Counter(uid for (uid,) in con.execute("SELECT user_id FROM photos"))
+    for uid, row in latest.iterrows():
         mine = by_user.get(uid, [])
         kinds = Counter(e["kind"] for e in mine)
         assert (row.views, row.likes, row.logins) == (kinds["view"], kinds["like"], kinds["login"])
         assert row.active_days == len({e["ts"][:10] for e in mine})
-        if mine:
-            assert row.first_seen == pd.Timestamp(min(e["ts"] for e in mine))
-            assert row.last_seen == pd.Timestamp(max(e["ts"] for e in mine))
-        else:
-            assert pd.isna(row.first_seen) and pd.isna(row.last_seen)
+        assert row.photos == uploads[uid]
+    pd.testing.assert_frame_equal(latest.reset_index(), expected_user_features_latest(tiny_dir),
+                                  check_dtype=False)
+
+
+def test_daily_totals_only_grow_and_are_known_at_the_end_of_their_day(tiny_dir: Path) -> None:
+    daily = models_on(tiny_dir)["user_activity_daily"]
+    assert not daily.duplicated(["user_id", "day"]).any()
+    assert (daily["known_at"] == daily["day"] + pd.Timedelta(days=1)).all()
+    assert (daily["day"] == daily["day"].dt.normalize()).all()
+    steps = daily.groupby("user_id")[m.ACTIVITY_COUNTS].diff().dropna()
+    assert (steps >= 0).all().all() and (steps.sum(axis=1) > 0).all()  # each row adds something
+
+
+def test_uploader_features_see_nothing_from_the_upload_day_on(default_dir: Path) -> None:
+    """Cut every raw table at a moment T (events, photos and users after it never happened): the
+    uploader features of photos uploaded before T do not change. With the old all-time join they
+    would (the uploaders keep viewing, liking and uploading after T)."""
+    raw = engine_frames(default_dir)
+    full = run_models(raw)["photo_features"].set_index("photo_id")
+    cut = pd.Timestamp("2026-03-06 13:00:00")
+    past = {"events": raw["events"][raw["events"]["ts"] < cut],
+            "photos": raw["photos"][raw["photos"]["uploaded_at"] < cut],
+            "users": raw["users"], "classifier": raw["classifier"]}
+    early = run_models(past)["photo_features"].set_index("photo_id")
+    uploader = [c for c in m.TRAINING_COLUMNS if c.startswith("uploader_")]
+    assert len(early) == len(past["photos"]) > 100
+    pd.testing.assert_frame_equal(early[uploader], full.loc[early.index, uploader])
+    later_activity = raw["events"]["ts"] >= cut
+    assert raw["events"][later_activity]["user_id"].isin(early["user_id"]).any()
+    all_time = raw["events"].groupby("user_id").size()
+    seen = early["uploader_views"] + early["uploader_likes"] + early["uploader_logins"]
+    assert (seen < early["user_id"].map(all_time).fillna(0)).all()  # strictly less than all time
+
+
+def hand_uploader_counts(events: list[dict], uploads: dict[int, datetime], owner: dict[int, int],
+                         pid: int, at: datetime) -> tuple[int, int]:
+    """(views, photos) of photo `pid`'s uploader from days that ended strictly before `at`, by hand."""
+    def ended_before(ts: datetime) -> bool:
+        return datetime(ts.year, ts.month, ts.day) + timedelta(days=1) < at
+
+    views = sum(1 for e in events if e["user_id"] == owner[pid] and e["kind"] == "view"
+                and ended_before(datetime.fromisoformat(e["ts"])))
+    photos = sum(1 for q, up in uploads.items() if owner[q] == owner[pid] and ended_before(up))
+    return views, photos
+
+
+def test_a_photo_counts_only_its_uploaders_days_before_its_own(tiny_dir: Path) -> None:
+    uploads = hand_uploads(tiny_dir)
+    with closing(sqlite3.connect(tiny_dir / "photos.sqlite")) as con:
+        owner = dict(con.execute("SELECT photo_id, user_id FROM photos").fetchall())
+    events = hand_events(tiny_dir)
+    pf = models_on(tiny_dir)["photo_features"].set_index("photo_id")
+    for pid, up in uploads.items():
+        assert tuple(pf.loc[pid, ["uploader_views", "uploader_photos"]]) == \
+            hand_uploader_counts(events, uploads, owner, pid, up)
+
+
+def test_an_upload_at_midnight_does_not_see_the_day_that_just_ended(tiny_dir: Path) -> None:
+    """The previous day's totals are known at midnight, the upload's own instant: not before it.
+    One second later they are."""
+    raw = engine_frames(tiny_dir)
+    events = hand_events(tiny_dir)
+    owner = dict(zip(raw["photos"]["photo_id"], raw["photos"]["user_id"]))
+    viewers = Counter((e["user_id"], e["ts"][:10]) for e in events if e["kind"] == "view")
+    pid = next(p for p in sorted(owner) if (owner[p], "2026-03-04") in viewers)
+    seen = {}
+    for at in (datetime(2026, 3, 5), datetime(2026, 3, 5, 0, 0, 1)):
+        moved = raw["photos"]["photo_id"] == pid
+        photos = raw["photos"].copy()
+        photos.loc[moved, ["uploaded_at", "updated_at"]] = pd.Timestamp(at)
+        pf = run_models({**raw, "photos": photos})["photo_features"].set_index("photo_id")
+        uploads = {p: u.to_pydatetime() for p, u in zip(photos["photo_id"], photos["uploaded_at"])}
+        seen[at] = tuple(pf.loc[pid, ["uploader_views", "uploader_photos"]])
+        assert seen[at] == hand_uploader_counts(events, uploads, owner, pid, at)
+    midnight, after = seen.values()
+    assert after[0] - midnight[0] == viewers[(owner[pid], "2026-03-04")] > 0
 
 
 def test_label_has_both_classes_and_follows_the_threshold(default_dir: Path) -> None:
@@ -288,6 +384,8 @@ def test_pipeline_wires_the_models(tmp_path: Path) -> None:
     assert [s.name for s in p.sources] == ["users", "photos", "events", "classifier"]
     assert p.model("photo_features").inputs == {
         "photos": "raw.photos", "photo_engagement": "photo_engagement",
-        "user_activity": "user_activity", "classifier": "raw.classifier"}
+        "user_activity_daily": "user_activity_daily", "users": "raw.users", "classifier": "raw.classifier"}
+    assert p.model("user_features_latest").inputs == {"users": "raw.users",
+                                                      "user_activity_daily": "user_activity_daily"}
     assert p.model("training_set").fn is m.training_set
     assert all(mod.wants_ctx for mod in p.models)

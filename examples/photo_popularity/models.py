@@ -11,13 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from engine import features
+
 DAY = np.timedelta64(86_400, "s")  # seconds, not "D": cuDF durations are s, ms, us or ns
 WINDOW = 7 * DAY  # engagement counts in [uploaded_at, uploaded_at + 7 days)
 POPULAR_MIN_LIKES_7D = 4  # a photo is popular when it got at least this many likes in its first week
 UNKNOWN_LABEL = "unknown"  # classifier labels of photos the classifier never saw
 
-USER_ACTIVITY_COLUMNS = ["user_id", "country", "signed_up_at", "views", "likes", "logins",
-                         "active_days", "first_seen", "last_seen"]
+ACTIVITY_COUNTS = ["photos", "views", "likes", "logins", "active_days"]  # running totals per user
+DAILY_COLUMNS = ["user_id", "day", "known_at", *ACTIVITY_COUNTS]
+LATEST_COLUMNS = ["user_id", "country", "signed_up_at", *ACTIVITY_COUNTS, "as_of"]
 ENGAGEMENT_COLUMNS = ["photo_id", "views_7d", "likes_7d", "window_complete"]
 TRAINING_COLUMNS = ["photo_id", "user_id", "uploaded_at", "content_label", "style_label", "confidence",
                     "title_len", "has_location", "upload_hour", "upload_weekday", "uploader_country",
@@ -26,20 +29,39 @@ TRAINING_COLUMNS = ["photo_id", "user_id", "uploaded_at", "content_label", "styl
 FEATURE_COLUMNS = TRAINING_COLUMNS + ["views_7d", "likes_7d", "window_complete"]
 
 
-def user_activity(events: Any, users: Any, ctx: Any) -> Any:
-    """One row per user: how many views, likes and logins they made, on how many distinct days,
-    and when they were first and last seen (NaT for users with no events)."""
+def user_activity_daily(events: Any, photos: Any, ctx: Any) -> Any:
+    """The uploader feature table: one row per user and UTC day on which they did something (an
+    event or an upload), with their running totals through the end of that day: photos uploaded,
+    views, likes and logins made, days with an event. `known_at` (the day's end) is when those
+    totals are known: a photo uploaded at t may only use rows with `known_at` before t."""
     ev = _events(events, ctx)
     ev = ev.assign(views=(ev["kind"] == "view").astype("int64"),
                    likes=(ev["kind"] == "like").astype("int64"),
                    logins=(ev["kind"] == "login").astype("int64"),
-                   day=ev["ts"].dt.floor("D"))
-    per_user = ev.groupby("user_id").agg(
-        views=("views", "sum"), likes=("likes", "sum"), logins=("logins", "sum"),
-        active_days=("day", "nunique"), first_seen=("ts", "min"), last_seen=("ts", "max")).reset_index()
-    out = users[["user_id", "country", "signed_up_at"]].merge(per_user, on="user_id", how="left")
-    out = _zero_fill(out, ["views", "likes", "logins", "active_days"])
-    return _sorted(out[USER_ACTIVITY_COLUMNS], "user_id")
+                   day=_day(ev["ts"]))
+    acts = ev.groupby(["user_id", "day"]).agg(
+        views=("views", "sum"), likes=("likes", "sum"), logins=("logins", "sum")).reset_index()
+    ph = _latest_photos(photos)[["user_id", "uploaded_at"]]
+    ph = ph.assign(day=_day(ph["uploaded_at"]), photos=1)
+    ups = ph.groupby(["user_id", "day"]).agg(photos=("photos", "sum")).reset_index()
+    daily = _zero_fill(acts.merge(ups, on=["user_id", "day"], how="outer"), ["photos", "views", "likes", "logins"])
+    daily["active_days"] = ((daily["views"] + daily["likes"] + daily["logins"]) > 0).astype("int64")
+    daily = _sorted(daily, ["user_id", "day"])
+    totals = daily.groupby("user_id")[ACTIVITY_COUNTS].cumsum()
+    for c in ACTIVITY_COUNTS:
+        daily[c] = totals[c].astype("int64")
+    daily["known_at"] = daily["day"] + DAY
+    return daily[DAILY_COLUMNS]
+
+
+def user_features_latest(users: Any, user_activity_daily: Any, ctx: Any) -> Any:
+    """The online lookup table: one row per user with their newest running totals (0 for a user
+    with no activity yet) and `as_of`, when those totals became known (NaT when none)."""
+    last = features.latest(user_activity_daily, entity="user_id", feature_time="known_at")
+    out = users[["user_id", "country", "signed_up_at"]].merge(
+        last[["user_id", "known_at", *ACTIVITY_COUNTS]], on="user_id", how="left")
+    out = _zero_fill(out.rename(columns={"known_at": "as_of"}), ACTIVITY_COUNTS)
+    return _sorted(out[LATEST_COLUMNS], "user_id")
 
 
 def photo_engagement(photos: Any, events: Any, ctx: Any) -> Any:
@@ -48,7 +70,7 @@ def photo_engagement(photos: Any, events: Any, ctx: Any) -> Any:
     ph = _latest_photos(photos)[["photo_id", "uploaded_at"]]
     ev = _events(events, ctx)
     data_end = ev["ts"].max()
-    acts = ev[ev["kind"].isin(["view", "like"]) & ev["photo_id"].notna()]
+    acts = ev[ev["kind"].isin(["view", "like"]) & ev["photo_id"].notnull()]
     acts = acts.assign(photo_id=acts["photo_id"].astype("int64"))
     acts = acts.merge(ph, on="photo_id", how="inner")
     acts = acts[(acts["ts"] >= acts["uploaded_at"]) & (acts["ts"] < acts["uploaded_at"] + WINDOW)]
@@ -61,31 +83,32 @@ def photo_engagement(photos: Any, events: Any, ctx: Any) -> Any:
     return _sorted(out[ENGAGEMENT_COLUMNS], "photo_id")
 
 
-def photo_features(photos: Any, photo_engagement: Any, user_activity: Any, classifier: Any,
-                   ctx: Any) -> Any:
+def photo_features(photos: Any, photo_engagement: Any, user_activity_daily: Any, users: Any,
+                   classifier: Any, ctx: Any) -> Any:
     """One row per photo: what is known of it at upload (classifier labels, title length,
-    location, upload hour and weekday), its uploader's activity, and its first-week engagement."""
+    location, upload hour and weekday), its uploader's country and account age, the uploader's
+    running totals as known before the upload (point in time: no activity from the upload's own
+    day or later), and its first-week engagement."""
     ph = _latest_photos(photos)[["photo_id", "user_id", "uploaded_at", "title", "location"]]
-    uploads = ph.groupby("user_id").agg(uploader_photos=("photo_id", "count")).reset_index()
-    uploader = user_activity[["user_id", "country", "signed_up_at", "views", "likes", "logins",
-                              "active_days"]]
-    uploader = uploader.rename(columns={c: f"uploader_{c}" for c in uploader.columns if c != "user_id"})
-    f = (ph.merge(_best_predictions(classifier), on="photo_id", how="left")
-           .merge(uploader, on="user_id", how="left")
-           .merge(uploads, on="user_id", how="left")
-           .merge(photo_engagement[ENGAGEMENT_COLUMNS], on="photo_id", how="left"))
+    history = features.FeatureSet(user_activity_daily, entity="user_id", feature_time="known_at",
+                                  columns=ACTIVITY_COUNTS, prefix="uploader_")
+    uploader = users[["user_id", "country", "signed_up_at"]].rename(
+        columns={"country": "uploader_country", "signed_up_at": "uploader_signed_up_at"})
+    f = (features.training_set(ph, history, label_time="uploaded_at", xp=ctx.xp)
+         .merge(_best_predictions(classifier), on="photo_id", how="left")
+         .merge(uploader, on="user_id", how="left")
+         .merge(photo_engagement[ENGAGEMENT_COLUMNS], on="photo_id", how="left"))
     f["content_label"] = f["content_label"].fillna(UNKNOWN_LABEL)
     f["style_label"] = f["style_label"].fillna(UNKNOWN_LABEL)
     f["confidence"] = f["confidence"].fillna(0.0).astype("float64")
     f["title_len"] = f["title"].str.len().fillna(0).astype("int64")
-    f["has_location"] = f["location"].notna()
+    f["has_location"] = f["location"].notnull()
     f["upload_hour"] = f["uploaded_at"].dt.hour.astype("int64")
     f["upload_weekday"] = f["uploaded_at"].dt.weekday.astype("int64")
     age = f["uploaded_at"] - f["uploader_signed_up_at"]
     f["uploader_account_age_days"] = (age / DAY).astype("float64")  # cuDF has no .dt.total_seconds
     f["window_complete"] = f["window_complete"].fillna(False).astype("bool")
-    f = _zero_fill(f, ["uploader_photos", "uploader_views", "uploader_likes", "uploader_logins",
-                       "uploader_active_days", "views_7d", "likes_7d"])
+    f = _zero_fill(f, [f"uploader_{c}" for c in ACTIVITY_COUNTS] + ["views_7d", "likes_7d"])
     return _sorted(f[FEATURE_COLUMNS], "photo_id")
 
 
@@ -95,9 +118,10 @@ def training_set(photo_features: Any, ctx: Any) -> Any:
 
     First-week engagement itself is left out: it is what the label is made of.
     """
-    done = photo_features[photo_features["window_complete"].fillna(False).astype("bool")]
-    out = done[TRAINING_COLUMNS].assign(popular=done["likes_7d"] >= POPULAR_MIN_LIKES_7D)
-    return _sorted(out, "photo_id")
+    out = photo_features[TRAINING_COLUMNS].assign(
+        popular=photo_features["likes_7d"] >= POPULAR_MIN_LIKES_7D,
+        done=photo_features["window_complete"].fillna(False))
+    return _sorted(out[out["done"]].drop(columns=["done"]), "photo_id")
 
 
 def _events(events: Any, ctx: Any) -> Any:
@@ -127,11 +151,16 @@ def _best_predictions(classifier: Any) -> Any:
     return cls[["photo_id", "content_label", "style_label", "confidence"]]
 
 
+def _day(ts: Any) -> Any:
+    """The UTC day a naive timestamp falls on, in microseconds (so days from any source join)."""
+    return ts.dt.floor("D").astype("datetime64[us]")
+
+
 def _zero_fill(frame: Any, columns: list[str]) -> Any:
     for c in columns:
         frame[c] = frame[c].fillna(0).astype("int64")
     return frame
 
 
-def _sorted(frame: Any, key: str) -> Any:
+def _sorted(frame: Any, key: str | list[str]) -> Any:
     return frame.sort_values(key).reset_index(drop=True)

@@ -1,5 +1,7 @@
 """The photo popularity pipeline: app database, event logs and classifier output in; a daily
-training set out.
+training set out, whose uploader features are joined point in time from `user_activity_daily`
+(nothing a photo's uploader did on or after its upload day), and `user_features_latest`, each
+user's newest features for online lookup.
 
     python -m examples.photo_popularity.generate data/photo_popularity
     headwater run examples/photo_popularity/pipeline.py
@@ -30,11 +32,13 @@ def make_pipeline(data_dir: str | Path) -> Pipeline:
     events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
     classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
     return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[
-        model(inputs={"events": "raw.events", "users": "raw.users"})(models.user_activity),
+        model(inputs={"events": "raw.events", "photos": "raw.photos"})(models.user_activity_daily),
+        model(inputs={"users": "raw.users", "user_activity_daily": "user_activity_daily"})(
+            models.user_features_latest),
         model(inputs={"photos": "raw.photos", "events": "raw.events"})(models.photo_engagement),
         model(inputs={"photos": "raw.photos", "photo_engagement": "photo_engagement",
-                      "user_activity": "user_activity", "classifier": "raw.classifier"})(
-            models.photo_features),
+                      "user_activity_daily": "user_activity_daily", "users": "raw.users",
+                      "classifier": "raw.classifier"})(models.photo_features),
         model(inputs={"photo_features": "photo_features"})(models.training_set),
     ])
 
