@@ -33,6 +33,7 @@ from tests.containers import Dockerfile, ignore_rules, ignored, parse_dockerfile
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.photo_reference import expected_training_set
 from tests.s3 import S3Server, s3_server  # noqa: F401  (fixtures)
+from examples.photo_popularity.pipeline import make_pipeline
 from tests.test_e2e_demo import assert_matches_oracle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ DOCKER = REPO / "docker"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile", "gpu": DOCKER / "Dockerfile.gpu"}
 COMPOSE = DOCKER / "compose.yaml"
 RAW = ("users", "photos", "events", "classifier")
-MODELS = ("user_activity", "photo_engagement", "photo_features", "training_set")
+MODELS = tuple(m.name for m in make_pipeline("unused").models)  # what the example builds
 # Keys a compose service may have (the Compose Specification's service keys that this file could use).
 SERVICE_KEYS = {"build", "image", "command", "entrypoint", "environment", "env_file", "ports", "volumes",
                 "depends_on", "healthcheck", "restart", "profiles", "deploy", "user", "working_dir",

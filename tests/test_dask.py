@@ -65,12 +65,6 @@ def assert_same_tables(a: Runner, b: Runner, tables: list[str]) -> None:
 
 # ---- the photo popularity example ------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "examples/photo_popularity/models.py uses three things dask.dataframe lacks: "
-    "groupby().agg(active_days=('day', 'nunique')) (dask's agg has no 'nunique'), Series.notna() "
-    "(dask has notnull()), and a filter mask built with .fillna(False).astype('bool') followed by a "
-    "column selection, which dask 2026.7 mis-optimises (dask/dask#12172, fix in PR #12323). "
-    "Strict: passes, and must be unmarked, once models.py avoids them (see the lead's report)."))
 def test_photo_popularity_on_dask_equals_pandas(tmp_path: Path, on_cluster: str) -> None:
     generate(tmp_path / "data", seed=3, users=30, photos=60, days=10)
     pipeline = make_pipeline(tmp_path / "data")

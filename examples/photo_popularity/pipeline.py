@@ -32,14 +32,20 @@ def make_pipeline(data_dir: str | Path) -> Pipeline:
     events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
     classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
     return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[
-        model(inputs={"events": "raw.events", "photos": "raw.photos"})(models.user_activity_daily),
-        model(inputs={"users": "raw.users", "user_activity_daily": "user_activity_daily"})(
+        model(inputs={"events": "raw.events", "photos": "raw.photos"}, tags=["features"],
+              checks=["unique(user_id, day)", "not_null(user_id, day, known_at)"])(models.user_activity_daily),
+        model(inputs={"users": "raw.users", "user_activity_daily": "user_activity_daily"}, tags=["features"],
+              checks=["unique(user_id)", "relationships(user_id, raw.users.user_id)"])(
             models.user_features_latest),
-        model(inputs={"photos": "raw.photos", "events": "raw.events"})(models.photo_engagement),
+        model(inputs={"photos": "raw.photos", "events": "raw.events"},
+              checks=["unique(photo_id)", "expression(views_7d >= 0 and likes_7d >= 0)"])(models.photo_engagement),
         model(inputs={"photos": "raw.photos", "photo_engagement": "photo_engagement",
                       "user_activity_daily": "user_activity_daily", "users": "raw.users",
-                      "classifier": "raw.classifier"})(models.photo_features),
-        model(inputs={"photo_features": "photo_features"})(models.training_set),
+                      "classifier": "raw.classifier"},
+              checks=["unique(photo_id)", "not_null(photo_id, user_id, uploaded_at)",
+                      "relationships(photo_id, raw.photos.photo_id)"])(models.photo_features),
+        model(inputs={"photo_features": "photo_features"}, tags=["ml"],
+              checks=["unique(photo_id)", "warn: row_count(min=1)"])(models.training_set),
     ])
 
 
