@@ -118,10 +118,9 @@ class Warehouse:
         check_rows(name, rows.schema, mode, keys)
         with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
                 self._transaction() as conn:
-            inspector = sa.inspect(conn)
-            exists = inspector.has_table(name)
+            exists = sa.inspect(conn).has_table(name)
             if exists and mode != "replace":
-                check_columns(name, rows.schema, [c["name"] for c in inspector.get_columns(name)], mode)
+                check_columns(name, rows.schema, self._columns(conn, name), mode)
             if mode == "replace":
                 self._swap(conn, name, rows)
             elif mode == "append":
@@ -218,6 +217,14 @@ class Warehouse:
         staging = name + STAGING_SUFFIX
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.engine.dialect.identifier_preparer.quote(staging)}")
         return staging
+
+    def _columns(self, conn: sa.Connection, name: str) -> list[str]:
+        """The column names of table `name` (from an empty select: every dialect answers that)."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        result = conn.exec_driver_sql(f"SELECT * FROM {quote(name)} WHERE 1 = 0")
+        names = list(result.keys())
+        result.close()
+        return names
 
     def _count(self, conn: sa.Connection, name: str) -> int:
         quote = self.engine.dialect.identifier_preparer.quote

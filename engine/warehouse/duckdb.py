@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,9 +110,12 @@ def _registered(conn: sa.Connection, rows: Rows) -> Iterator[str]:
     con.register(source, rows.arrow())
     try:
         yield source
-    finally:
-        con.complete()
-        con.unregister(source)
+    except BaseException:
+        with suppress(duckdb.Error):  # the transaction is aborted: the first error is the one to report
+            con.unregister(source)
+        raise
+    con.complete()
+    con.unregister(source)
 
 
 @contextmanager
