@@ -31,9 +31,14 @@ TYPES: dict[str, tuple[pa.DataType, dict[str, str]]] = {
     "i16": (pa.int16(), {"duckdb": "SMALLINT", "postgresql": "integer", "sqlite": "INTEGER"}),
     "i32": (pa.int32(), {"duckdb": "INTEGER", "postgresql": "integer", "sqlite": "INTEGER"}),
     "i64": (pa.int64(), {"duckdb": "BIGINT", "postgresql": "bigint", "sqlite": "BIGINT"}),
+    "u8": (pa.uint8(), {"duckdb": "UTINYINT", "postgresql": "integer", "sqlite": "INTEGER"}),
+    "u32": (pa.uint32(), {"duckdb": "UINTEGER", "postgresql": "bigint", "sqlite": "BIGINT"}),
     "u64": (pa.uint64(), {"duckdb": "UBIGINT", "postgresql": "numeric(20,0)", "sqlite": "NUMERIC(20, 0)"}),
     "f64": (pa.float64(), {"duckdb": "DOUBLE", "postgresql": "double precision", "sqlite": "DOUBLE"}),
+    "f32": (pa.float32(), {"duckdb": "FLOAT", "postgresql": "double precision", "sqlite": "DOUBLE"}),
     "s": (pa.string(), {"duckdb": "VARCHAR", "postgresql": "text", "sqlite": "TEXT"}),
+    "ls": (pa.large_string(), {"duckdb": "VARCHAR", "postgresql": "text", "sqlite": "TEXT"}),
+    "sv": (pa.string_view(), {"duckdb": "VARCHAR", "postgresql": "text", "sqlite": "TEXT"}),
     "cat": (pa.dictionary(pa.int32(), pa.string()), {"duckdb": "VARCHAR", "postgresql": "text", "sqlite": "TEXT"}),
     "nul": (pa.null(), {"duckdb": "VARCHAR", "postgresql": "text", "sqlite": "TEXT"}),
     "dec": (pa.decimal128(38, 9), {"duckdb": "DECIMAL(38,9)", "postgresql": "numeric(38,9)",
@@ -45,11 +50,16 @@ TYPES: dict[str, tuple[pa.DataType, dict[str, str]]] = {
     "ts_ns": (pa.timestamp("ns"), {"duckdb": "TIMESTAMP", "postgresql": "timestamp without time zone",
                                    "sqlite": "DATETIME"}),
     "d": (pa.date32(), {"duckdb": "DATE", "postgresql": "date", "sqlite": "DATE"}),
+    "d64": (pa.date64(), {"duckdb": "DATE", "postgresql": "date", "sqlite": "DATE"}),
     "t": (pa.time64("us"), {"duckdb": "TIME", "postgresql": "time without time zone", "sqlite": "TIME"}),
     "bin": (pa.binary(), {"duckdb": "BLOB", "postgresql": "bytea", "sqlite": "BLOB"}),
+    "lbin": (pa.large_binary(), {"duckdb": "BLOB", "postgresql": "bytea", "sqlite": "BLOB"}),
+    "fbin": (pa.binary(2), {"duckdb": "BLOB", "postgresql": "bytea", "sqlite": "BLOB"}),
     "l": (pa.list_(pa.int64()), {"duckdb": "BIGINT[]", "postgresql": "jsonb", "sqlite": "TEXT"}),
     "st": (pa.struct([("a", pa.int64()), ("b", pa.string())]),
            {"duckdb": "STRUCT(a BIGINT, b VARCHAR)", "postgresql": "jsonb", "sqlite": "TEXT"}),
+    "m": (pa.map_(pa.string(), pa.int64()), {"duckdb": "MAP(VARCHAR, BIGINT)", "postgresql": "jsonb",
+                                            "sqlite": "TEXT"}),
 }
 
 
@@ -61,6 +71,15 @@ def values(dialect: str) -> dict[str, list[Any]]:
         "i16": [-(2**15), 2**15 - 1, None],
         "i32": [-(2**31), 2**31 - 1, None],
         "i64": [-(2**63), 2**63 - 1, None],
+        "u8": [0, 255, None],
+        "u32": [0, 2**32 - 1, None],
+        "f32": [1.5, -0.25, None],
+        "ls": ["large", "", None],
+        "sv": ["view", "", None],
+        "d64": [date(2024, 2, 29), date(1970, 1, 1), None],
+        "lbin": [b"\x01", b"", None],
+        "fbin": [b"\x00\x01", b"\xff\xfe", None],
+        "m": [[("a", 1), ("b", 2)], [], None],
         "u64": [0, BIG[dialect], None],
         "f64": [1.5, float("inf"), None],
         "s": ["héllo, \"wörld\"\nnext line", "", None],  # CSV quoting; empty string is not null
@@ -96,6 +115,8 @@ def expected(dialect: str, table: pa.Table) -> dict[str, list[Any]]:
     utc = [None if v is None else v.astimezone(timezone.utc) for v in want["ts_tz"]]
     want["ts_tz"] = [v.replace(tzinfo=None) if v and dialect == "sqlite" else v for v in utc]
     want["ts_ns"] = table.column("ts_ns").cast(pa.timestamp("us"), safe=False).to_pylist()
+    if dialect != "duckdb":  # JSON: a map is an object
+        want["m"] = [None if v is None else dict(v) for v in want["m"]]
     return want
 
 
@@ -120,9 +141,10 @@ def read_back(wh: Warehouse, name: str) -> dict[str, list[Any]]:
         rows = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
     got = {c: [r[c] for r in rows] for c in rows[0]}
     if wh.dialect == "sqlite":
-        for c in ("l", "st"):
+        for c in ("l", "st", "m"):
             got[c] = [None if v is None else json.loads(v) for v in got[c]]
-    got["bin"] = [None if v is None else bytes(v) for v in got["bin"]]
+    for c in ("bin", "lbin", "fbin"):
+        got[c] = [None if v is None else bytes(v) for v in got[c]]
     return got
 
 

@@ -86,9 +86,13 @@ def sql_columns(schema: pa.Schema, nested: sa.types.TypeEngine | None = None) ->
 
 
 def json_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Each value of `array` as JSON text (null stays null); values JSON lacks become strings."""
+    """Each value of `array` as JSON text (null stays null): a map as an object, values JSON
+    lacks (decimals, dates, …) as strings."""
+    values = array.to_pylist()
+    if pa.types.is_map(array.type):
+        values = [None if v is None else dict(v) for v in values]
     return pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=False)
-                     for v in array.to_pylist()], pa.string())
+                     for v in values], pa.string())
 
 
 def hex_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
