@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 
 import psycopg
-from psycopg.copy import QueuedLibpqWriter
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects.postgresql import JSONB
 
 from engine.warehouse.generic import GenericWarehouse
