@@ -12,8 +12,10 @@ import psycopg
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from deltalake import DeltaTable, write_deltalake
 
 from engine.errors import HeadwaterError
+from engine.storage import arrow_dataset
 from engine.warehouse import BOOKKEEPING, Warehouse, connect
 from engine.warehouse.base import STAGING_SUFFIX
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
@@ -239,3 +241,17 @@ def test_postgres_loads_through_copy_not_inserts(pg_url: str) -> None:  # noqa: 
     assert inserts == [f'INSERT INTO t (id, shard, value) SELECT id, shard, value FROM t{STAGING_SUFFIX}']
     assert wh.query("SELECT count(*) AS n FROM t").to_pydict() == {"n": [5000]}
     wh.dispose()
+
+
+def test_stream_from_a_delta_table_and_non_arrow_input(wh: Warehouse, tmp_path: Path) -> None:
+    """What the runner passes: a reader over the lake's Arrow dataset, scanned in small batches."""
+    lake = tmp_path / "lake" / "models" / "m"
+    write_deltalake(str(lake), rows(range(100)))
+    write_deltalake(str(lake), rows(range(100, 130)), mode="append")
+    reader = arrow_dataset(DeltaTable(str(lake))).scanner(batch_size=16).to_reader()
+    assert wh.publish("m", reader, lake_version=1, run_id="r1") == 130
+    assert content(wh, "m") == content_of(rows(range(130)))
+    with pytest.raises(HeadwaterError, match="cannot publish a DataFrame") as err:
+        wh.publish("m", rows(range(3)).to_pandas(), lake_version=2, run_id="r2")
+    assert "pyarrow.Table" in err.value.hint
+    assert book(wh, "m") == (1, "r1", 130)
