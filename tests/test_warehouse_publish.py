@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import sqlite3
+import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -255,3 +257,40 @@ def test_stream_from_a_delta_table_and_non_arrow_input(wh: Warehouse, tmp_path: 
         wh.publish("m", rows(range(3)).to_pandas(), lake_version=2, run_id="r2")
     assert "pyarrow.Table" in err.value.hint
     assert book(wh, "m") == (1, "r1", 130)
+
+
+def test_postgres_reader_blocked_by_the_swap_gets_the_new_table(pg_url: str) -> None:  # noqa: F811
+    """A query that arrives between the swap's DROP and its COMMIT waits for the lock, then reads
+    the new table (PostgreSQL looks the name up again): it neither fails nor sees a half table."""
+    wh = connect(pg_url)
+    wh.publish("t", rows(range(10)), lake_version=1, run_id="r1")
+    dsn = wh.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    got: list[object] = []
+
+    def read() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as con:
+                got.append(con.execute("SELECT count(*) FROM t").fetchone()[0])
+        except psycopg.Error as exc:  # what the test exists to rule out
+            got.append(exc)
+
+    reader = threading.Thread(target=read)
+
+    @sa.event.listens_for(wh.engine, "after_cursor_execute")
+    def during_swap(conn, cursor, statement, *rest) -> None:  # type: ignore[no-untyped-def]
+        if not statement.startswith("ALTER TABLE") or reader.is_alive():
+            return
+        reader.start()  # the old t is dropped and the new one renamed, not yet committed
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            for _ in range(100):
+                waiting = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND query LIKE 'SELECT count(*) FROM t%'").fetchone()[0]
+                if waiting:
+                    break
+                time.sleep(0.05)
+        assert waiting == 1, "the reader should be waiting on the swap's lock"
+
+    wh.publish("t", rows(range(25)), lake_version=2, run_id="r2")
+    reader.join(timeout=30)
+    assert got == [25]
+    wh.dispose()
