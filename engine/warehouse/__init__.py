@@ -1,16 +1,16 @@
 """Publish model outputs (Arrow tables) to a SQL warehouse through SQLAlchemy.
 
 `connect(url)` picks the implementation: DuckDB URLs get the Arrow fast path and lake queries,
-any other SQLAlchemy URL the generic path.
+`postgresql+psycopg://` URLs COPY, any other SQLAlchemy URL the generic path (executemany).
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
-from engine.warehouse.base import BOOKKEEPING, Warehouse
+from engine.warehouse.base import BOOKKEEPING, MODES, Warehouse
 
-__all__ = ["BOOKKEEPING", "Warehouse", "connect"]
+__all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect"]
 
 
 def connect(url: str) -> Warehouse:
@@ -26,6 +26,10 @@ def connect(url: str) -> Warehouse:
             from engine.warehouse.duckdb import DuckDBWarehouse
 
             return DuckDBWarehouse(url)
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+            from engine.warehouse.postgres import PostgresWarehouse
+
+            return PostgresWarehouse(url, sa.create_engine(parsed))
         from engine.warehouse.generic import GenericWarehouse
 
         return GenericWarehouse(url, sa.create_engine(parsed))

@@ -1,18 +1,18 @@
-"""What every warehouse shares: the `Warehouse` API, the bookkeeping table, name checks,
-error translation and the Arrow → SQLAlchemy type mapping."""
+"""What every warehouse shares: the `Warehouse` API and its publish modes (replace by swap,
+append, merge), the bookkeeping table, name and column checks, and error translation."""
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
+from engine.warehouse.types import Rows
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -21,6 +21,7 @@ BOOKKEEPING = "_headwater_published"
 STAGING_SUFFIX = "__hw_new"
 MAX_NAME = 63 - len(STAGING_SUFFIX)  # PostgreSQL truncates identifiers at 63 bytes
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+MODES = ("replace", "append", "merge")
 
 _meta = sa.MetaData()
 published = sa.Table(
@@ -31,9 +32,6 @@ published = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
 )
-
-Recorder = Callable[[sa.Connection], None]
-
 
 def check_name(name: str) -> None:
     """Raise HeadwaterError unless `name` can be a warehouse table name."""
@@ -48,100 +46,36 @@ def check_name(name: str) -> None:
                              f"pick another name (not {BOOKKEEPING!r}, not ending in {STAGING_SUFFIX!r})")
 
 
-def check_table(name: str, table: pa.Table) -> None:
-    """Raise HeadwaterError unless `table` has columns with distinct names."""
-    if table.num_columns == 0:
+def check_rows(name: str, schema: pa.Schema, mode: str, key: tuple[str, ...]) -> None:
+    """Raise HeadwaterError unless rows of `schema` can be published to `name` in `mode` on `key`."""
+    if schema.names == []:
         raise HeadwaterError(f"cannot publish {name!r}: the table has no columns",
                              "the model must return at least one column")
-    dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    dupes = sorted({c for c in schema.names if schema.names.count(c) > 1})
     if dupes:
         raise HeadwaterError(f"cannot publish {name!r}: duplicate column names {dupes}",
                              "rename the columns in the model so each name appears once")
+    if mode not in MODES:
+        raise HeadwaterError(f"cannot publish {name!r}: unknown mode {mode!r}",
+                             f"use one of {', '.join(MODES)}")
+    if mode == "merge" and not key:
+        raise HeadwaterError(f"cannot merge into {name!r} without a key",
+                             "pass key=[...] with the column(s) that identify a row (the model's key)")
+    missing = [k for k in key if k not in schema.names]
+    if missing:
+        raise HeadwaterError(f"cannot publish {name!r}: key column(s) {missing} are not in the table "
+                             f"(columns: {schema.names})",
+                             "return the key columns from the model, or fix the model's key")
 
 
-def plain(table: pa.Table) -> pa.Table:
-    """`table` with dictionary columns decoded and all-null columns typed as strings."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):
-            table = table.set_column(i, field.with_type(field.type.value_type),
-                                     table.column(i).cast(field.type.value_type))
-        elif pa.types.is_null(field.type):
-            table = table.set_column(i, field.with_type(pa.string()), table.column(i).cast(pa.string()))
-    return table
-
-
-# -- Arrow → SQL types -------------------------------------------------------------------------
-def sql_type(t: pa.DataType) -> sa.types.TypeEngine:
-    """The SQLAlchemy type a column of Arrow type `t` is stored as (nested and unknown: JSON text)."""
-    if pa.types.is_dictionary(t):
-        return sql_type(t.value_type)
-    if pa.types.is_boolean(t):
-        return sa.Boolean()
-    if pa.types.is_integer(t):
-        if t.bit_width < 32 or t == pa.int32():
-            return sa.Integer()
-        return sa.Numeric(20, 0) if t == pa.uint64() else sa.BigInteger()
-    if pa.types.is_floating(t):
-        return sa.Double()
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return sa.Text()
-    if pa.types.is_timestamp(t):
-        return sa.DateTime(timezone=t.tz is not None)
-    if pa.types.is_date(t):
-        return sa.Date()
-    if pa.types.is_time(t):
-        return sa.Time()
-    if pa.types.is_decimal(t):
-        return sa.Numeric(t.precision, t.scale)
-    if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
-            or pa.types.is_binary_view(t)):
-        return sa.LargeBinary()
-    return sa.Text()
-
-
-def is_json(t: pa.DataType) -> bool:
-    """Whether a column of Arrow type `t` is stored as JSON text."""
-    if pa.types.is_dictionary(t):
-        return is_json(t.value_type)
-    return isinstance(sql_type(t), sa.Text) and not (
-        pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-        or pa.types.is_null(t))
-
-
-def sql_columns(schema: pa.Schema) -> list[sa.Column]:
-    """SQLAlchemy columns for an Arrow schema (NOT NULL where the Arrow field is non-nullable)."""
-    return [sa.Column(f.name, sql_type(f.type), nullable=f.nullable) for f in schema]
-
-
-def sql_rows(table: pa.Table, max_rows: int) -> Iterator[list[dict[str, Any]]]:
-    """The rows of `table` as Python dicts ready to bind, in chunks of at most `max_rows`:
-    tz-aware timestamps in UTC, nanoseconds truncated to microseconds, nested values as JSON."""
-    table = plain(table)
-    for i, field in enumerate(table.schema):
-        t = field.type
-        if pa.types.is_timestamp(t) and (t.tz is not None or t.unit == "ns"):
-            target = pa.timestamp("us", "UTC" if t.tz is not None else None)
-            table = table.set_column(i, field.with_type(target), table.column(i).cast(target, safe=False))
-    as_json = [f.name for f in table.schema if is_json(f.type)]
-    for batch in table.to_batches(max_chunksize=max_rows):
-        rows = batch.to_pylist()
-        for row in rows:
-            for col in as_json:
-                if row[col] is not None:
-                    row[col] = json.dumps(row[col], default=str, ensure_ascii=False)
-        yield rows
-
-
-def rows_to_arrow(names: list[str], rows: list[Any]) -> pa.Table:
-    """Arrow table from DB-API rows; a column whose values don't share one type becomes text."""
-    arrays = []
-    for i in range(len(names)):
-        values = [row[i] for row in rows]
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    return pa.Table.from_arrays(arrays, names=names)
+def check_columns(name: str, schema: pa.Schema, existing: list[str], mode: str) -> None:
+    """Raise HeadwaterError unless the rows have the columns of the table they go into."""
+    if sorted(existing) != sorted(schema.names):
+        raise HeadwaterError(
+            f"cannot {mode} into {name!r}: the warehouse table has columns {sorted(existing)}, "
+            f"the rows have {sorted(schema.names)}",
+            "return the table's columns from the model, or publish once with mode='replace' "
+            "to give the table the new columns")
 
 
 # -- the base class ------------------------------------------------------------------------------
@@ -166,23 +100,40 @@ class Warehouse:
         return self.engine.url.render_as_string(hide_password=True)
 
     # -- public API -------------------------------------------------------------------------------
-    def publish(self, name: str, table: pa.Table, *, lake_version: int, run_id: str) -> int:
-        """Atomically replace table `name` with `table`; returns rows written. In the same
-        transaction, upsert (name, lake_version, run_id, rows, published_at UTC) into the
-        bookkeeping table `_headwater_published`."""
-        check_name(name)
-        check_table(name, table)
+    def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
+                mode: str = "replace", key: str | Sequence[str] = ()) -> int:
+        """Publish `table` (a table, or a stream of record batches read once) to warehouse table
+        `name` in one transaction; returns the rows written. `mode`:
 
-        def record(conn: sa.Connection) -> None:
+        * `replace`: the table becomes exactly these rows (and columns);
+        * `append`: the rows are added (for incremental models: pass only the new rows);
+        * `merge`: rows whose `key` matches a row of the table replace it, the others are added.
+
+        Append and merge create the table if it doesn't exist. In the same transaction,
+        (name, lake_version, run_id, rows in the table, published_at UTC) is upserted into the
+        bookkeeping table `_headwater_published`. Readers see the table before or after, never between."""
+        check_name(name)
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        rows = Rows(table)
+        check_rows(name, rows.schema, mode, keys)
+        with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
+                self._transaction() as conn:
+            exists = sa.inspect(conn).has_table(name)
+            if exists and mode != "replace":
+                check_columns(name, rows.schema, self._columns(conn, name), mode)
+            if mode == "replace":
+                self._swap(conn, name, rows)
+            elif mode == "append":
+                self._load(conn, name, rows, create=not exists)
+            else:
+                self._merge(conn, name, rows, keys, exists)
+            total = rows.count if mode == "replace" else self._count(conn, name)
             published.create(conn, checkfirst=True)
             conn.execute(published.delete().where(published.c.name == name))
             conn.execute(published.insert().values(
-                name=name, lake_version=int(lake_version), run_id=str(run_id), rows=table.num_rows,
+                name=name, lake_version=int(lake_version), run_id=str(run_id), rows=total,
                 published_at=datetime.now(timezone.utc)))
-
-        with self._errors(f"publishing {name!r}", "the previous table is unchanged; "):
-            self._replace(name, table, record)
-        return table.num_rows
+        return rows.count
 
     def published_version(self, name: str) -> int | None:
         """The lake version last published to `name` (None if never, or if the table was dropped)."""
@@ -217,9 +168,67 @@ class Warehouse:
         self.engine.dispose()
 
     # -- for subclasses ---------------------------------------------------------------------------
-    def _replace(self, name: str, table: pa.Table, record: Recorder) -> None:
-        """Replace table `name` with `table` and call `record(conn)`, all in one transaction."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A connection inside one transaction: committed if the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
+        """Insert `rows` into table `target` (created from their schema first if `create`)."""
         raise NotImplementedError
+
+    def _swap(self, conn: sa.Connection, name: str, rows: Rows) -> None:
+        """Replace table `name` by `rows`: load them into a staging table, drop the old, rename."""
+        staging = self._staging(conn, name)
+        self._load(conn, staging, rows, create=True)
+        quote = self.engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
+        conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(name)}")
+
+    def _merge(self, conn: sa.Connection, name: str, rows: Rows, key: tuple[str, ...], exists: bool) -> None:
+        """Upsert `rows` into `name` on `key`: stage them, refuse null or repeated keys, delete the
+        table's rows with a staged key, insert the staged rows."""
+        staging = self._staging(conn, name)
+        self._load(conn, staging, rows, create=True)
+        quote = self.engine.dialect.identifier_preparer.quote
+        keys = ", ".join(quote(k) for k in key)
+        null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+        if conn.exec_driver_sql(f"SELECT 1 FROM {quote(staging)} WHERE {null} LIMIT 1").first():
+            raise HeadwaterError(f"cannot merge into {name!r}: a row has a null key {list(key)}",
+                                 "a null key never matches: drop or fill those rows in the model")
+        twice = conn.exec_driver_sql(f"SELECT {keys} FROM {quote(staging)} GROUP BY {keys} "
+                                     "HAVING count(*) > 1 LIMIT 1").first()
+        if twice:
+            raise HeadwaterError(f"cannot merge into {name!r}: key {dict(zip(key, twice, strict=True))} "
+                                 "is in the rows more than once",
+                                 "make the key unique in the model's output (e.g. keep the latest row per key)")
+        if not exists:
+            conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(name)}")
+            return
+        lhs = f"({keys})" if len(key) > 1 else keys
+        conn.exec_driver_sql(f"DELETE FROM {quote(name)} WHERE {lhs} IN (SELECT {keys} FROM {quote(staging)})")
+        cols = ", ".join(quote(c) for c in rows.schema.names)
+        conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({cols}) SELECT {cols} FROM {quote(staging)}")
+        conn.exec_driver_sql(f"DROP TABLE {quote(staging)}")
+
+    def _staging(self, conn: sa.Connection, name: str) -> str:
+        """The name of a fresh staging table for `name` (one left by a crash is dropped)."""
+        staging = name + STAGING_SUFFIX
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.engine.dialect.identifier_preparer.quote(staging)}")
+        return staging
+
+    def _columns(self, conn: sa.Connection, name: str) -> list[str]:
+        """The column names of table `name` (from an empty select: every dialect answers that)."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        result = conn.exec_driver_sql(f"SELECT * FROM {quote(name)} WHERE 1 = 0")
+        names = list(result.keys())
+        result.close()
+        return names
+
+    def _count(self, conn: sa.Connection, name: str) -> int:
+        quote = self.engine.dialect.identifier_preparer.quote
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(name)}").scalar() or 0)
 
     def _version(self) -> str:
         with self.engine.connect() as conn:

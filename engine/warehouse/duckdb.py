@@ -1,10 +1,11 @@
-"""DuckDB file (or in-memory) warehouse: publish straight from Arrow with one CREATE OR REPLACE,
-and query the warehouse together with the lake's Delta tables."""
+"""DuckDB file (or in-memory) warehouse: publish straight from Arrow (a table, or a stream of
+batches) with CREATE OR REPLACE / INSERT … BY NAME, and query the warehouse together with the
+lake's Delta tables."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool, StaticPool
 
 from engine.errors import HeadwaterError
-from engine.warehouse.base import Recorder, Warehouse, plain
+from engine.warehouse.base import Warehouse
+from engine.warehouse.types import Rows
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -42,18 +44,20 @@ class DuckDBWarehouse(Warehouse):
     def where(self) -> str:
         return str(self.path) if self.path is not None else ":memory:"
 
-    def _replace(self, name: str, table: pa.Table, record: Recorder) -> None:
-        source = f"__hw_publish_{uuid.uuid4().hex}"
-        quote = self.engine.dialect.identifier_preparer.quote
-        with self.engine.connect() as conn:
-            con = conn.connection.driver_connection  # the duckdb connection under duckdb-engine
-            con.register(source, plain(table))
-            try:
-                with conn.begin():
-                    conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {source}")
-                    record(conn)
-            finally:
-                con.unregister(source)
+    def _swap(self, conn: sa.Connection, name: str, rows: Rows) -> None:
+        """One CREATE OR REPLACE from Arrow: DuckDB swaps the table when the transaction commits."""
+        with _registered(conn, rows) as source:
+            conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {self._quote(name)} AS SELECT * FROM {source}")
+
+    def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
+        with _registered(conn, rows) as source:
+            if create:
+                conn.exec_driver_sql(f"CREATE TABLE {self._quote(target)} AS SELECT * FROM {source}")
+            else:
+                conn.exec_driver_sql(f"INSERT INTO {self._quote(target)} BY NAME SELECT * FROM {source}")
+
+    def _quote(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
 
     def query(self, sql: str, lake: dict[str, pyarrow.dataset.Dataset] | None = None) -> pa.Table:
         """Run SQL on the warehouse (read-only), result as Arrow. Every entry of `lake`, keyed
@@ -94,6 +98,24 @@ class DuckDBWarehouse(Warehouse):
             return (f"{self.where} is not a DuckDB file this duckdb {duckdb.__version__} can read: "
                     "point the URL at another file")
         return super()._hint(exc)
+
+
+@contextmanager
+def _registered(conn: sa.Connection, rows: Rows) -> Iterator[str]:
+    """The name under which `rows` (a whole Arrow table, or a stream) can be scanned on `conn`
+    for the duration of the block."""
+    source = f"__hw_publish_{uuid.uuid4().hex}"
+    con = conn.connection.driver_connection  # the duckdb connection under duckdb-engine
+    con.complete()  # finish what SQLAlchemy left pending (its inspector's reads), as DuckDB 2 asks
+    con.register(source, rows.arrow())
+    try:
+        yield source
+    except BaseException:
+        with suppress(duckdb.Error):  # the transaction is aborted: the first error is the one to report
+            con.unregister(source)
+        raise
+    con.complete()
+    con.unregister(source)
 
 
 @contextmanager

@@ -1,5 +1,5 @@
-"""Any SQLAlchemy database (PostgreSQL, SQLite, …): publish by building `name__hw_new` and
-renaming it over `name`, all in one transaction."""
+"""Any SQLAlchemy database (SQLite, MySQL, …): rows go in through batched executemany, all of
+a publish in one transaction (replace builds `name__hw_new` and renames it over `name`)."""
 from __future__ import annotations
 
 import re
@@ -9,15 +9,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
-from engine.warehouse.base import (
-    STAGING_SUFFIX,
-    Recorder,
-    Warehouse,
-    plain,
-    rows_to_arrow,
-    sql_columns,
-    sql_rows,
-)
+from engine.warehouse.base import Warehouse
+from engine.warehouse.types import Rows, rows_to_arrow, sql_columns, sql_rows
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -33,19 +26,14 @@ class GenericWarehouse(Warehouse):
         if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
             _transactional_ddl(engine)
 
-    def _replace(self, name: str, table: pa.Table, record: Recorder) -> None:
-        table = plain(table)
-        staging = sa.Table(name + STAGING_SUFFIX, sa.MetaData(), *sql_columns(table.schema))
-        quote = self.engine.dialect.identifier_preparer.quote
-        with self.engine.begin() as conn:
-            staging.drop(conn, checkfirst=True)
-            staging.create(conn)
-            insert = staging.insert()
-            for rows in sql_rows(table, self.batch_rows):
-                conn.execute(insert, rows)
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
-            conn.exec_driver_sql(f"ALTER TABLE {quote(staging.name)} RENAME TO {quote(name)}")
-            record(conn)
+    def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
+        table = sa.Table(target, sa.MetaData(), *sql_columns(rows.schema))
+        if create:
+            table.create(conn)
+        insert = table.insert()
+        for batch in rows.batches(self.batch_rows):
+            for chunk in sql_rows(batch, self.batch_rows):
+                conn.execute(insert, chunk)
 
     def query(self, sql: str, lake: dict[str, pyarrow.dataset.Dataset] | None = None) -> pa.Table:
         """Run SQL on the warehouse, result as Arrow; nothing it changes is committed.
