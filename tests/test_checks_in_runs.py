@@ -53,7 +53,7 @@ def test_passing_checks_are_listed_with_their_results(root: Path) -> None:
     step = next(s for s in summary.steps if s.kind == "model")
     assert [(c["name"], c["status"], c["failing_rows"]) for c in step.checks] == [
         ("unique(event_id)", "pass", 0), ("not_null(user_id)", "pass", 0),
-        ("accepted_values(kind, ['view', 'like'])", "pass", 0), ("relationships(user_id, raw.users.id)", "pass", 0),
+        ("accepted_values(kind, ['view', 'like'])", "pass", 0), ("relationships(user_id, to=raw.users.id)", "pass", 0),
         ("row_count(max=4)", "pass", 0), ("expression(event_id > 0)", "pass", 0)]
     assert "6 checks: 6 passed" in step.detail
 
@@ -70,7 +70,7 @@ def test_a_failed_error_check_keeps_the_previous_lake_and_warehouse_versions(roo
     assert step.status == "failed" and "3 check(s) failed" in step.detail
     failing = {c["name"]: c["failing_rows"] for c in step.checks if c["status"] == "fail"}
     assert failing == {"unique(event_id)": 2, "accepted_values(kind, ['view', 'like'])": 1,
-                       "relationships(user_id, raw.users.id)": 1}
+                       "relationships(user_id, to=raw.users.id)": 1}
     warned = [c for c in step.checks if c["status"] == "warn"]
     assert [(c["name"], c["failing_rows"]) for c in warned] == [("row_count(max=4)", 1)]  # 5 rows, max 4
     assert r.lake.version("models.clean_events") == version  # nothing committed

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from engine import Config, Pipeline, Runner, model, sources
@@ -193,3 +194,33 @@ def test_new_input_rows_that_yield_no_output_record_the_versions_read(root: Path
     assert runner.lake.metadata("models.views")["inputs"] == {"raw.events": runner.lake.version("raw.events")}
     runner, steps = run(root)
     assert steps["views"].status == "unchanged" and steps["views"].rows == before
+
+
+def test_incremental_models_publish_only_their_new_rows(root: Path) -> None:
+    import duckdb
+
+    events = sources.files("events", f"{root}/events/*.jsonl", format="jsonl")
+    p = Pipeline("pub", sources=[events], models=[
+        model(inputs={"events": "raw.events"}, materialized="incremental", name="views")(views),
+        model(inputs={"events": "raw.events"}, materialized="merge", key="user_id")(per_user),
+    ])
+    cfg = Config.load(root, lake=str(root / "lake"), warehouse=f"duckdb:///{root}/wh.duckdb", backend="pandas")
+
+    def publish_steps(**kw: Any) -> dict[str, str]:
+        summary = Runner(p, cfg).run(**kw)
+        assert summary.ok, summary.error
+        return {s.name: s.detail for s in summary.steps if s.kind == "publish"}
+
+    def same_as_lake(runner: Runner) -> None:
+        with duckdb.connect(str(root / "wh.duckdb"), read_only=True) as con:
+            for name in ("views", "per_user"):
+                published = pa.Table.from_pandas(con.execute(f"select * from {name}").df(), preserve_index=False)
+                assert not differences(runner.lake.read(f"models.{name}"), published), name
+
+    assert publish_steps() == {"views": "to duckdb", "per_user": "to duckdb"}
+    write_events(root, 3, [(6, "view", 2), (7, "view", 9)])
+    assert publish_steps() == {"views": "to duckdb, append", "per_user": "to duckdb, merge"}
+    same_as_lake(Runner(p, cfg))
+    write_events(root, 4, [(8, "view", 1)])
+    assert publish_steps(full_refresh=True) == {"views": "to duckdb", "per_user": "to duckdb"}  # replaced
+    same_as_lake(Runner(p, cfg))
