@@ -309,3 +309,24 @@ def test_unknown_task_runner_is_a_clear_error(harness: None, shop: dict[str, Any
     state = elt(shop["path"], task_runner="celery", **shop["settings"], return_state=True)
     exc = state.result(raise_on_failure=False)
     assert state.is_failed() and "unknown task runner 'celery'" in str(exc) and "threads, dask" in exc.hint
+
+
+def test_dask_task_runner_runs_the_tasks_on_a_dask_cluster(
+        harness: None, shop: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """task_runner="dask" sends every task to the scheduler at $HEADWATER_DASK_ADDRESS: a
+    LocalCluster on loopback with one worker process."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        monkeypatch.setenv(elt_module.DASK_ADDRESS_ENV, cluster.scheduler_address)
+        settings = {**shop["settings"], "lake": str(tmp_path / "lake"),
+                    "warehouse": f"duckdb:///{tmp_path / 'wh.duckdb'}"}
+        with get_task_stream(client) as stream:
+            steps = elt(shop["path"], **settings, task_runner="dask")
+        ran_on_dask = len(stream.data)  # a record per task a Dask worker ran
+    assert [s["status"] for s in steps] == ["landed"] * 2 + ["built"] * 2 + ["published"] * 2
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT customer_id, name, amount FROM order_totals "
+                           "ORDER BY customer_id").fetchall() == expected_totals()
+    assert ran_on_dask == len(steps)
