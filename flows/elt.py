@@ -50,9 +50,13 @@ class PipelineFailed(Exception):
         return f"{type(self).__name__}({self.args[0]!r})"
 
 
+# Flow signatures spell their types out (no aliases): Prefect resolves them to validate
+# parameters, also when it loads this file by path under another module name (`headwater serve`).
+
 # -- subflows ------------------------------------------------------------------------------------
 @flow(name="headwater-extract-load", flow_run_name="extract-load", task_runner=ThreadPoolTaskRunner())
-def extract_load(pipeline: str, settings: Settings, sources: list[str], run_id: str) -> list[StepDict]:
+def extract_load(pipeline: str, settings: dict[str, str | None], sources: list[str],
+                 run_id: str) -> list[dict[str, Any]]:
     """Land what is new in each source, all in parallel, each task retried with backoff.
 
     Returns each source's step; raises `PipelineFailed` (with `.steps`) when a load failed."""
@@ -64,9 +68,9 @@ def extract_load(pipeline: str, settings: Settings, sources: list[str], run_id: 
 
 
 @flow(name="headwater-transform", flow_run_name="transform", task_runner=ThreadPoolTaskRunner())
-def transform(pipeline: str, settings: Settings, models: list[str], run_id: str,
+def transform(pipeline: str, settings: dict[str, str | None], models: list[str], run_id: str,
               full_refresh: bool = False, missing: list[str] | None = None,
-              progress_id: str | None = None) -> list[StepDict]:
+              progress_id: str | None = None) -> list[dict[str, Any]]:
     """Build `models` in DAG order, each after the models it reads, and publish each after its
     build under the warehouse concurrency limit; a model reading a table in `missing` (a source
     whose load did not complete) is skipped, with everything downstream of it.
@@ -118,7 +122,7 @@ def _run_name() -> str:
 @flow(name="headwater-elt", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner())
 def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | list[str] | None = None,
         full_refresh: bool = False, lake: str | None = None, warehouse: str | None = None,
-        backend: str | None = None, task_runner: str = "threads") -> list[StepDict]:
+        backend: str | None = None, task_runner: str = "threads") -> list[dict[str, Any]]:
     """Run a Headwater pipeline: load the selected sources, build the selected models, publish.
 
     `select` / `exclude` take dbt-style selectors (`name`, `+name`, `name+`, `tag:x`,
