@@ -87,8 +87,9 @@ def serve(pipeline: str, name: str, cron: str | None = None, select: str | None 
     from prefect.schedules import Cron
 
     from flows.elt import elt
-    from flows.tasks import target_of
+    from flows.tasks import pipeline_at, target_of
 
+    pipeline_at(target_of(pipeline))  # a missing or broken pipeline fails here, not in every run
     os.environ.update(NO_TELEMETRY)
     parameters = {"pipeline": target_of(pipeline), "select": select, "exclude": exclude, "full_refresh": full_refresh,
                   "lake": lake, "warehouse": warehouse, "backend": backend}

@@ -91,3 +91,8 @@ def test_deploy_names_unknown_deployments_and_files(tmp_path: Path) -> None:
     (tmp_path / "prefect.yaml").write_text("deployments: [: bad")
     with pytest.raises(HeadwaterError, match="not valid YAML"):
         deploy.deployments(tmp_path / "prefect.yaml")
+
+
+def test_serve_refuses_a_missing_pipeline_before_serving(tmp_path: Path) -> None:
+    with pytest.raises(HeadwaterError, match="no pipeline file"):
+        deploy.serve(str(tmp_path / "nope.py"), "never-served")
