@@ -330,3 +330,51 @@ def test_dask_task_runner_runs_the_tasks_on_a_dask_cluster(
         assert con.execute("SELECT customer_id, name, amount FROM order_totals "
                            "ORDER BY customer_id").fetchall() == expected_totals()
     assert ran_on_dask == len(steps)
+
+
+FAILING_MODEL = '''
+from engine import Pipeline, model, sources
+
+orders = sources.files("orders", {orders!r})
+
+
+@model(inputs={{"orders": "raw.orders"}})
+def boom(orders):
+    raise ValueError("boom at row " + str(len(orders)))
+
+
+@model(inputs={{"boom": "boom"}})
+def after_boom(boom):
+    return boom
+
+
+@model(inputs={{"orders": "raw.orders"}})
+def fine(orders):
+    return orders[["order_id"]]
+
+
+pipeline = Pipeline("half", sources=[orders], models=[boom, after_boom, fine])
+'''
+
+
+def test_failed_model_skips_downstream_and_the_rest_still_runs(
+        harness: None, shop: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "half.py"
+    path.write_text(FAILING_MODEL.format(orders=str(Path(shop["path"]).parent / "orders" / "*.csv")))
+    state = elt(str(path), lake=str(tmp_path / "lake"), warehouse=f"duckdb:///{tmp_path}/wh.duckdb",
+                backend="pandas", return_state=True)
+    assert state.is_failed()
+    steps = by_table(state.result(raise_on_failure=False).steps)
+    rows = sum(len(f) for f in ORDERS)
+    assert steps["model", "models.boom"]["status"] == "failed"
+    assert steps["model", "models.boom"]["detail"] == f"ValueError: boom at row {rows}"
+    assert [steps[k]["status"] for k in [("model", "models.after_boom"), ("publish", "boom"),
+                                         ("publish", "after_boom")]] == ["skipped"] * 3
+    assert (steps["model", "models.fine"]["status"], steps["publish", "fine"]["status"]) == ("built", "published")
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM fine").fetchone()[0] == rows
+    with get_client(sync_client=True) as client:
+        (progress,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            type=ArtifactFilterType(any_=["progress"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    assert float(progress.data) == 100.0  # skipped steps count as finished
