@@ -181,6 +181,35 @@ def _describe(connect: Callable[[str], Any], url: str) -> str:
 from engine import cli_lake  # noqa: E402,F401 - registers show, history, query, runs, lineage, reproduce
 
 
+# -- Prefect: deployments (flows/cli.py imports Prefect, only when one of these runs) --------------
+@app.command()
+@friendly
+def deploy(name: Annotated[list[str] | None, typer.Option("--name", help="deployment in prefect.yaml "
+                                                           "(repeatable; default photo-popularity-process)")] = None,
+           pool: Annotated[str | None, typer.Option(help="work pool instead of the deployment's own")] = None,
+           prefect_file: Annotated[Path | None, typer.Option(help="default: the checkout's prefect.yaml")] = None) -> None:
+    """Register prefect.yaml's deployments of the elt flow with the Prefect API (PREFECT_API_URL)."""
+    from flows import cli as flows_cli
+
+    flows_cli.deploy(name, pool, prefect_file)
+
+
+@app.command()
+@friendly
+def serve(pipeline: Annotated[str, typer.Argument(help="a .py file or module defining `pipeline`")]
+          = "examples/photo_popularity/pipeline.py",
+          name: Annotated[str, typer.Option(help="deployment name")] = "headwater-serve",
+          cron: Annotated[str | None, typer.Option(help="a UTC cron schedule, e.g. '0 6 * * *'")] = None,
+          select: Annotated[str | None, typer.Option(help="dbt-style selectors")] = None,
+          exclude: Annotated[str | None, typer.Option(help="selectors to leave out")] = None,
+          full_refresh: Annotated[bool, typer.Option(help="rebuild incremental models")] = False,
+          lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
+    """Serve the elt flow as a deployment from this process (no work pool needed) until Ctrl-C."""
+    from flows import cli as flows_cli
+
+    flows_cli.serve(pipeline, name, cron, select, exclude, full_refresh, lake, warehouse, backend)
+
+
 def main() -> None:
     """Entry point for `python -m engine.cli` (the `engine.cli` module's app: under `-m` this
     file also runs as `__main__`, whose own `app` has no lake commands registered)."""

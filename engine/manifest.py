@@ -45,7 +45,8 @@ def record(lake: Lake, summary: RunSummary, pipeline: Pipeline) -> int:
     row = {
         "run_id": summary.run_id, "pipeline": summary.pipeline, "status": "ok" if summary.ok else "failed",
         "error": summary.error, "started_at": started, "finished_at": finished,
-        "seconds": round((finished - started).total_seconds(), 3), "backend": summary.backend or None,
+        "seconds": round((finished - started).total_seconds(), 3),
+        "backend": summary.backend or _backend_of(lake, summary) or None,
         "git_commit": commit, "git_dirty": dirty, "pipeline_file": str(source) if source else None,
         "pipeline_hash": file_hash(source) if source else None,
         "selection": json.dumps(summary.selection), "headwater_version": __version__,
@@ -53,6 +54,16 @@ def record(lake: Lake, summary: RunSummary, pipeline: Pipeline) -> int:
     }
     table = pa.Table.from_pylist([row], schema=SCHEMA)
     return lake.write_append(RUNS, table, run_id=summary.run_id, meta={"kind": "run manifest"}).version or 0
+
+
+def _backend_of(lake: Lake, summary: RunSummary) -> str | None:
+    """The backend the run's models were built on, from their commits (a Prefect run's tasks
+    each resolved it; the flow itself did not)."""
+    built = next((s for s in summary.steps if s.kind == "model" and s.status == "built" and s.version is not None),
+                 None)
+    if built is None:
+        return None
+    return next((c.get("backend") for c in lake.history(built.table) if c.get("version") == built.version), None)
 
 
 def runs(lake: Lake, limit: int | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Prefect flows over Headwater's engine steps: `elt` runs a whole pipeline as one flow run."""
+"""Prefect flows over Headwater's engine steps: `elt` runs a whole pipeline as one flow run, with
+`extract_load` and `transform` subflows; `flows.cli` holds `headwater deploy` and `serve`."""
 from __future__ import annotations
 
 import warnings
@@ -8,6 +9,6 @@ import warnings
 # module, so the warning says nothing useful.
 warnings.filterwarnings("ignore", message="'flows.elt' found in sys.modules", category=RuntimeWarning)
 
-from flows.elt import elt  # noqa: E402
+from flows.elt import elt, extract_load, transform  # noqa: E402
 
-__all__ = ["elt"]
+__all__ = ["elt", "extract_load", "transform"]

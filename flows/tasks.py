@@ -1,0 +1,123 @@
+"""Prefect tasks over single Runner steps: load one source, build one model, publish one model.
+
+Tasks pass only strings and small dicts. Each task rebuilds its own `Runner` from the pipeline
+path and the flow's settings, so no frame, connection or pipeline object crosses a task boundary
+(and tasks run the same on threads and on Dask workers in other processes).
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.tasks import exponential_backoff
+
+from engine.config import Config
+from engine.pipeline import Pipeline, load_pipeline
+from engine.runner import Runner, Step
+
+LOAD_RETRIES = 2
+LOAD_BACKOFF_SECONDS = 2.0  # first retry after ~2 s, the second after ~4 s
+LOAD_RETRY_JITTER = 0.5  # each delay varies by up to ±50%, so parallel loads do not retry in step
+WAREHOUSE_LIMIT = "headwater-warehouse"  # global concurrency limit held by every publish
+WAREHOUSE_SLOTS = 1  # created with one slot: DuckDB takes one writer; raise it for a server warehouse
+
+Settings = dict[str, str | None]  # lake / warehouse / backend as given to the flow (None: not set)
+StepDict = dict[str, Any]  # a `Step.to_dict()`
+
+
+class StepFailed(Exception):
+    """A Runner step ended `failed`: the message is the step's detail, `.step` the whole step."""
+
+    def __init__(self, detail: str, step: StepDict) -> None:
+        super().__init__(detail, step)  # both in args, so the exception pickles
+        self.step = step
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __repr__(self) -> str:  # logs show the message, not every step
+        return f"{type(self).__name__}({self.args[0]!r})"
+
+
+_loaded: dict[tuple[str, float], Pipeline] = {}
+_loading = threading.Lock()
+
+
+def pipeline_at(target: str) -> Pipeline:
+    """The pipeline `target` defines, executed once per version of its file (tasks share it)."""
+    path = Path(target)
+    key = (str(path.resolve()), path.stat().st_mtime_ns) if path.exists() else (target, 0)
+    with _loading:  # task threads must not execute the user's file at the same time
+        if key not in _loaded:
+            _loaded[key] = load_pipeline(target)
+        return _loaded[key]
+
+
+def target_of(pipeline: str) -> str:
+    """An existing pipeline path made absolute (tasks may run elsewhere); a module name as is."""
+    return str(Path(pipeline).resolve()) if Path(pipeline).exists() else pipeline
+
+
+def runner_for(pipeline: str, settings: Settings) -> Runner:
+    """A Runner over the pipeline at `pipeline` with the flow's settings."""
+    loaded = pipeline_at(pipeline)
+    return Runner(loaded, Config.load(loaded.base_dir, **settings))
+
+
+def _finish(step: Step) -> StepDict:
+    """The step as a dict; a failed step raises, so Prefect marks the task run failed."""
+    if step.status == "failed":
+        raise StepFailed(step.detail, step.to_dict())
+    get_run_logger().info("%s %s: %s, %d rows, version %s, %.3f s%s", step.kind, step.table,
+                          step.status, step.rows, step.version, step.seconds,
+                          f" ({step.detail})" if step.detail else "")
+    return step.to_dict()
+
+
+@task(task_run_name="load-{source}", retries=LOAD_RETRIES,
+      retry_delay_seconds=exponential_backoff(backoff_factor=LOAD_BACKOFF_SECONDS),
+      retry_jitter_factor=LOAD_RETRY_JITTER, cache_policy=NO_CACHE)
+def load_source(pipeline: str, settings: Settings, source: str, run_id: str, loaded_at: str) -> StepDict:
+    """Land what is new in one source as one Delta commit."""
+    return _finish(runner_for(pipeline, settings).load(source, run_id, datetime.fromisoformat(loaded_at)))
+
+
+@task(task_run_name="build-{model}", cache_policy=NO_CACHE)
+def build_model(pipeline: str, settings: Settings, model: str, run_id: str,
+                full_refresh: bool = False) -> StepDict:
+    """Build one model into the lake, unless its inputs and code are unchanged."""
+    return _finish(runner_for(pipeline, settings).build(model, run_id, full_refresh))
+
+
+@task(task_run_name="publish-{model}", cache_policy=NO_CACHE)
+def publish_model(pipeline: str, settings: Settings, model: str, run_id: str) -> StepDict:
+    """Publish one model's latest lake version to the warehouse, unless already there.
+
+    Holds a slot of the `headwater-warehouse` global concurrency limit while it writes, so
+    publishes of every flow run on this Prefect server take turns."""
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=True):
+        return _finish(runner_for(pipeline, settings).publish(model, run_id))
+
+
+def ensure_warehouse_limit() -> int:
+    """Create the `headwater-warehouse` global concurrency limit (one slot) unless it exists;
+    returns its number of slots. An existing limit is left as the operator set it."""
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT).limit
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=WAREHOUSE_LIMIT, limit=WAREHOUSE_SLOTS))
+        except ObjectAlreadyExists:  # another flow run created it meanwhile
+            pass
+        return client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT).limit

@@ -1,0 +1,233 @@
+"""End to end on a real Prefect server: `prefect server start` on loopback, a process work pool,
+`headwater deploy` of prefect.yaml's process deployment, `prefect deployment run`, a worker with
+`--run-once`; the flow run must end COMPLETED and the warehouse hold the example's tables. Then
+`headwater serve` runs the same flow as its own deployment. Every Prefect process is a real
+subprocess with its own PREFECT_HOME; the worker is stopped before the server."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from engine.errors import HeadwaterError
+from engine.lake import Lake
+from examples.photo_popularity.generate import generate
+from flows.deploy import deploy
+from tests.test_e2e_demo import assert_matches_oracle
+
+pytestmark = pytest.mark.prefect
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL = "headwater-process"
+DEPLOYMENT = "photo-popularity-process"
+MODELS = ("user_activity", "photo_engagement", "photo_features", "training_set")
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    """A subprocess in its own process group, output to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group we started, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def prefect(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A `prefect server start` on a free loopback port, and the environment that points at it."""
+    root = tmp_path_factory.mktemp("prefect")
+    url = f"http://127.0.0.1:{free_port()}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HEADWATER_"))}
+    env.update({"PREFECT_HOME": str(root / "home"), "PREFECT_API_URL": url, "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    proc = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
+                 env, root / "server.log")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (root / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "no /api/health after 90 s:\n" + (root / "server.log").read_text()
+            time.sleep(0.5)
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield {"url": url, "env": env, "root": root}
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def example(server: dict[str, Any]) -> dict[str, Any]:
+    """The photo-popularity data generated under tmp, and where its lake and warehouse go."""
+    directory = server["root"] / "example"
+    data = directory / "data" / "photo_popularity"
+    generate(data, seed=11, users=40, photos=150, days=10)
+    env = {**server["env"], "PHOTO_POPULARITY_DATA": str(data), "HEADWATER_LAKE": str(directory / "lake"),
+           "HEADWATER_WAREHOUSE": f"duckdb:///{directory / 'warehouse.duckdb'}", "HEADWATER_BACKEND": "pandas"}
+    return {"dir": directory, "data": data, "env": env}
+
+
+def wait_for_final(flow_run_id: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            assert time.monotonic() < deadline, f"flow run still {run.state_name} after {timeout} s"
+            time.sleep(1)
+
+
+def table_artifact(flow_run_id: Any) -> list[dict[str, Any]]:
+    import json
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["headwater-tables"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+@pytest.fixture(scope="module")
+def deployed_run(server: dict[str, Any], example: dict[str, Any]) -> Any:
+    """Pool, deployment, flow run, and one worker pass; the worker always stops before the server."""
+    env = server["env"]
+    prefect("work-pool", "create", POOL, "--type", "process", env=env)
+    deployed = subprocess.run([sys.executable, "-m", "engine.cli", "deploy", "--name", DEPLOYMENT],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    prefect("deployment", "run", f"headwater-elt/{DEPLOYMENT}", env=env)
+    with get_client(sync_client=True) as client:
+        (deployment,) = client.read_deployments(deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=[DEPLOYMENT])))
+        (flow_run,) = client.read_flow_runs(deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=[DEPLOYMENT])))
+    log = server["root"] / "worker.log"
+    worker = start([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--run-once"],
+                   example["env"], log, cwd=example["dir"].parent)
+    try:
+        worker.wait(150)
+    finally:
+        stop(worker)
+    run = wait_for_final(flow_run.id, 30)
+    return {"deployment": deployment, "flow_run": run, "worker_log": log.read_text()}
+
+
+def test_deployment_is_what_prefect_yaml_says(deployed_run: dict[str, Any]) -> None:
+    import yaml
+
+    spec = next(d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+                if d["name"] == DEPLOYMENT)
+    deployment = deployed_run["deployment"]
+    assert deployment.work_pool_name == POOL == spec["work_pool"]["name"]
+    assert deployment.entrypoint == spec["entrypoint"] == "flows/elt.py:elt"
+    assert deployment.parameters == spec["parameters"]
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "0 6 * * *" and schedule.schedule.timezone == "UTC"
+    assert schedule.active is False  # daily, but inactive until someone turns it on
+    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+
+
+def test_worker_runs_the_flow_to_completed(deployed_run: dict[str, Any]) -> None:
+    run = deployed_run["flow_run"]
+    assert run.state.is_completed(), f"{run.state}\n{deployed_run['worker_log'][-4000:]}"
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+    assert sorted((c.name, c.state_name) for c in children) == [("extract-load", "Completed"),
+                                                                 ("transform", "Completed")]
+
+
+def test_warehouse_holds_the_lake_tables(deployed_run: dict[str, Any], example: dict[str, Any]) -> None:
+    assert deployed_run["flow_run"].state.is_completed()
+    lake = Lake(str(example["dir"] / "lake"))
+    with closing(sqlite3.connect(example["data"] / "photos.sqlite")) as db:
+        users = db.execute("select count(*) from users").fetchone()[0]
+    assert lake.read("raw.users").num_rows == users
+    with duckdb.connect(str(example["dir"] / "warehouse.duckdb"), read_only=True) as con:
+        for model in MODELS:
+            want = lake.read(f"models.{model}")
+            got = con.execute(f"select count(*) from {model}").fetchone()[0]
+            assert want.num_rows > 0 and got == want.num_rows, model
+    assert_matches_oracle(example["dir"])  # training_set row for row against plain pandas
+    rows = table_artifact(deployed_run["flow_run"].id)
+    assert {(r["kind"], r["status"]) for r in rows} == {("load", "landed"), ("model", "built"),
+                                                        ("publish", "published")}
+
+
+def test_serve_runs_the_flow_as_its_own_deployment(deployed_run: dict[str, Any], server: dict[str, Any],
+                                                   example: dict[str, Any]) -> None:
+    """After the worker's run, a served run of the same pipeline changes nothing."""
+    log = server["root"] / "serve.log"
+    served = start([sys.executable, "-m", "engine.cli", "serve", str(ROOT / "examples/photo_popularity/pipeline.py"),
+                    "--name", "e2e-serve"], example["env"], log)
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 90
+            while not client.read_deployments(deployment_filter=DeploymentFilter(
+                    name=DeploymentFilterName(any_=["e2e-serve"]))):
+                assert served.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(1)
+            flow_run = client.create_flow_run_from_deployment(
+                client.read_deployment_by_name("headwater-elt/e2e-serve").id)
+        run = wait_for_final(flow_run.id, 120)
+    finally:
+        stop(served)
+    assert run.state.is_completed(), f"{run.state}\n{log.read_text()[-4000:]}"
+    assert {r["status"] for r in table_artifact(run.id)} == {"unchanged"}
+
+
+def test_deploy_to_a_missing_pool_says_how_to_create_it(server: dict[str, Any]) -> None:
+    with pytest.raises(HeadwaterError, match="work pool 'headwater-docker' does not exist") as err:
+        deploy(["photo-popularity-docker"])
+    assert err.value.hint == "create it: prefect work-pool create headwater-docker --type docker"
