@@ -17,6 +17,8 @@ from engine.errors import HeadwaterError
 from flows import deploy
 from flows.elt import elt
 
+REPO = Path(__file__).resolve().parents[1]
+
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"photo-popularity-process": ("headwater-process", None),
          "photo-popularity-docker": ("headwater-docker", "docker/Dockerfile"),
@@ -70,6 +72,19 @@ def test_every_deployment_changes_into_its_code(spec: dict[str, Any]) -> None:
             assert f"{step['image_name']}:{step['tag']}" == ("headwater:latest" if name.endswith("docker")
                                                              else "headwater-gpu:latest")
             assert d["work_pool"]["job_variables"]["image"] == "{{ build-image.image }}"
+            assert code_dir(REPO / dockerfile) == directory, f"{dockerfile} keeps the flows elsewhere"
+
+
+def code_dir(dockerfile: Path) -> str | None:
+    """The WORKDIR the Dockerfile copies `flows` into (and keeps: nothing removes it after)."""
+    workdir = None
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["WORKDIR"]:
+            workdir = words[1]
+        if words[:1] == ["COPY"] and "flows" in words and "./flows" in words:
+            return workdir
+    return None
 
 
 def test_gpu_deployment_requests_every_nvidia_gpu(spec: dict[str, Any]) -> None:
