@@ -1,4 +1,5 @@
-"""The `headwater` command: run, demo, doctor (and, from engine.cli_lake, the lake's commands)."""
+"""The `headwater` command: run, demo, doctor, deploy, serve (and, from engine.cli_lake, the
+lake's commands). `deploy` and `serve` import Prefect only when they run."""
 from __future__ import annotations
 
 import functools
