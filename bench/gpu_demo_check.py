@@ -13,41 +13,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from engine import Config, Lake, Runner
+from engine.compare import differences
 from examples.photo_popularity.generate import generate
 from examples.photo_popularity.pipeline import make_pipeline
 
 
-def run(data: Path, root: Path, backend: str) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """Every model's output (as pandas) and each step's seconds, for one backend."""
+def run(data: Path, root: Path, backend: str) -> tuple[dict[str, pa.Table], dict[str, float]]:
+    """Every model's output and each step's seconds, for one backend."""
     config = Config(lake=str(root / "lake"), warehouse=f"duckdb:///{root / 'wh.duckdb'}", backend=backend)
     summary = Runner(make_pipeline(data), config).run()
     if not summary.ok:
         raise SystemExit(f"{backend}: {summary.error}")
     lake = Lake(config.lake)
-    outputs = {t: lake.read(t).to_pandas() for t in lake.tables() if t.startswith("models.")}
+    outputs = {t: lake.read(t) for t in lake.tables() if t.startswith("models.")}
     return outputs, {f"{s.kind} {s.name}": s.seconds for s in summary.steps}
-
-
-def differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
-    """Columns whose values differ between `a` and `b` once both are sorted the same way."""
-    if list(a.columns) != list(b.columns) or len(a) != len(b):
-        return [f"shape/columns differ: {list(a.columns)} x {len(a)} vs {list(b.columns)} x {len(b)}"]
-    keys = list(a.columns[:1])
-    a, b = a.sort_values(keys, ignore_index=True), b.sort_values(keys, ignore_index=True)
-    out = []
-    for col in a.columns:
-        x, y = a[col], b[col]
-        if pd.api.types.is_float_dtype(x):
-            same = np.allclose(x.to_numpy(float), y.to_numpy(float), rtol=1e-9, equal_nan=True)
-        else:
-            same = x.astype(str).tolist() == y.astype(str).tolist()
-        if not same:
-            out.append(col)
-    return out
 
 
 def main() -> int:
@@ -67,9 +49,9 @@ def main() -> int:
         print(f"both runs in {time.perf_counter() - started:.1f} s")
     failed = False
     for table, frame in out_a.items():
-        diff = differences(frame, out_b[table])
+        diff = differences(frame, out_b[table])  # every column sorted, floats within FLOAT_RTOL
         failed |= bool(diff)
-        print(f"{table:<28} {len(frame):>8} rows  {'SAME' if not diff else 'DIFFERENT: ' + ', '.join(diff)}")
+        print(f"{table:<28} {frame.num_rows:>8} rows  {'SAME' if not diff else 'DIFFERENT: ' + '; '.join(diff)}")
     print(f"{'step':<32} {first:>10} {second:>10}")
     for step, seconds in secs_a.items():
         print(f"{step:<32} {seconds:>10.3f} {secs_b[step]:>10.3f}")
