@@ -42,9 +42,11 @@ def run_child(engine: str, fmt: str, scale: float, workdir: Path) -> dict[str, A
 
 
 def measure(scales: list[float], formats: list[str], engines: list[str], runs: int,
-            workroot: Path, log: Any = None) -> list[dict[str, Any]]:
+            workroot: Path, log: Any = None, keep: bool = False) -> list[dict[str, Any]]:
     """Every (scale, format) measured `runs` rounds; each round runs every engine once, in a
-    rotated order, checks their outputs are equal, then records their measurements."""
+    rotated order, checks their outputs are equal, then records their measurements. Each run's
+    lake and warehouse are removed after its round unless `keep` (then the last round's stay
+    under `workroot/sf<N>-<format>-<engine>/`)."""
     if runs < 1:
         raise HeadwaterError(f"--runs {runs} is below 1", "pass --runs 3 (or more) for a median and range")
     for engine in engines:
@@ -70,7 +72,7 @@ def measure(scales: list[float], formats: list[str], engines: list[str], runs: i
                               file=log, flush=True)
                 check_equal({e: warehouses[e] for e in engines})  # before any of the round's times count
                 records += round_records
-                for engine in engines:
+                for engine in engines if not keep else ():
                     shutil.rmtree(warehouses[engine].parent, ignore_errors=True)
     return records
 
