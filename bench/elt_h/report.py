@@ -49,7 +49,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[float, str, str], dic
         groups.setdefault((r["scale"], r["format"], r["engine"]), []).append(r)
     out = {}
     for key, runs in groups.items():
-        stats: dict[str, Any] = {"runs": len(runs), "land_rows": runs[0]["land_rows"], "out_rows": runs[0]["out_rows"]}
+        stats: dict[str, Any] = {"runs": len(runs), "land_rows": runs[0]["land_rows"],
+                                 "out_rows": runs[0]["out_rows"]}
         for m in ("wall_s", "cpu_s", "peak_rss_mb", "land_peak_rss_mb", "land_s", "transform_s", "publish_s"):
             values = [r[m] for r in runs]
             stats[m] = (statistics.median(values), min(values), max(values))
@@ -76,7 +77,8 @@ def _per_scale(summary: dict, scale: float) -> list[str]:
             wall = s["wall_s"]
             rates = [f"{(s['out_rows'] if st == 'publish' else s['land_rows']) / s[f'{st}_s'][0]:,.0f}"
                      if s[f"{st}_s"][0] > 0 else "–" for st in STAGES]
-            lines.append(f"| {label(engine)} | {wall[0]:.2f} [{wall[1]:.2f}–{wall[2]:.2f}] | {s['cpu_s'][0]:.1f} | "
+            lines.append(f"| {label(engine)} | {wall[0]:.2f} [{wall[1]:.2f}–{wall[2]:.2f}] | "
+                         f"{s['cpu_s'][0]:.1f} | "
                          f"{s['peak_rss_mb'][0]:,.0f} | {s['land_peak_rss_mb'][0]:,.0f} | "
                          + " | ".join(f"{s[f'{st}_s'][0]:.2f}" for st in STAGES) + " | " + " | ".join(rates)
                          + f" | {_ratio(wall[0], duck['wall_s'][0]) if duck else '–'}"
@@ -98,7 +100,8 @@ def _ratios(summary: dict, base: str) -> list[str]:
 
 
 def _overhead(summary: dict) -> list[str]:
-    lines = ["| scale | format | land | transform | publish | end to end (wall) |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| scale | format | land | transform | publish | end to end (wall) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for (scale, fmt, engine), s in sorted(summary.items()):
         hand = summary.get((scale, fmt, "pandas"))
         if engine != "headwater" or hand is None:
@@ -161,7 +164,8 @@ def markdown(results: dict[str, Any]) -> str:
     if 10 not in {k[0] for k in summary}:
         lines += ["### SF 10", "", f"Not run here (the shared 2-core machine); the command is `{SF10}`.", ""]
     lines += ["### Ratios per stage to DuckDB SQL (median seconds ÷ DuckDB's)", ""] + _ratios(summary, "duckdb")
-    lines += ["", "### Ratios per stage to hand pandas (median seconds ÷ hand pandas')", ""] + _ratios(summary, "pandas")
+    lines += ["", "### Ratios per stage to hand pandas (median seconds ÷ hand pandas')", ""]
+    lines += _ratios(summary, "pandas")
     lines += ["", "### Headwater's overhead over hand pandas, by stage (median)", ""] + _overhead(summary)
     lines += ["", "### Targets", ""] + _targets(summary)
     lines += ["", f"Chart: [{CHART_NAME}]({CHART_NAME}) (`python -m bench.elt_h --report-only` redraws it "
