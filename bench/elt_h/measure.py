@@ -78,24 +78,17 @@ def measure(scales: list[float], formats: list[str], engines: list[str], runs: i
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and every engine's libraries."""
-    import deltalake
-    import duckdb
-    import pandas
-    import polars
-    import pyarrow
+    """Versions of Python and of every engine's libraries that are installed."""
+    import importlib
 
     import engine
 
-    out = {"python": platform.python_version(), "headwater": engine.__version__, "pandas": pandas.__version__,
-           "pyarrow": pyarrow.__version__, "deltalake": deltalake.__version__, "duckdb": duckdb.__version__,
-           "polars": polars.__version__}
-    try:
-        import cudf  # type: ignore[import-not-found]
-
-        out["cudf"] = cudf.__version__
-    except ImportError:
-        pass
+    out = {"python": platform.python_version(), "headwater": engine.__version__}
+    for name in ("pandas", "pyarrow", "deltalake", "duckdb", "polars", "cudf"):
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except ImportError:  # polars is not needed on a GPU machine, cudf only there
+            pass
     return out
 
 

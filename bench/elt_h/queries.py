@@ -124,7 +124,8 @@ def polars_queries(lineitem: Any, orders: Any, customer: Any) -> dict[str, Any]:
                   pl.len().alias("count_order"))
               .sort(KEYS["q1"]))
     q3_out = (customer.filter(pl.col("c_mktsegment") == Q3_SEGMENT)
-              .join(orders.filter(pl.col("o_orderdate") < on(Q3_DAY)), left_on="c_custkey", right_on="o_custkey")
+              .join(orders.filter(pl.col("o_orderdate") < on(Q3_DAY)),
+                    left_on="c_custkey", right_on="o_custkey")
               .join(lineitem.filter(pl.col("l_shipdate") > on(Q3_DAY)), left_on="o_orderkey", right_on="l_orderkey")
               .group_by(pl.col("o_orderkey").alias("l_orderkey"), "o_orderdate", "o_shippriority")
               .agg(disc_price.sum().alias("revenue"))

@@ -39,10 +39,12 @@ def run(sources: dict[str, Path], schemas: dict[str, pa.Schema], fmt: str, workd
                 target = land / f"{table}.parquet"
                 con.execute(f"COPY (SELECT * FROM {reader(path, schemas[table], fmt)}) "
                             f"TO {literal(target)} (FORMAT parquet)").fetchall()
-                stages.land_rows += con.execute(f"SELECT count(*) FROM read_parquet({literal(target)})").fetchall()[0][0]
+                count = f"SELECT count(*) FROM read_parquet({literal(target)})"
+                stages.land_rows += con.execute(count).fetchall()[0][0]
         with stages.stage("transform"):
             for table in sources:
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({literal(land / f'{table}.parquet')})").fetchall()
+                landed = literal(land / f"{table}.parquet")
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({landed})").fetchall()
             outputs = {name: con.sql(sql).to_arrow_table() for name, sql in queries.SQL.items()}
     finally:
         con.close()

@@ -27,7 +27,7 @@ def run(sources: dict[str, Path], schemas: dict[str, pa.Schema], fmt: str, workd
             del frame
     with stages.stage("transform"):
         lazy = {t: pl.scan_parquet(land / f"{t}.parquet") for t in sources}
-        outputs = {name: q.collect().to_arrow()
-                   for name, q in queries.polars_queries(lazy["lineitem"], lazy["orders"], lazy["customer"]).items()}
+        plans = queries.polars_queries(lazy["lineitem"], lazy["orders"], lazy["customer"])
+        outputs = {name: plan.collect().to_arrow() for name, plan in plans.items()}
     with stages.stage("publish"):
         stages.out_rows = publish_duckdb(workdir / "warehouse.duckdb", outputs)
