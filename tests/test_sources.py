@@ -13,6 +13,7 @@ from engine import quarantine
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files, sql
+from engine.sources.base import with_load_columns
 from engine.sources.files import infer_format
 from engine.sources.sql import decode_cursor, encode_cursor
 from tests.landing import land
@@ -152,3 +153,20 @@ def test_sql_query_source_and_errors(tmp_path: Path, db: Path) -> None:
                                    7, 2.5, "abc"])
 def test_cursor_values_round_trip_through_json(value: object) -> None:
     assert decode_cursor(json.loads(json.dumps(encode_cursor(value)))) == value
+
+
+@pytest.mark.parametrize("loaded_at", [NOW, datetime(2026, 3, 1, 12, 30, 15, 123456)])
+@pytest.mark.parametrize("rows_in", [0, 1, 70_000])
+def test_load_columns_repeat_the_run_values_on_every_row(loaded_at: datetime, rows_in: int) -> None:
+    batch = pa.record_batch({"id": pa.array(range(rows_in), pa.int64())})
+    out = with_load_columns(batch, run_id="run-7", loaded_at=loaded_at, source_file="/data/a.csv")
+    assert out.schema.names == ["id", "_hw_source_file", "_hw_loaded_at", "_hw_run_id"]
+    assert out.column("id").equals(batch.column("id"))
+    expected_ts = pa.array([loaded_at], pa.timestamp("us", tz="UTC"))[0].as_py()  # naive means UTC
+    assert out.schema.field("_hw_loaded_at").type == pa.timestamp("us", tz="UTC")
+    for name, value in (("_hw_source_file", "/data/a.csv"), ("_hw_loaded_at", expected_ts), ("_hw_run_id", "run-7")):
+        col = out.column(name)
+        assert col.null_count == 0 and len(col) == rows_in
+        assert set(col.to_pylist()) == ({value} if rows_in else set())
+    sql_like = with_load_columns(batch, run_id="r", loaded_at=loaded_at)  # SQL sources: no file column
+    assert sql_like.schema.names == ["id", "_hw_loaded_at", "_hw_run_id"]

@@ -70,12 +70,14 @@ def with_load_columns(batch: pa.RecordBatch, *, run_id: str, loaded_at: datetime
     """`batch` plus Headwater's load metadata columns."""
     n = batch.num_rows
     names, arrays = list(batch.schema.names), list(batch.columns)
+    # pa.repeat fills each column natively: a Python list of n values per column per batch
+    # was most of a Parquet load's CPU time (bench/RESULTS.md, ELT-H profile)
     if source_file is not None:
         names.append("_hw_source_file")
-        arrays.append(pa.array([source_file] * n, pa.string()))
+        arrays.append(pa.repeat(pa.scalar(source_file, pa.string()), n))
     names += ["_hw_loaded_at", "_hw_run_id"]
-    arrays += [pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")),
-               pa.array([run_id] * n, pa.string())]
+    arrays += [pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
+               pa.repeat(pa.scalar(run_id, pa.string()), n)]
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 

@@ -1,0 +1,218 @@
+"""ELT-H results: saved measurements, the markdown tables in bench/RESULTS.md (between the
+ELT-H markers) and the chart of ratios per stage and scale."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from engine.errors import HeadwaterError
+
+BENCH = Path(__file__).resolve().parents[1]
+RESULTS_JSON = BENCH / "elt_h_results.json"
+RESULTS_MD = BENCH / "RESULTS.md"
+CHART_NAME = "elt_h_ratios.png"
+START, END = "<!-- elt-h:start -->", "<!-- elt-h:end -->"
+STAGES = ("land", "transform", "publish")
+PEERS = {"headwater": "Headwater (pandas)", "pandas": "hand pandas", "duckdb": "DuckDB SQL", "polars": "polars"}
+SF10 = "python -m bench.elt_h --scale 10 --runs 3 --format parquet csv --chart"
+
+
+def label(engine: str) -> str:
+    """The engine's name in tables and charts."""
+    base, _, backend = engine.partition(":")
+    return f"Headwater ({backend})" if backend else PEERS.get(base, engine)
+
+
+def save(path: Path, records: list[dict[str, Any]], session: dict[str, Any]) -> None:
+    """Merge `records` into the results file: they replace earlier runs of the same scale,
+    format and engine; `session` is kept per scale."""
+    old = load(path) if path.exists() else {"records": [], "sessions": {}}
+    fresh = {(r["scale"], r["format"], r["engine"]) for r in records}
+    kept = [r for r in old["records"] if (r["scale"], r["format"], r["engine"]) not in fresh]
+    sessions = old["sessions"] | {f"{r['scale']:g}": session for r in records}
+    path.write_text(json.dumps({"records": kept + records, "sessions": sessions}, indent=1) + "\n")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The saved results (records and sessions)."""
+    if not path.exists():
+        raise HeadwaterError(f"no ELT-H results at {path}", "run `python -m bench.elt_h --scale 0.1` first")
+    return json.loads(path.read_text())
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[tuple[float, str, str], dict[str, Any]]:
+    """Per (scale, format, engine): median, min and max of each measurement, and the rows."""
+    groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["scale"], r["format"], r["engine"]), []).append(r)
+    out = {}
+    for key, runs in groups.items():
+        stats: dict[str, Any] = {"runs": len(runs), "land_rows": runs[0]["land_rows"],
+                                 "out_rows": runs[0]["out_rows"]}
+        for m in ("wall_s", "cpu_s", "peak_rss_mb", "land_peak_rss_mb", "land_s", "transform_s", "publish_s"):
+            values = [r[m] for r in runs]
+            stats[m] = (statistics.median(values), min(values), max(values))
+        out[key] = stats
+    return out
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b > 0 else "–"
+
+
+def _per_scale(summary: dict, scale: float) -> list[str]:
+    lines = []
+    for fmt in sorted({k[1] for k in summary if k[0] == scale}, reverse=True):
+        rows = {k[2]: v for k, v in summary.items() if k[0] == scale and k[1] == fmt}
+        duck, hand = rows.get("duckdb"), rows.get("pandas")
+        any_row = next(iter(rows.values()))
+        lines += ["", f"**SF {scale:g}, {fmt}** ({any_row['land_rows']:,} source rows, {any_row['out_rows']:,} "
+                  f"rows published; median of {any_row['runs']} runs, [min–max]):", "",
+                  "| engine | wall s | CPU s | peak RSS MB | land peak RSS MB | land s | transform s | publish s "
+                  "| land rows/s | transform rows/s | publish rows/s | wall ÷ DuckDB | wall ÷ hand pandas |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for engine, s in sorted(rows.items(), key=lambda kv: list(PEERS).index(kv[0].partition(":")[0])):
+            wall = s["wall_s"]
+            rates = [f"{(s['out_rows'] if st == 'publish' else s['land_rows']) / s[f'{st}_s'][0]:,.0f}"
+                     if s[f"{st}_s"][0] > 0 else "–" for st in STAGES]
+            lines.append(f"| {label(engine)} | {wall[0]:.2f} [{wall[1]:.2f}–{wall[2]:.2f}] | "
+                         f"{s['cpu_s'][0]:.1f} | "
+                         f"{s['peak_rss_mb'][0]:,.0f} | {s['land_peak_rss_mb'][0]:,.0f} | "
+                         + " | ".join(f"{s[f'{st}_s'][0]:.2f}" for st in STAGES) + " | " + " | ".join(rates)
+                         + f" | {_ratio(wall[0], duck['wall_s'][0]) if duck else '–'}"
+                         f" | {_ratio(wall[0], hand['wall_s'][0]) if hand else '–'} |")
+    return lines
+
+
+def _ratios(summary: dict, base: str) -> list[str]:
+    lines = [f"| scale | format | engine | land | transform | publish | end to end (wall) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for (scale, fmt, engine), s in sorted(summary.items()):
+        ref = summary.get((scale, fmt, base))
+        if ref is None or engine == base:
+            continue
+        cells = [_ratio(s[f"{st}_s"][0], ref[f"{st}_s"][0]) for st in STAGES]
+        lines.append(f"| {scale:g} | {fmt} | {label(engine)} | " + " | ".join(cells)
+                     + f" | {_ratio(s['wall_s'][0], ref['wall_s'][0])} |")
+    return lines
+
+
+def _overhead(summary: dict) -> list[str]:
+    lines = ["| scale | format | land | transform | publish | end to end (wall) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (scale, fmt, engine), s in sorted(summary.items()):
+        hand = summary.get((scale, fmt, "pandas"))
+        if engine != "headwater" or hand is None:
+            continue
+        cells = [f"{s[m][0] - hand[m][0]:+.2f} s ({_ratio(s[m][0], hand[m][0])})"
+                 for m in [f"{st}_s" for st in STAGES] + ["wall_s"]]
+        lines.append(f"| {scale:g} | {fmt} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _targets(summary: dict) -> list[str]:
+    def pick(scale: float, fmt: str, engine: str) -> dict | None:
+        return summary.get((scale, fmt, engine))
+
+    scales = sorted({k[0] for k in summary})
+    e2e, landing, memory = [], [], []
+    for (scale, fmt, engine), s in sorted(summary.items()):
+        if engine != "headwater":
+            continue
+        hand, duck = pick(scale, fmt, "pandas"), pick(scale, fmt, "duckdb")
+        if hand and scale == 1:
+            e2e.append(f"{fmt} {_ratio(s['wall_s'][0], hand['wall_s'][0])}")
+        if duck:
+            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}")
+        if scale == max(scales):
+            memory.append(f"SF{scale:g} {fmt} {s['land_peak_rss_mb'][0]:,.0f} MB")
+    return ["| target | where Headwater stands (median) |", "| --- | --- |",
+            f"| Headwater (pandas) ≤ 1.10× hand pandas end to end at SF1 | {', '.join(e2e) or 'SF1 not run'} |",
+            f"| landing at least as fast as DuckDB copying the files to Parquet (land s ÷ DuckDB's ≤ 1) "
+            f"| {', '.join(landing) or '–'} |",
+            f"| landing peak RSS at SF10 < 1.5 GB | SF10 not run here; "
+            f"{', '.join(memory) or '–'} at the largest scale run |"
+            if 10 not in scales else f"| landing peak RSS at SF10 < 1.5 GB | {', '.join(memory)} |"]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The ELT-H section of RESULTS.md, markers included."""
+    summary = summarise(results["records"])
+    sessions = results["sessions"]
+    lines = [START, "## ELT-H: Headwater against hand pandas, DuckDB SQL and polars", "",
+             "The job: land TPC-H `lineitem`, `orders`, `customer` (from Parquet, and from CSV with the "
+             "types declared), build Q1, Q3 and a wide filtered join (every column of the 1995 MAIL/SHIP "
+             "lines, written in full), publish them to a DuckDB file. Each engine runs in a fresh process, "
+             "round robin; a round's outputs are checked equal across engines (sorted, floats to rel 1e-9) "
+             "before its times count. Wall time includes interpreter start and imports; stage seconds are "
+             "each engine's own (Headwater's: its run's `Step` seconds). Land and transform rows/s count "
+             "source rows, publish rows/s rows published. Peak RSS is the process's `ru_maxrss`; "
+             "land peak RSS is that value once landing finished.", ""]
+    for scale in sorted({k[0] for k in summary}):
+        s = sessions.get(f"{scale:g}", {})
+        lines += [f"### SF {scale:g}", "", f"Measured {s.get('date', '?')} on {s.get('machine', '?')}; "
+                  + ", ".join(f"{k} {v}" for k, v in s.get("versions", {}).items()) + ".", "",
+                  f"`{s.get('command', '?')}`"]
+        files = s.get("data", {}).get(f"{scale:g}", {})
+        if files:
+            lines += ["", f"Data: `tpchgen-cli {files['command']}` ({files['generator']}), normalised; sha256: "
+                      + ", ".join(f"`{name}` {f['sha256'][:16]}… ({f['bytes'] / 1e6:,.1f} MB)"
+                                  for name, f in files["files"].items()) + "."]
+        lines += _per_scale(summary, scale) + [""]
+    if 10 not in {k[0] for k in summary}:
+        lines += ["### SF 10", "", f"Not run here (the shared 2-core machine); the command is `{SF10}`.", ""]
+    lines += ["### Ratios per stage to DuckDB SQL (median seconds ÷ DuckDB's)", ""] + _ratios(summary, "duckdb")
+    lines += ["", "### Ratios per stage to hand pandas (median seconds ÷ hand pandas')", ""]
+    lines += _ratios(summary, "pandas")
+    lines += ["", "### Headwater's overhead over hand pandas, by stage (median)", ""] + _overhead(summary)
+    lines += ["", "### Targets", ""] + _targets(summary)
+    lines += ["", f"Chart: [{CHART_NAME}]({CHART_NAME}) (`python -m bench.elt_h --report-only` redraws it "
+              "and these tables from `bench/elt_h_results.json`).", END]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, section: str) -> None:
+    """Put `section` between the ELT-H markers of `path` (appended when they are missing)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def chart(results: dict[str, Any], path: Path) -> Path:
+    """A PNG of each engine's median seconds ÷ hand pandas', per stage and scale, one panel per format."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(results["records"])
+    formats = sorted({k[1] for k in summary}, reverse=True)
+    scales = sorted({k[0] for k in summary})
+    engines = [e for e in dict.fromkeys(k[2] for k in sorted(summary)) if e != "pandas"]
+    measures = [f"{st}_s" for st in STAGES] + ["wall_s"]
+    fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 4.5), squeeze=False)
+    for ax, fmt in zip(axes[0], formats):
+        groups = [(sc, m) for sc in scales for m in measures]
+        width = 0.8 / max(len(engines), 1)
+        for i, engine in enumerate(engines):
+            values = []
+            for sc, m in groups:
+                s, hand = summary.get((sc, fmt, engine)), summary.get((sc, fmt, "pandas"))
+                values.append(s[m][0] / hand[m][0] if s and hand and hand[m][0] > 0 else float("nan"))
+            ax.bar([g + i * width for g in range(len(groups))], values, width, label=label(engine))
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks([g + width * (len(engines) - 1) / 2 for g in range(len(groups))])
+        ax.set_xticklabels([f"SF{sc:g}\n{m[:-2].replace('wall', 'total')}" for sc, m in groups], fontsize=7)
+        ax.set_title(f"ELT-H from {fmt}: seconds ÷ hand pandas (lower is faster)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,126 @@
+"""The ELT-H benchmark harness end to end at a tiny scale: real tpchgen-cli data, every engine
+in its own process on both formats, outputs checked equal, and a perturbed output caught."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from bench.elt_h import data, queries, report
+from bench.elt_h.compare import check_equal, differences, read_outputs
+from bench.elt_h.measure import measure
+from engine.errors import HeadwaterError
+
+SCALE = 0.01
+ENGINES = ["headwater", "pandas", "duckdb", "polars"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("tpch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADWATER_BENCH_CACHE", str(root))
+        data.ensure(SCALE)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def bench_run(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]:
+    work = tmp_path_factory.mktemp("work")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADWATER_BENCH_CACHE", str(cache))
+        records = measure([SCALE], ["parquet", "csv"], ENGINES, 1, work, keep=True)
+    return records, work
+
+
+def test_data_is_normalised_and_hashed(cache: Path) -> None:
+    folder = cache / f"sf{SCALE:g}"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        assert data.sha256(folder / name) == entry["sha256"]
+    for table in data.TABLES:
+        schema = pq.read_schema(folder / "parquet" / f"{table}.parquet")
+        assert not any(pa.types.is_decimal(t) or pa.types.is_string_view(t) for t in schema.types)
+        assert pq.read_metadata(folder / "parquet" / f"{table}.parquet").num_rows == \
+            manifest["files"][f"csv/{table}.csv"]["rows"]
+    assert pa.types.is_float64(pq.read_schema(folder / "parquet" / "lineitem.parquet").field("l_discount").type)
+
+
+def test_every_engine_lands_and_publishes_the_same_rows(cache: Path, bench_run: tuple[list[dict], Path]) -> None:
+    records, _ = bench_run
+    assert sorted((r["engine"], r["format"]) for r in records) == sorted(
+        (e, f) for e in ENGINES for f in ("parquet", "csv"))
+    folder = cache / f"sf{SCALE:g}" / "parquet"
+    tables = {t: pq.read_table(folder / f"{t}.parquet") for t in data.TABLES}
+    source_rows = sum(t.num_rows for t in tables.values())
+    li, orders, customer = tables["lineitem"], tables["orders"], tables["customer"]
+    ship = li.column("l_shipdate")
+    picked = li.filter(pc.and_(pc.and_(pc.greater_equal(ship, date(1995, 1, 1)), pc.less(ship, date(1996, 1, 1))),
+                               pc.is_in(li.column("l_shipmode"), pa.array(["MAIL", "SHIP"]))))
+    wide_rows = picked.join(orders, "l_orderkey", "o_orderkey").join(customer, "o_custkey", "c_custkey").num_rows
+    shipped = li.filter(pc.less_equal(ship, date(1998, 9, 2)))
+    q1_groups = pc.count_distinct(pc.binary_join_element_wise(
+        shipped.column("l_returnflag"), shipped.column("l_linestatus"), "|")).as_py()
+    assert wide_rows > 0
+    for r in records:
+        assert r["land_rows"] == source_rows, r
+        assert r["out_rows"] == wide_rows + q1_groups + 10, r
+        assert r["wall_s"] > 0 and r["peak_rss_mb"] > 0 and r["land_s"] > 0
+    q1 = read_outputs(bench_run[1] / f"sf{SCALE:g}-csv-headwater" / "warehouse.duckdb")["q1"]
+    assert pc.sum(q1.column("count_order")).as_py() == shipped.num_rows
+
+
+def test_outputs_equal_and_a_perturbed_one_is_caught(bench_run: tuple[list[dict], Path]) -> None:
+    work = bench_run[1]
+    warehouses = {e: work / f"sf{SCALE:g}-parquet-{e}" / "warehouse.duckdb" for e in ENGINES}
+    rows = check_equal(warehouses)
+    assert rows["q3"] == 10 and rows["q1"] > 0
+    con = duckdb.connect(str(warehouses["polars"]))
+    con.execute("UPDATE wide SET l_extendedprice = l_extendedprice * (1 + 1e-12)").fetchall()
+    con.close()
+    check_equal(warehouses)  # within rel 1e-9: still equal
+    con = duckdb.connect(str(warehouses["polars"]))
+    con.execute("UPDATE q3 SET revenue = revenue * (1 + 1e-6) WHERE l_orderkey = "
+                "(SELECT min(l_orderkey) FROM q3)").fetchall()
+    con.close()
+    with pytest.raises(HeadwaterError, match=r"polars vs headwater: q3\.revenue: 1 value\(s\) differ"):
+        check_equal(warehouses)
+
+
+def test_differences_names_missing_rows_and_columns() -> None:
+    a = pa.table({"l_orderkey": [1, 2], "revenue": [1.0, 2.0]})
+    assert differences("q3", a, a.slice(0, 1)) == ["q3: 2 rows != 1 rows"]
+    assert "columns" in differences("q3", a, a.drop_columns(["revenue"]))[0]
+    assert differences("q3", a, a.take([1, 0])) == []  # order does not matter
+
+
+def test_report_tables_and_chart(bench_run: tuple[list[dict], Path], tmp_path: Path) -> None:
+    records, _ = bench_run
+    report.save(tmp_path / "r.json", records, {"date": "d", "machine": "m", "versions": {}, "command": "c"})
+    results = report.load(tmp_path / "r.json")
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"# Benchmark results\n\nbefore\n\n{report.START}\nold\n{report.END}\n\nafter\n")
+    report.write_markdown(md, report.markdown(results))
+    text = md.read_text()
+    assert "before" in text and "after" in text and "old" not in text
+    for r in records:  # one row per engine and format, with its wall time (the median of one run)
+        if r["engine"] == "headwater":
+            assert f"| Headwater (pandas) | {r['wall_s']:.2f} [{r['wall_s']:.2f}–{r['wall_s']:.2f}] |" in text
+    assert report.chart(results, tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_bad_arguments_are_clear(cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(HeadwaterError, match="unknown engine 'spark'"):
+        measure([SCALE], ["parquet"], ["spark"], 1, tmp_path)
+    with pytest.raises(HeadwaterError, match="--runs 0"):
+        measure([SCALE], ["parquet"], ["duckdb"], 0, tmp_path)
+    with pytest.raises(HeadwaterError, match="not positive"):
+        data.ensure(0)
+    assert queries.OUTPUTS == tuple(queries.KEYS)
