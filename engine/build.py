@@ -57,6 +57,26 @@ def plan(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lak
     return Plan(True, "incremental", {ref: int(v) for ref, v in before.items()})
 
 
+def read_columns(model: Model, param: str, names: list[str]) -> list[str] | None:
+    """The columns of input `param` that `model` reads (None: all), checked against `names`."""
+    wanted = model.columns.get(param)
+    if wanted is None:
+        return None
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise HeadwaterError(f"model {model.name!r}: columns {missing} of input {param!r} "
+                             f"({model.inputs[param]}) do not exist",
+                             f"its columns are {', '.join(names)}")
+    return list(wanted)
+
+
+def read_input(model: Model, param: str, lake: Lake, backend: Backend, version: int) -> Any:
+    """Input `param` of `model`, whole, at `version`, as the backend's frame."""
+    table = lake.table(input_table(model.inputs[param]), version)
+    names = [f.name for f in table.schema().fields]
+    return backend.read(table, columns=read_columns(model, param, names))
+
+
 def _param(model: Model, ref: str) -> str:
     return next(p for p, r in model.inputs.items() if r == ref)
 
@@ -81,10 +101,10 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
     for param, ref in model.inputs.items():
         name = input_table(ref)
         if how.incremental and param not in model.full_inputs:
-            rows = changes(lake, name, how.since[ref], versions[ref]).dataset.to_table()
-            frames[param] = backend.from_arrow(rows)
+            rows = changes(lake, name, how.since[ref], versions[ref]).dataset
+            frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
         else:
-            frames[param] = backend.read(lake.table(name, versions[ref]))
+            frames[param] = read_input(model, param, lake, backend, versions[ref])
     if model.wants_ctx:
         previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
         frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,

@@ -27,6 +27,7 @@ class Model:
     tags: tuple[str, ...] = ()  # for `--select tag:<tag>`
     checks: tuple[Any, ...] = ()  # engine.checks.Check, parsed at declaration; run on every build
     full_inputs: tuple[str, ...] = ()  # incremental models: these inputs are always read whole
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # input -> the only columns read
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -38,12 +39,15 @@ class Model:
 
     @property
     def code_hash(self) -> str:
-        """A fingerprint of the function's source: a change to it forces a rebuild."""
+        """A fingerprint of the function's source and of its declaration (inputs, columns,
+        materialization, key, checks): a change to either forces a rebuild."""
         try:
             code = inspect.getsource(self.fn).encode()
         except (OSError, TypeError):  # defined without a source file (exec, REPL)
             code = marshal.dumps(self.fn.__code__)
-        return hashlib.sha256(code).hexdigest()[:16]
+        declared = repr((sorted(self.inputs.items()), sorted(self.columns.items()), self.materialized,
+                         self.key, self.full_inputs, [getattr(c, "name", repr(c)) for c in self.checks]))
+        return hashlib.sha256(code + declared.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -62,7 +66,7 @@ class Context:
 def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None = None,
           name: str | None = None, materialized: str = "table", publish: bool = True,
           key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = (),
-          full_inputs: Iterable[str] = ()) -> Any:
+          full_inputs: Iterable[str] = (), columns: dict[str, Iterable[str]] | None = None) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table or a
@@ -70,7 +74,9 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None
     from all input rows), `incremental` (sees only input rows landed since its last build;
     appends) or `merge` (like incremental, but upserts on `key`); `full_inputs` names inputs an
     incremental model always reads whole (a dimension table it joins to). `checks` are run on
-    every build (see `engine.checks`); `tags` serve `--select tag:<tag>`. Returns a `Model`.
+    every build (see `engine.checks`); `tags` serve `--select tag:<tag>`; `columns` maps an
+    input to the only columns read from it (the rest, load columns included, never leave the
+    lake's files). Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
         if materialized not in MATERIALIZATIONS:
@@ -94,9 +100,15 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: dict[str, str] | None
                                  f"inputs are {sorted(ins)}")
         from engine.checks import parse_all  # bad check specs fail here, at declaration
 
+        cols = {p: tuple(c) for p, c in (columns or {}).items()}
+        stray = [p for p in cols if p not in ins]
+        if stray:
+            raise HeadwaterError(f"model {name or f.__name__!r}: columns= names {stray}, which are not inputs",
+                                 f"inputs are {sorted(ins)}")
+
         parsed = parse_all(checks, name or f.__name__)
         return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip(),
-                     keys, tuple(tags), parsed, whole)
+                     keys, tuple(tags), parsed, whole, cols)
 
     return wrap(fn) if fn is not None else wrap
 

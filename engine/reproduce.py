@@ -14,6 +14,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from engine import manifest
+from engine.build import read_input
 from engine.compare import differences
 from engine.errors import HeadwaterError
 from engine.lake import Lake, as_delta
@@ -107,7 +108,7 @@ def reproduce(lake: Lake, pipeline: Pipeline, backend: Backend, run_id: str, tab
             f"check out the commit the run recorded ({run.get('git_commit') or 'not in git'}) and rerun, "
             "or pass --allow-code-change to rebuild with today's code")
     inputs = {ref: int(v) for ref, v in (meta.get("inputs") or {}).items()}
-    frames: dict[str, Any] = {param: backend.read(lake.table(input_table(ref), inputs[ref]))
+    frames: dict[str, Any] = {param: read_input(model, param, lake, backend, inputs[ref])
                               for param, ref in model.inputs.items()}
     if model.wants_ctx:
         frames["ctx"] = Context(model.name, run["run_id"], backend.name, backend.xp)

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from engine import Config, Pipeline, Runner, model, sources
+from engine import Config, HeadwaterError, Pipeline, Runner, model, sources
 from engine.compare import differences
 
 SEEN: dict[str, list[tuple[bool, int]]] = {}  # model -> (is_incremental, rows of its first input) per build
@@ -224,3 +224,27 @@ def test_incremental_models_publish_only_their_new_rows(root: Path) -> None:
     write_events(root, 4, [(8, "view", 1)])
     assert publish_steps(full_refresh=True) == {"views": "to duckdb", "per_user": "to duckdb"}  # replaced
     same_as_lake(Runner(p, cfg))
+
+
+def test_columns_limits_what_a_model_reads_on_full_and_incremental_builds(root: Path) -> None:
+    seen: list[list[str]] = []
+
+    def kinds(events: pd.DataFrame) -> pd.DataFrame:
+        seen.append(list(events.columns))
+        return events.groupby("kind", as_index=False).size()
+
+    events = sources.files("events", f"{root}/events/*.jsonl", format="jsonl")
+    p = Pipeline("cols", sources=[events], models=[
+        model(inputs={"events": "raw.events"}, columns={"events": ["kind"]}, publish=False)(kinds),
+        model(inputs={"events": "raw.events"}, columns={"events": ["kind"]}, materialized="incremental",
+              publish=False, name="kinds_inc")(kinds)])
+    runner, _ = run(root, p)
+    write_events(root, 3, [(6, "view", 2)])
+    runner, _ = run(root, p)
+    assert seen == [["kind"]] * 4  # no load columns, no other fields, on every path
+    bad = Pipeline("bad", sources=[events], models=[
+        model(inputs={"events": "raw.events"}, columns={"events": ["nope"]}, publish=False)(kinds)])
+    summary = Runner(bad, Config.load(root, lake=str(root / "lake"), backend="pandas")).run()
+    assert not summary.ok and "columns ['nope'] of input 'events'" in summary.error
+    with pytest.raises(HeadwaterError, match="not inputs"):
+        model(inputs={"events": "raw.events"}, columns={"evnts": ["kind"]})(kinds)
