@@ -13,19 +13,29 @@ from bench.elt_h.stages import Stages, peak_rss_mb
 from engine import Config, HeadwaterError, Pipeline, Runner, Step, model, sources
 
 
-@model(inputs={"lineitem": "raw.lineitem"})
+Q1_COLUMNS = ["l_shipdate", "l_returnflag", "l_linestatus", "l_quantity", "l_extendedprice", "l_discount", "l_tax"]
+Q3_COLUMNS = {"customer": ["c_custkey", "c_mktsegment"],
+              "orders": ["o_orderkey", "o_custkey", "o_orderdate", "o_shippriority"],
+              "lineitem": ["l_orderkey", "l_shipdate", "l_extendedprice", "l_discount"]}
+WIDE_COLUMNS = {"customer": list(queries.CUSTOMER), "orders": list(queries.ORDERS),
+                "lineitem": list(queries.LINEITEM)}  # every source column, none of the load columns
+
+
+@model(inputs={"lineitem": "raw.lineitem"}, columns={"lineitem": Q1_COLUMNS})
 def q1(lineitem: Any) -> Any:
     """TPC-H Q1."""
     return queries.q1(lineitem)
 
 
-@model(inputs={"customer": "raw.customer", "orders": "raw.orders", "lineitem": "raw.lineitem"})
+@model(inputs={"customer": "raw.customer", "orders": "raw.orders", "lineitem": "raw.lineitem"},
+       columns=Q3_COLUMNS)
 def q3(customer: Any, orders: Any, lineitem: Any) -> Any:
     """TPC-H Q3."""
     return queries.q3(customer, orders, lineitem)
 
 
-@model(inputs={"customer": "raw.customer", "orders": "raw.orders", "lineitem": "raw.lineitem"})
+@model(inputs={"customer": "raw.customer", "orders": "raw.orders", "lineitem": "raw.lineitem"},
+       columns=WIDE_COLUMNS)
 def wide(customer: Any, orders: Any, lineitem: Any) -> Any:
     """The wide filtered join, every column."""
     return queries.wide(customer, orders, lineitem)
