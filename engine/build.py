@@ -18,6 +18,7 @@ from engine import checks
 from engine.errors import HeadwaterError
 from engine.increments import changes
 from engine.lake import Lake, as_delta
+from engine.lake_merge import last_per_key
 from engine.models import Context, Model, input_table
 
 if TYPE_CHECKING:
@@ -48,12 +49,12 @@ def plan(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lak
         return Plan(False, "code changed: full rebuild")
     if set(before) != set(versions):
         return Plan(False, "inputs changed: full rebuild")
-    if model.materialized == "incremental":  # appending rows seen before would duplicate them
-        for ref in versions:
-            if _param(model, ref) in model.full_inputs:
-                continue
-            if changes(lake, input_table(ref), before[ref], versions[ref]).rewritten:
-                return Plan(False, f"input {ref} was rewritten since the last build: full rebuild")
+    # A rewritten input (merge load, overwrite, compaction) hands back rows seen before, mixed
+    # with the new ones: appending them would duplicate them, and a merge model that adds to
+    # its previous output (ctx.previous) would count them twice. Rebuild from everything.
+    for param, ref in model.inputs.items():
+        if param not in model.full_inputs and changes(lake, input_table(ref), before[ref], versions[ref]).rewritten:
+            return Plan(False, f"input {ref} was rewritten since the last build: full rebuild")
     return Plan(True, "incremental", {ref: int(v) for ref, v in before.items()})
 
 
@@ -77,10 +78,6 @@ def read_input(model: Model, param: str, lake: Lake, backend: Backend, version: 
     return backend.read(table, columns=read_columns(model, param, names))
 
 
-def _param(model: Model, ref: str) -> str:
-    return next(p for p, r in model.inputs.items() if r == ref)
-
-
 @dataclass
 class Built:
     """What a build wrote (or why it wrote nothing)."""
@@ -97,6 +94,7 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
     """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
     output, and commit it to `models.<name>`."""
     table = f"models.{model.name}"
+    planned = lake.version(table)
     frames: dict[str, Any] = {}
     for param, ref in model.inputs.items():
         name = input_table(ref)
@@ -117,6 +115,11 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
         return Built(0, None, how.reason, checked, failed=str(failed))
     meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
             "materialized": model.materialized, "incremental": how.incremental}
+    _still_at(lake, table, planned)
+    if model.materialized == "merge":
+        _check_key(model, result)
+        if not how.incremental:  # one row per key, the last, as a merge keeps
+            result = result.filter(last_per_key(result.select(list(model.key)), list(model.key)))
     if not how.incremental:
         commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows})
         return Built(commit.rows, commit.version, _with(_detail(backend, how), results), checked)
@@ -125,7 +128,7 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
                                    run_id=run_id, meta={**meta, "rows": _count(lake, table)})
         return Built(0, commit.version, _with(_detail(backend, how) + ", no new rows", results), checked)
     if model.materialized == "merge":
-        _check_key(model, result)
+        result = as_delta(result).cast(_schema(lake, table, result))
         commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
                            key=list(model.key), meta=meta, origin=f"model {model.name!r}")
         detail = f"{_detail(backend, how)}, merged: {commit.inserted:,} new, {commit.updated:,} updated"
@@ -155,6 +158,17 @@ def _schema(lake: Lake, table: str, result: pa.Table) -> pa.Schema:
                              f"the table has {current.names}",
                              "return the same columns every build, or rebuild with --full-refresh")
     return pa.schema([current.field(n) for n in result.column_names])
+
+
+def _still_at(lake: Lake, table: str, planned: int | None) -> None:
+    """Raise unless `table` is still at the version this build started from: another run
+    committed to it meanwhile, and committing too would apply the same input rows twice."""
+    now = lake.version(table)
+    if now != planned:
+        raise HeadwaterError(f"{table} moved from version {planned} to {now} while this build ran: "
+                             "another run is building it", "runs of one pipeline must not overlap; "
+                             "rerun once the other run is done (on Prefect, the deployments allow one "
+                             "run at a time)")
 
 
 def _check_key(model: Model, result: pa.Table) -> None:

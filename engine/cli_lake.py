@@ -102,7 +102,8 @@ def runs(limit: Annotated[int, typer.Option(help="runs to show")] = 20, lake: La
              "started": r["started_at"].isoformat(timespec="seconds") if r["started_at"] else "",
              "seconds": r["seconds"], "backend": r["backend"] or "",
              "git": (r["git_commit"] or "")[:10] + ("+dirty" if r["git_dirty"] else ""),
-             "rows": sum(s.get("rows", 0) for s in r["steps"] if s["status"] != "unchanged"),
+             "landed": sum(s.get("rows", 0) for s in r["steps"] if s["kind"] == "load"),
+             "built": sum(1 for s in r["steps"] if s["kind"] == "model" and s["status"] == "built"),
              "selection": _selection(r["selection"])}
             for r in manifest.runs(_lake(lake), limit)]
     if not rows:

@@ -36,10 +36,16 @@ class Node:
 
 
 def commit_meta(lake: Lake, name: str, version: int) -> dict[str, Any]:
-    """Headwater's metadata of commit `version` of `name` ({} when it has none)."""
-    for commit in lake.history(name):
-        if commit.get("version") == version:
+    """Headwater's metadata as of version `version` of `name`: that commit's, or, when it is
+    not Headwater's (an OPTIMIZE, a VACUUM), the newest Headwater commit before it."""
+    commits = lake.history(name)
+    if not any(c.get("version") == version for c in commits):
+        commits = []
+    for commit in commits:  # newest first
+        if commit.get("version", -1) <= version and "run_id" in commit:
             return commit
+    if commits:
+        return {}
     raise HeadwaterError(f"table {name!r} has no version {version}", "see `headwater history " + name + "`")
 
 

@@ -25,15 +25,17 @@ def select(sources: Sequence[str], models: Sequence[Model], include: Iterable[st
            exclude: Iterable[str] | str | None = None) -> Selection:
     """The sources and models that `include` minus `exclude` name (everything when include is empty).
 
-    A selected model's sources are loaded too, so its raw inputs are fresh. Raises
+    A selected model's sources are loaded too, so its raw inputs are fresh, unless excluded
+    (`--exclude raw.<source>` builds from what is already landed). Raises
     HeadwaterError naming a selector that matches nothing.
     """
     graph = _Graph(sources, models)
     chosen = graph.resolve(_split(include)) if _split(include) else set(graph.nodes)
-    chosen -= graph.resolve(_split(exclude))
+    excluded = graph.resolve(_split(exclude))
+    chosen -= excluded
     picked_models = [m.name for m in models if m.name in chosen]
     needed = {t for m in models if m.name in picked_models for t in graph.up[m.name]}
-    picked_sources = [s for s in sources if f"raw.{s}" in chosen | needed]
+    picked_sources = [s for s in sources if f"raw.{s}" in (chosen | needed) - excluded]
     return Selection(picked_sources, picked_models)
 
 

@@ -136,3 +136,20 @@ def test_reproduce_refuses_changed_code_and_unknown_runs(root: Path, tmp_path: P
         reproduce(runner.lake, changed, backend, first.run_id, "nope", tmp_path / "o")
     out = cli.invoke(app, ["runs", "--lake", str(root / "lake")])
     assert out.exit_code == 0 and first.run_id in out.output
+
+
+def test_lineage_and_reproduce_look_through_a_commit_headwater_did_not_write(root: Path, tmp_path: Path) -> None:
+    runner, first = run(root)
+    write_events(root, 2, [(4, "view", 2)])
+    run(root)  # a second file in models.by_country's history (overwrite), then compact it
+    before = runner.lake.version("models.by_country")
+    runner.lake.table("models.by_country").alter.set_table_properties({"delta.logRetentionDuration": "interval 60 days"})
+    assert runner.lake.version("models.by_country") == before + 1  # a commit Headwater did not write
+    runner, second = run(root)  # nothing new: the step records that version
+    step = next(s for s in find(runner.lake, second.run_id)["steps"] if s["name"] == "by_country")
+    assert step["status"] == "unchanged" and step["version"] == runner.lake.version("models.by_country")
+    backend, _ = resolve("pandas")
+    done = reproduce(runner.lake, runner.pipeline, backend, second.run_id, "by_country", tmp_path / "o")
+    assert done.equal and done.inputs == {"raw.events": 1, "raw.users": 0}
+    tree = upstream(runner.lake, "models.by_country")
+    assert {label(n) for n in tree.inputs} == {"raw.events@v1", "raw.users@v0"}

@@ -35,6 +35,7 @@ SOURCES = ["s1", "s2"]
     (["raw.s2+"], None, ["d"], ["s2"]),
     (["b,c"], None, ["b", "c"], []),
     (None, ["raw.s1", "a+"], [], ["s2"]),
+    (["d"], ["raw.s2"], ["d"], []),  # an excluded source is not loaded, even for a selected model
     (None, ["tag:daily"], ["b", "d"], ["s1", "s2"]),  # excluding models leaves every source in
 ])
 def test_selectors(include, exclude, models, sources) -> None:  # noqa: ANN001
