@@ -36,6 +36,7 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from examples.photo_popularity.generate import generate
 from flows.deploy import deploy
+from examples.photo_popularity.pipeline import make_pipeline
 from tests.test_e2e_demo import assert_matches_oracle
 
 pytestmark = pytest.mark.prefect
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.prefect
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "headwater-process"
 DEPLOYMENT = "photo-popularity-process"
-MODELS = ("user_activity", "photo_engagement", "photo_features", "training_set")
+MODELS = tuple(m.name for m in make_pipeline("unused").models)  # what the example builds
 
 
 def free_port() -> int:
