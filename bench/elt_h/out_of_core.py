@@ -6,9 +6,10 @@ under a memory limit, and the peak memory of landing the sources.
 1. The normalised Parquet of the scale (`bench/elt_h/data.py`, generated or from the cache).
 2. Land: a fresh process runs the ELT-H pipeline's loads only (pandas backend) into a new lake;
    its peak RSS is read from the OS.
-3. Transform and publish: a fresh process starts a `distributed.LocalCluster` on 127.0.0.1
-   (`--workers` processes of one thread, `--memory-limit` each) and builds and publishes the
-   three models on backend "dask" against it, while each worker's resident memory is sampled;
+3. Transform and publish: a `distributed.LocalCluster` on 127.0.0.1 (`--workers` processes of
+   one thread, `--memory-limit` each), and a fresh process that connects to it (`dask_address`)
+   and builds and publishes the three models on backend "dask", while each worker's resident
+   memory is sampled;
    reported per worker: the kernel's high-water mark (VmHWM), the sampled maximum and the bytes
    spilled to disk; and the client process's own peak RSS.
 4. Equality: DuckDB SQL (`queries.SQL`) over the same Parquet files, compared with the warehouse
@@ -33,6 +34,7 @@ import duckdb
 
 from bench.elt_h import data, queries
 from bench.elt_h.compare import check_equal
+from bench.elt_h.measure import machine, versions
 from bench.elt_h.peers.duckdb_sql import reader
 from bench.elt_h.stages import peak_rss_mb, publish_duckdb
 from engine.errors import HeadwaterError
@@ -132,19 +134,19 @@ class WorkerMemory:
                 for addr, pid in self.pids.items()}
 
 
-def transform(scale: float, workdir: Path, workers: int, memory_limit: str) -> dict[str, Any]:
-    """Build and publish the ELT-H models from `workdir/lake` on backend "dask" against a new
-    LocalCluster; seconds per step, per-worker memory, and this (client) process's peak RSS."""
-    from distributed import Client, LocalCluster
+def transform(scale: float, workdir: Path, address: str) -> dict[str, Any]:
+    """Build and publish the ELT-H models from `workdir/lake` on backend "dask" against the
+    scheduler at `address`; seconds per step, per-worker memory, and this (client) process's
+    peak RSS."""
+    from distributed import Client
 
     from engine import Runner
     from engine.runner import new_run_id
 
     pipeline = _pipeline(scale)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, host="127.0.0.1",
-                      dashboard_address=None, processes=True) as cluster, Client(cluster) as client:
+    with Client(address) as client:
         monitor = WorkerMemory(client)
-        runner = Runner(pipeline, _config(workdir, backend="dask", dask_address=cluster.scheduler_address))
+        runner = Runner(pipeline, _config(workdir, backend="dask", dask_address=address))
         run_id, steps = new_run_id(), []
         try:
             for m in pipeline.ordered_models:
@@ -173,12 +175,12 @@ def duckdb_peer(scale: float, warehouse: Path) -> None:
     publish_duckdb(warehouse, outputs)
 
 
-def _child(stage: str, scale: float, workdir: Path, workers: int, memory_limit: str) -> dict[str, Any]:
+def _child(stage: str, scale: float, workdir: Path, address: str = "") -> dict[str, Any]:
     """Run one stage in a fresh Python process; its JSON result plus the wall seconds."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     cmd = [sys.executable, "-m", "bench.elt_h.out_of_core", "--stage", stage, "--scale", f"{scale:g}",
-           "--workdir", str(workdir), "--workers", str(workers), "--memory-limit", memory_limit]
+           "--workdir", str(workdir)] + (["--address", address] if address else [])
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:
@@ -199,11 +201,19 @@ def run(scale: float, workdir: Path, workers: int = 2, memory_limit: str = "4GB"
         raise HeadwaterError(f"--memory-limit {memory_limit!r} is not a size ({exc})", "pass e.g. 4GB") from exc
     started = time.perf_counter()
     data.ensure(scale)
-    result: dict[str, Any] = {"scale": scale, "workers": workers, "memory_limit": memory_limit,
+    result: dict[str, Any] = {"machine": machine(), "versions": versions(), "scale": scale, "workers": workers,
+                              "memory_limit": memory_limit,
                               "memory_limit_mb": round(limit / 2**20, 1),
                               "data_s": round(time.perf_counter() - started, 2)}
-    result["land"] = _child("land", scale, workdir, workers, memory_limit)
-    result["dask"] = _child("dask", scale, workdir, workers, memory_limit)
+    result["land"] = _child("land", scale, workdir)
+    from distributed import LocalCluster
+
+    # The scheduler and the workers' nannies live here, not in the process that builds the models
+    # (as with a real `dask scheduler`): on Python 3.11 an in-process scheduler can deadlock the
+    # client on dask-expr's cached properties (functools.cached_property holds a class-wide lock).
+    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, host="127.0.0.1",
+                      dashboard_address=None, processes=True) as cluster:
+        result["dask"] = _child("dask", scale, workdir, cluster.scheduler_address)
     started = time.perf_counter()
     duckdb_peer(scale, workdir / "duckdb.duckdb")
     result["duckdb_s"] = round(time.perf_counter() - started, 2)
@@ -218,6 +228,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", default="4GB", help="memory limit of each worker")
     parser.add_argument("--workdir", type=Path, default=None, help="where the lake and warehouses go (default: a temp dir)")
     parser.add_argument("--stage", choices=("land", "dask"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--address", default=None, help=argparse.SUPPRESS)  # --stage dask: the scheduler
     return parser.parse_args(argv)
 
 
@@ -227,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "land":
             out = land(args.scale, args.workdir)
         elif args.stage == "dask":
-            out = transform(args.scale, args.workdir, args.workers, args.memory_limit)
+            out = transform(args.scale, args.workdir, args.address)
         elif args.workdir is not None:
             args.workdir.mkdir(parents=True, exist_ok=True)
             out = run(args.scale, args.workdir, args.workers, args.memory_limit)

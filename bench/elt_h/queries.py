@@ -42,15 +42,21 @@ def day(column: Any, iso: str) -> Any:
 
 
 # -- frames: pandas, cuDF and dask ------------------------------------------------------------
-def top(frame: Any, n: int, by: list[str], ascending: list[bool]) -> Any:
-    """The first `n` rows of `frame` sorted by `by`. A partitioned (dask) frame stays lazy and is
-    never sorted whole: each partition's first `n`, gathered into one partition, then theirs."""
-    def first(part: Any) -> Any:
-        return part.sort_values(by, ascending=ascending).head(n)
+def ordered(frame: Any, by: list[str], ascending: bool | list[bool] = True, n: int | None = None) -> Any:
+    """`frame` sorted by `by` (its first `n` rows when `n` is given). A partitioned (dask) frame
+    is meant to be small here (an aggregate) or cut to `n` rows per partition first; it is
+    gathered into one partition and sorted there, staying lazy: dask's own `sort_values` would
+    compute the whole input once more just to find its partition boundaries, and its `head`
+    computes the first partition only."""
+    def sort(part: Any) -> Any:
+        out = part.sort_values(by, ascending=ascending)
+        return out if n is None else out.head(n)
 
-    if hasattr(frame, "npartitions"):  # dask: `head` would compute the first partition only
-        return frame.map_partitions(first).repartition(npartitions=1).map_partitions(first)
-    return first(frame)
+    if hasattr(frame, "npartitions"):  # dask
+        if n is not None:
+            frame = frame.map_partitions(sort)
+        return frame.repartition(npartitions=1).map_partitions(sort)
+    return sort(frame)
 
 
 def q1(lineitem: Any) -> Any:
@@ -60,7 +66,7 @@ def q1(lineitem: Any) -> Any:
     disc_price = li["l_extendedprice"] * (1 - li["l_discount"])
     li = li.assign(disc_price=disc_price, charge=disc_price * (1 + li["l_tax"]))
     out = li.groupby(KEYS["q1"]).agg(**Q1_AGGS).reset_index()  # dask has no as_index=False
-    return out.sort_values(KEYS["q1"]).reset_index(drop=True)
+    return ordered(out, KEYS["q1"]).reset_index(drop=True)
 
 
 def q3(customer: Any, orders: Any, lineitem: Any) -> Any:
@@ -75,7 +81,7 @@ def q3(customer: Any, orders: Any, lineitem: Any) -> Any:
     joined = joined.assign(revenue=joined["l_extendedprice"] * (1 - joined["l_discount"]))
     out = joined.groupby(["l_orderkey", "o_orderdate", "o_shippriority"]).agg(
         revenue=("revenue", "sum")).reset_index()
-    out = top(out, 10, ["revenue", "o_orderdate"], [False, True])
+    out = ordered(out, ["revenue", "o_orderdate"], [False, True], n=10)
     return out[["l_orderkey", "revenue", "o_orderdate", "o_shippriority"]].reset_index(drop=True)
 
 
