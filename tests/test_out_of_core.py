@@ -65,3 +65,18 @@ def test_bad_settings_are_refused_with_a_hint(tmp_path: Path, workers: int, limi
     with pytest.raises(HeadwaterError) as info:
         out_of_core.run(SCALE, tmp_path, workers=workers, memory_limit=limit)
     assert wrong in str(info.value) and info.value.hint
+
+
+def test_record_keeps_one_section_per_scale_between_the_markers(result: tuple, tmp_path: Path) -> None:
+    out = result[0]
+    md, kept = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    md.write_text("# Benchmark results\n\n<!-- elt-h:start -->\nELT-H\n<!-- elt-h:end -->\n")
+    for _ in range(2):  # a second record of the same scale replaces the first
+        out_of_core.record(out, "python -m bench.elt_h.out_of_core --scale 0.01", md, kept)
+    text = md.read_text()
+    assert text.startswith("# Benchmark results\n\n<!-- elt-h:start -->\nELT-H\n<!-- elt-h:end -->")
+    assert text.count(out_of_core.START) == 1 and text.count("### SF 0.01") == 1
+    section = text.split(out_of_core.START, 1)[1]
+    worker_rows = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(worker_rows) == 2 and all("| under (" in line for line in worker_rows)
+    assert f"wide {out['equal_rows']['wide']:,} rows" in section

@@ -36,11 +36,15 @@ from bench.elt_h import data, queries
 from bench.elt_h.compare import check_equal
 from bench.elt_h.measure import machine, versions
 from bench.elt_h.peers.duckdb_sql import reader
+from bench.elt_h.report import write_markdown
 from bench.elt_h.stages import peak_rss_mb, publish_duckdb
 from engine.errors import HeadwaterError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_S = 0.5  # how often each worker's RSS is sampled
+RESULTS_JSON = ROOT / "bench" / "out_of_core_results.json"
+START, END = "<!-- sf10-dask:start -->", "<!-- sf10-dask:end -->"
+LAND_BAR_MB = 1500  # issue 6: landing peak RSS at SF10 under 1.5 GB
 
 
 def _config(workdir: Path, **settings: Any) -> Any:
@@ -221,12 +225,61 @@ def run(scale: float, workdir: Path, workers: int = 2, memory_limit: str = "4GB"
     return result
 
 
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The RESULTS.md section for `results` (one per scale), between the sf10-dask markers."""
+    lines = [START, "## ELT-H out of core: the dask backend under a per-worker memory limit", "",
+             "Sources landed by Headwater (pandas backend, loads only) in a fresh process; the three ELT-H "
+             "models built and published (DuckDB) on backend `dask` by a fresh process connected to a "
+             "`LocalCluster` on 127.0.0.1 (one thread per worker); outputs compared with DuckDB SQL on the "
+             "same Parquet files (sorted, floats to rel 1e-9). Worker peak = the worker process's VmHWM "
+             f"(kernel high-water mark); sampled = the largest RSS seen every {SAMPLE_S} s; spilled = bytes "
+             "the worker wrote to its spill directory. Seconds are each step's own (`Step.seconds`).", ""]
+    for r in results:
+        bar = r["memory_limit_mb"]
+        land, dask = r["land"], r["dask"]
+        lines += [f"### SF {r['scale']:g}", "",
+                  f"Measured {r['date']} on {r['machine']}; " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()) + ".",
+                  "", f"`{r['command']}`", "",
+                  "| stage | seconds |", "| --- | ---: |",
+                  f"| data (generate or reuse the cache) | {r['data_s']:.1f} |"]
+        lines += [f"| land {name} ({land['rows'][name]:,} rows → {land['files'][name]} lake files) | {sec:.1f} |"
+                  for name, sec in land["seconds"].items()]
+        lines += [f"| {step} | {sec:.1f} |" for step, sec in dask["seconds"].items()]
+        lines += [f"| DuckDB SQL on the same files (the check) | {r['duckdb_s']:.1f} |", "",
+                  f"| worker | peak RSS (MB) | sampled peak (MB) | vs the {bar:,.0f} MB limit | spilled (MB) | restarted |",
+                  "| --- | ---: | ---: | --- | ---: | --- |"]
+        lines += [f"| {i} | {w['peak_rss_mb']:,.0f} | {w['sampled_peak_mb']:,.0f} | "
+                  f"{'under' if w['peak_rss_mb'] < bar else '**over**'} ({w['peak_rss_mb'] / bar:.0%}) | "
+                  f"{w['spilled_mb']:,.0f} | {'yes' if w['restarted'] else 'no'} |"
+                  for i, w in enumerate(dask["workers"].values(), 1)]
+        lines += ["", f"Client (model-building) process peak RSS: {dask['client_peak_rss_mb']:,.0f} MB. "
+                  f"Landing process peak RSS: {land['peak_rss_mb']:,.0f} MB "
+                  f"({'under' if land['peak_rss_mb'] < LAND_BAR_MB else '**over**'} the {LAND_BAR_MB:,} MB bar). "
+                  "Outputs equal DuckDB's: " + ", ".join(f"{k} {v:,} rows" for k, v in r["equal_rows"].items()) + ".", ""]
+    return "\n".join(lines + [END])
+
+
+def record(result: dict[str, Any], command: str, results_md: Path = ROOT / "bench" / "RESULTS.md",
+           results_json: Path = RESULTS_JSON) -> None:
+    """Keep `result` in bench/out_of_core_results.json (replacing its scale's) and rewrite the
+    RESULTS.md section from all kept results (appended at the end the first time)."""
+    from datetime import datetime, timezone
+
+    result = {**result, "command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    kept = json.loads(results_json.read_text()) if results_json.exists() else []
+    kept = sorted([k for k in kept if k["scale"] != result["scale"]] + [result], key=lambda k: k["scale"])
+    results_json.write_text(json.dumps(kept, indent=1) + "\n")
+    write_markdown(results_md, markdown(kept), START, END)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.elt_h.out_of_core", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=10.0, help="TPC-H scale factor")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (1 thread each)")
     parser.add_argument("--memory-limit", default="4GB", help="memory limit of each worker")
     parser.add_argument("--workdir", type=Path, default=None, help="where the lake and warehouses go (default: a temp dir)")
+    parser.add_argument("--record", action="store_true",
+                        help="keep the result in bench/out_of_core_results.json and bench/RESULTS.md")
     parser.add_argument("--stage", choices=("land", "dask"), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--address", default=None, help=argparse.SUPPRESS)  # --stage dask: the scheduler
     return parser.parse_args(argv)
@@ -248,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     except HeadwaterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.record and args.stage is None:
+        record(out, "python -m bench.elt_h.out_of_core " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(json.dumps(out))
     return 0
 
