@@ -97,6 +97,21 @@ def test_to_arrow_takes_dask_or_pandas_results_with_pandas_index_rules(backend: 
     assert "ctx.xp" in (err.value.hint or "")
 
 
+def test_to_arrow_brings_partitions_back_one_by_one_not_concatenated_on_a_worker(
+        tmp_path: Path, backend: DaskBackend) -> None:
+    # dask's own compute() concatenates every partition on one worker first: a result larger than
+    # a worker's memory limit would get that worker killed though each partition fits
+    from distributed import get_task_stream
+
+    table = write(tmp_path / "t", events())
+    frame = backend.read(table)
+    assert frame.npartitions == 3
+    with get_task_stream(backend.cluster.client) as stream:
+        out = backend.to_arrow(frame[frame["id"] > 1])
+    ran = {str(task["key"][0] if isinstance(task["key"], tuple) else task["key"]) for task in stream.data}
+    assert ran and not [k for k in ran if "repartition" in k or "concat" in k], ran
+    assert by_id(out) == by_id(PandasBackend().to_arrow(PandasBackend().read(table)))[1:]
+
 
 def test_files_written_before_a_column_was_added_read_it_as_nulls(tmp_path: Path, backend: DaskBackend) -> None:
     write_deltalake(str(tmp_path / "t"), events().select(["id", "kind"]).slice(0, 4))

@@ -134,7 +134,10 @@ class DaskBackend:
         it as Arrow, with the index rules of the in-memory backend."""
         from dask import is_dask_collection
 
-        if is_dask_collection(frame):
+        if isinstance(frame, (self.xp.DataFrame, self.xp.Series)):
+            parts = self.cluster.partitions(frame)  # concatenated here, not on one worker
+            frame = parts[0] if len(parts) == 1 else self.local.xp.concat(parts)
+        elif is_dask_collection(frame):
             frame = self.cluster.compute(frame)
         elif not isinstance(frame, (self.local.xp.DataFrame, self.local.xp.Series)):
             raise HeadwaterError(f"a model returned {type(frame).__name__}, not a dask DataFrame",

@@ -65,6 +65,18 @@ class Cluster:
             return collection.compute()
         return collection.compute(scheduler=self.client)
 
+    def partitions(self, frame: Any) -> list[Any]:
+        """Each partition of a dask DataFrame or Series, computed on the cluster (or dask's local
+        scheduler) and brought back separately. Not `frame.compute()`: that concatenates every
+        partition into one on a worker first, so a result larger than a worker's memory limit
+        gets the worker killed even when the client could hold it."""
+        import dask
+
+        parts = frame.to_delayed()
+        if self.client is None:
+            return list(dask.compute(*parts))
+        return list(dask.compute(*parts, scheduler=self.client))
+
     def describe(self) -> str:
         """Where the work runs, in words."""
         if self.client is None:
