@@ -66,16 +66,19 @@ class Cluster:
         return collection.compute(scheduler=self.client)
 
     def partitions(self, frame: Any) -> list[Any]:
-        """Each partition of a dask DataFrame or Series, computed on the cluster (or dask's local
-        scheduler) and brought back separately. Not `frame.compute()`: that concatenates every
-        partition into one on a worker first, so a result larger than a worker's memory limit
-        gets the worker killed even when the client could hold it."""
-        import dask
-
-        parts = frame.to_delayed()
+        """Each partition of a dask DataFrame or Series, computed on the cluster and brought back
+        separately (on dask's local scheduler: computed whole, as one). Not `frame.compute()` on a
+        cluster: that concatenates every partition into one on a worker first, so a result larger
+        than a worker's memory limit gets the worker killed even when the client could hold it."""
         if self.client is None:
-            return list(dask.compute(*parts))
-        return list(dask.compute(*parts, scheduler=self.client))
+            return [frame.compute()]
+        from distributed import futures_of
+
+        futures = sorted(futures_of(self.client.persist(frame)), key=lambda f: f.key[1])  # (name, i)
+        try:
+            return self.client.gather(futures)
+        finally:
+            self.client.cancel(futures)  # the workers may drop them now
 
     def describe(self) -> str:
         """Where the work runs, in words."""
