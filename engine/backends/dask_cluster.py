@@ -74,11 +74,10 @@ class Cluster:
             return [frame.compute()]
         from distributed import futures_of
 
+        # released when these futures are dropped on return (not cancelled: a cancel still in
+        # flight would cancel the same keys if the same frame is computed again at once)
         futures = sorted(futures_of(self.client.persist(frame)), key=lambda f: f.key[1])  # (name, i)
-        try:
-            return self.client.gather(futures)
-        finally:
-            self.client.cancel(futures)  # the workers may drop them now
+        return self.client.gather(futures)
 
     def describe(self) -> str:
         """Where the work runs, in words."""
