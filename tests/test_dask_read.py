@@ -1,7 +1,8 @@
 """Dask backend reads, on the 2-worker cluster of tests/dask_cluster.py: lazy, one partition per
-Delta data file (per row group of a file of several), partition columns added back, the dtypes the pandas backend gives, older files
-widened to the table's schema, a lake on S3 read by workers that get only the run's storage
-options; dask-cudf on a GPU machine (skipped here with the reason)."""
+Delta data file (per row group of a file of several), partition columns added back, the dtypes
+the pandas backend gives, older files widened to the table's schema, a lake on S3 read by
+workers that get only the run's storage options; results brought back partition by partition;
+dask-cudf on a GPU machine (skipped here with the reason)."""
 from __future__ import annotations
 
 from collections import Counter

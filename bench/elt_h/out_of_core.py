@@ -1,7 +1,7 @@
 """ELT-H out of core: the ELT-H models at a large TPC-H scale on the `dask` backend, each worker
 under a memory limit, and the peak memory of landing the sources.
 
-    python -m bench.elt_h.out_of_core --scale 10 [--workers 2 --memory-limit 4GB] [--workdir DIR]
+    python -m bench.elt_h.out_of_core --scale 10 [--workers 2 --memory-limit 4GB] [--workdir DIR] [--record]
 
 1. The normalised Parquet of the scale (`bench/elt_h/data.py`, generated or from the cache).
 2. Land: a fresh process runs the ELT-H pipeline's loads only (pandas backend) into a new lake;
@@ -11,7 +11,7 @@ under a memory limit, and the peak memory of landing the sources.
    and builds and publishes the three models on backend "dask", while each worker's resident
    memory is sampled;
    reported per worker: the kernel's high-water mark (VmHWM), the sampled maximum and the bytes
-   spilled to disk; and the client process's own peak RSS.
+   written to disk (spill and shuffle); and the client process's own peak RSS.
 4. Equality: DuckDB SQL (`queries.SQL`) over the same Parquet files, compared with the warehouse
    by `compare.check_equal`.
 
@@ -91,7 +91,8 @@ def _vm_hwm_mb() -> float:
 
 
 def _spilled_bytes(dask_worker: Any) -> int:
-    """Bytes this worker has written to its spill directory since it started."""
+    """Bytes this worker has written to local disk since it started: spilled data and p2p
+    shuffle buffers (every `disk-write` bytes metric)."""
     return int(sum(v for k, v in dask_worker.digests_total.items()
                    if isinstance(k, tuple) and k[-2:] == ("disk-write", "bytes")))
 
@@ -221,7 +222,8 @@ def run(scale: float, workdir: Path, workers: int = 2, memory_limit: str = "4GB"
     started = time.perf_counter()
     duckdb_peer(scale, workdir / "duckdb.duckdb")
     result["duckdb_s"] = round(time.perf_counter() - started, 2)
-    result["equal_rows"] = check_equal({"duckdb": workdir / "duckdb.duckdb", "headwater:dask": workdir / "warehouse.duckdb"})
+    result["equal_rows"] = check_equal({"duckdb": workdir / "duckdb.duckdb",
+                                        "headwater:dask": workdir / "warehouse.duckdb"})
     return result
 
 
@@ -232,13 +234,15 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "models built and published (DuckDB) on backend `dask` by a fresh process connected to a "
              "`LocalCluster` on 127.0.0.1 (one thread per worker); outputs compared with DuckDB SQL on the "
              "same Parquet files (sorted, floats to rel 1e-9). Worker peak = the worker process's VmHWM "
-             f"(kernel high-water mark); sampled = the largest RSS seen every {SAMPLE_S} s; spilled = bytes "
-             "the worker wrote to its spill directory. Seconds are each step's own (`Step.seconds`).", ""]
+             f"(kernel high-water mark); sampled = the largest RSS seen every {SAMPLE_S} s; to disk = bytes "
+             "the worker wrote to local disk (spilled data and p2p shuffle buffers, dask's `disk-write` "
+             "metric). Seconds are each step's own (`Step.seconds`).", ""]
     for r in results:
         bar = r["memory_limit_mb"]
         land, dask = r["land"], r["dask"]
         lines += [f"### SF {r['scale']:g}", "",
-                  f"Measured {r['date']} on {r['machine']}; " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()) + ".",
+                  f"Measured {r['date']} on {r['machine']}; "
+                  + ", ".join(f"{k} {v}" for k, v in r["versions"].items()) + ".",
                   "", f"`{r['command']}`", "",
                   "| stage | seconds |", "| --- | ---: |",
                   f"| data (generate or reuse the cache) | {r['data_s']:.1f} |"]
@@ -246,7 +250,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                   for name, sec in land["seconds"].items()]
         lines += [f"| {step} | {sec:.1f} |" for step, sec in dask["seconds"].items()]
         lines += [f"| DuckDB SQL on the same files (the check) | {r['duckdb_s']:.1f} |", "",
-                  f"| worker | peak RSS (MB) | sampled peak (MB) | vs the {bar:,.0f} MB limit | spilled (MB) | restarted |",
+                  f"| worker | peak RSS (MB) | sampled peak (MB) | vs the {bar:,.0f} MB limit | to disk (MB) "
+                  "| restarted |",
                   "| --- | ---: | ---: | --- | ---: | --- |"]
         lines += [f"| {i} | {w['peak_rss_mb']:,.0f} | {w['sampled_peak_mb']:,.0f} | "
                   f"{'under' if w['peak_rss_mb'] < bar else '**over**'} ({w['peak_rss_mb'] / bar:.0%}) | "
@@ -255,7 +260,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += ["", f"Client (model-building) process peak RSS: {dask['client_peak_rss_mb']:,.0f} MB. "
                   f"Landing process peak RSS: {land['peak_rss_mb']:,.0f} MB "
                   f"({'under' if land['peak_rss_mb'] < LAND_BAR_MB else '**over**'} the {LAND_BAR_MB:,} MB bar). "
-                  "Outputs equal DuckDB's: " + ", ".join(f"{k} {v:,} rows" for k, v in r["equal_rows"].items()) + ".", ""]
+                  "Outputs equal DuckDB's: "
+                  + ", ".join(f"{k} {v:,} rows" for k, v in r["equal_rows"].items()) + ".", ""]
     return "\n".join(lines + [END])
 
 
@@ -277,7 +283,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=10.0, help="TPC-H scale factor")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (1 thread each)")
     parser.add_argument("--memory-limit", default="4GB", help="memory limit of each worker")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the lake and warehouses go (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the lake and warehouses go (default: a temp dir)")
     parser.add_argument("--record", action="store_true",
                         help="keep the result in bench/out_of_core_results.json and bench/RESULTS.md")
     parser.add_argument("--stage", choices=("land", "dask"), default=None, help=argparse.SUPPRESS)
