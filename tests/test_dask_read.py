@@ -1,7 +1,8 @@
 """Dask backend reads, on the 2-worker cluster of tests/dask_cluster.py: lazy, one partition per
-Delta data file, partition columns added back, the dtypes the pandas backend gives, older files
-widened to the table's schema, a lake on S3 read by workers that get only the run's storage
-options; dask-cudf on a GPU machine (skipped here with the reason)."""
+Delta data file (per row group of a file of several), partition columns added back, the dtypes
+the pandas backend gives, older files widened to the table's schema, a lake on S3 read by
+workers that get only the run's storage options; results brought back partition by partition;
+dask-cudf on a GPU machine (skipped here with the reason)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -10,8 +11,9 @@ from pathlib import Path
 import dask
 import pandas as pd
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 
 from engine import Config
 from engine.backends import resolve
@@ -40,6 +42,19 @@ def test_read_has_a_partition_per_file_and_equals_pandas(tmp_path: Path, backend
     assert out.schema == PandasBackend().to_arrow(pandas).schema
     assert by_id(out) == by_id(PandasBackend().to_arrow(pandas))
     assert by_id(out.select(["id", "day", "shard"])) == by_id(events().select(["id", "day", "shard"]))
+
+
+def test_a_file_of_several_row_groups_is_a_partition_per_row_group(tmp_path: Path, backend: DaskBackend) -> None:
+    # delta-rs writes ~100 MB files of 1M-row groups: a partition per file would be millions of rows
+    write_deltalake(str(tmp_path / "t"), events(), writer_properties=WriterProperties(max_row_group_size=3))
+    table = DeltaTable(str(tmp_path / "t"))
+    groups = [pq.ParquetFile(uri).metadata.num_row_groups for uri in table.file_uris()]
+    assert len(groups) == 1 and groups[0] > 1
+    frame = backend.read(table)
+    assert frame.npartitions == groups[0]
+    assert [len(frame.get_partition(i).compute()) for i in range(frame.npartitions)] == \
+        [pq.ParquetFile(table.file_uris()[0]).metadata.row_group(i).num_rows for i in range(groups[0])]
+    assert by_id(backend.to_arrow(frame)) == by_id(PandasBackend().to_arrow(PandasBackend().read(table)))
 
 
 def test_read_selects_columns_including_only_partition_columns(tmp_path: Path, backend: DaskBackend) -> None:
@@ -82,6 +97,21 @@ def test_to_arrow_takes_dask_or_pandas_results_with_pandas_index_rules(backend: 
         backend.to_arrow([1, 2])
     assert "ctx.xp" in (err.value.hint or "")
 
+
+def test_to_arrow_brings_partitions_back_one_by_one_not_concatenated_on_a_worker(
+        tmp_path: Path, backend: DaskBackend) -> None:
+    # dask's own compute() concatenates every partition on one worker first: a result larger than
+    # a worker's memory limit would get that worker killed though each partition fits
+    from distributed import get_task_stream
+
+    table = write(tmp_path / "t", events())
+    frame = backend.read(table)
+    assert frame.npartitions == 3
+    with get_task_stream(backend.cluster.client) as stream:
+        out = backend.to_arrow(frame[frame["id"] > 1])
+    ran = {str(task["key"][0] if isinstance(task["key"], tuple) else task["key"]) for task in stream.data}
+    assert ran and not [k for k in ran if "repartition" in k or "concat" in k], ran
+    assert by_id(out) == by_id(PandasBackend().to_arrow(PandasBackend().read(table)))[1:]
 
 
 def test_files_written_before_a_column_was_added_read_it_as_nulls(tmp_path: Path, backend: DaskBackend) -> None:

@@ -1,4 +1,4 @@
-"""The three ELT-H models, once per dialect: frames (pandas and cuDF), DuckDB SQL, polars.
+"""The three ELT-H models, once per dialect: frames (pandas, cuDF and dask), DuckDB SQL, polars.
 
 * `q1`: TPC-H Q1, lineitem filtered by ship date, grouped by return flag and line status.
 * `q3`: TPC-H Q3, customer ⋈ orders ⋈ lineitem filtered, grouped by order, top 10 by revenue.
@@ -41,15 +41,32 @@ def day(column: Any, iso: str) -> Any:
     return date.fromisoformat(iso) if column.dtype == object else np.datetime64(iso)
 
 
-# -- frames: pandas and cuDF ------------------------------------------------------------------
+# -- frames: pandas, cuDF and dask ------------------------------------------------------------
+def ordered(frame: Any, by: list[str], ascending: bool | list[bool] = True, n: int | None = None) -> Any:
+    """`frame` sorted by `by` (its first `n` rows when `n` is given). A partitioned (dask) frame
+    is meant to be small here (an aggregate) or cut to `n` rows per partition first; it is
+    gathered into one partition and sorted there, staying lazy: dask's own `sort_values` would
+    compute the whole input once more just to find its partition boundaries, and its `head`
+    computes the first partition only."""
+    def sort(part: Any) -> Any:
+        out = part.sort_values(by, ascending=ascending)
+        return out if n is None else out.head(n)
+
+    if hasattr(frame, "npartitions"):  # dask
+        if n is not None:
+            frame = frame.map_partitions(sort)
+        return frame.repartition(npartitions=1).map_partitions(sort)
+    return sort(frame)
+
+
 def q1(lineitem: Any) -> Any:
     """TPC-H Q1 on a lineitem frame."""
     li = lineitem[lineitem["l_shipdate"] <= day(lineitem["l_shipdate"], Q1_SHIPPED_BY)]
     li = li[["l_returnflag", "l_linestatus", "l_quantity", "l_extendedprice", "l_discount", "l_tax"]]
     disc_price = li["l_extendedprice"] * (1 - li["l_discount"])
     li = li.assign(disc_price=disc_price, charge=disc_price * (1 + li["l_tax"]))
-    out = li.groupby(KEYS["q1"], as_index=False).agg(**Q1_AGGS)
-    return out.sort_values(KEYS["q1"]).reset_index(drop=True)
+    out = li.groupby(KEYS["q1"]).agg(**Q1_AGGS).reset_index()  # dask has no as_index=False
+    return ordered(out, KEYS["q1"]).reset_index(drop=True)
 
 
 def q3(customer: Any, orders: Any, lineitem: Any) -> Any:
@@ -62,9 +79,9 @@ def q3(customer: Any, orders: Any, lineitem: Any) -> Any:
     joined = c.merge(o, left_on="c_custkey", right_on="o_custkey").merge(
         li, left_on="o_orderkey", right_on="l_orderkey")
     joined = joined.assign(revenue=joined["l_extendedprice"] * (1 - joined["l_discount"]))
-    out = joined.groupby(["l_orderkey", "o_orderdate", "o_shippriority"], as_index=False).agg(
-        revenue=("revenue", "sum"))
-    out = out.sort_values(["revenue", "o_orderdate"], ascending=[False, True]).head(10)
+    out = joined.groupby(["l_orderkey", "o_orderdate", "o_shippriority"]).agg(
+        revenue=("revenue", "sum")).reset_index()
+    out = ordered(out, ["revenue", "o_orderdate"], [False, True], n=10)
     return out[["l_orderkey", "revenue", "o_orderdate", "o_shippriority"]].reset_index(drop=True)
 
 

@@ -173,12 +173,13 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, section: str) -> None:
-    """Put `section` between the ELT-H markers of `path` (appended when they are missing)."""
+def write_markdown(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Put `section` between the `start` and `end` markers of `path` (the ELT-H ones by default;
+    appended when they are missing)."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)

@@ -1,8 +1,9 @@
-"""The Dask backends: models receive lazy dask DataFrames with one partition per Parquet file of
-the lake table, run on dask's local scheduler or a cluster (see `engine.backends.dask_cluster`).
+"""The Dask backends: models receive lazy dask DataFrames with one partition per Parquet row group
+of the lake table's files (a file of one row group is one partition), run on dask's local
+scheduler or a cluster (see `engine.backends.dask_cluster`).
 
 `dask` partitions are pandas frames; `dask-cudf` partitions are cuDF frames (dask's
-`dataframe.backend = "cudf"`). Each partition is one data file read through the same filesystem
+`dataframe.backend = "cudf"`). Each partition is one data file's row group read through the same filesystem
 and the same Delta-aware Arrow dataset as the pandas backend (partition values added back,
 columns added after a file was written read as nulls), so a partition holds exactly the rows and types
 the pandas backend would give for that file.
@@ -44,8 +45,9 @@ def _local(frames: str) -> Any:
 
 @dataclass(frozen=True)
 class FileReader:
-    """Reads one data file of a Delta table as one partition (sent to the workers, so it holds
-    only picklable settings and opens the filesystem where it runs)."""
+    """Reads one row group (or the whole of a file of one) of a Delta table's data file as one
+    partition (sent to the workers, so it holds only picklable settings and opens the filesystem
+    where it runs)."""
 
     table_uri: str
     storage_options: dict[str, Any]
@@ -55,10 +57,11 @@ class FileReader:
     frames: str  # "pandas" | "cudf"
     dtypes: dict[str, str]  # pandas only: columns whose dtype depends on nulls elsewhere in the table
 
-    def __call__(self, file: tuple[str, pc.Expression]) -> Any:
-        path, partition = file
+    def __call__(self, part: tuple[str, pc.Expression, int | None]) -> Any:
+        path, partition, row_group = part
         fs = table_filesystem(self.table_uri, self.storage_options)
-        fragment = self.file_format.make_fragment(path, filesystem=fs, partition_expression=partition)
+        fragment = self.file_format.make_fragment(path, filesystem=fs, partition_expression=partition,
+                                                  row_groups=None if row_group is None else [row_group])
         one = ds.FileSystemDataset([fragment], self.schema, self.file_format, fs)
         frame = _local(self.frames).from_arrow(one.to_table(columns=self.columns))
         return frame.astype(self.dtypes) if self.dtypes else frame
@@ -103,13 +106,17 @@ class DaskBackend:
         return self.cluster.describe()
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
-        """The table as a lazy dask DataFrame with one partition per data file."""
+        """The table as a lazy dask DataFrame with one partition per row group of its data files.
+
+        Not one per file: delta-rs writes files of about 100 MB compressed (millions of rows,
+        several 1M-row groups), which as one pandas frame can take a few GB of a worker's memory."""
         if arrow_only(table):  # deletion vectors, column mapping: the files alone are not the rows
             frame = self.local.read(table, columns)
             return self.xp.from_pandas(frame, npartitions=max(1, len(table.file_uris())))
         dataset = arrow_dataset(table, self.storage_options)
         names = list(columns) if columns is not None else dataset.schema.names
-        files = [(f.path, f.partition_expression) for f in dataset.get_fragments()]
+        files = [(f.path, f.partition_expression, group) for f in dataset.get_fragments()
+                 for group in _row_groups(f)]
         meta = self.local.from_arrow(pa.schema([dataset.schema.field(n) for n in names]).empty_table())
         if not files:
             return self.xp.from_pandas(meta, npartitions=1)
@@ -127,7 +134,10 @@ class DaskBackend:
         it as Arrow, with the index rules of the in-memory backend."""
         from dask import is_dask_collection
 
-        if is_dask_collection(frame):
+        if isinstance(frame, (self.xp.DataFrame, self.xp.Series)):
+            parts = self.cluster.partitions(frame)  # concatenated here, not on one worker
+            frame = parts[0] if len(parts) == 1 else self.local.xp.concat(parts)
+        elif is_dask_collection(frame):
             frame = self.cluster.compute(frame)
         elif not isinstance(frame, (self.local.xp.DataFrame, self.local.xp.Series)):
             raise HeadwaterError(f"a model returned {type(frame).__name__}, not a dask DataFrame",
@@ -155,6 +165,16 @@ class DaskBackend:
         stats = pa.table(table.get_add_actions(flatten=True))
         return {f.name: ("object" if pa.types.is_boolean(f.type) else "float64")
                 for f in suspects if _has_nulls(f.name, stats, dataset)}
+
+
+def _row_groups(fragment: ds.Fragment) -> list[int | None]:
+    """The row groups of a Parquet file to read as separate partitions (from its footer), or
+    `[None]`: the whole file as one partition (one row group, or a format without them)."""
+    if not isinstance(fragment, ds.ParquetFileFragment):
+        return [None]
+    fragment.ensure_complete_metadata()
+    count = fragment.num_row_groups
+    return list(range(count)) if count > 1 else [None]
 
 
 def _has_nulls(column: str, stats: pa.Table, dataset: ds.Dataset) -> bool:

@@ -65,6 +65,20 @@ class Cluster:
             return collection.compute()
         return collection.compute(scheduler=self.client)
 
+    def partitions(self, frame: Any) -> list[Any]:
+        """Each partition of a dask DataFrame or Series, computed on the cluster and brought back
+        separately (on dask's local scheduler: computed whole, as one). Not `frame.compute()` on a
+        cluster: that concatenates every partition into one on a worker first, so a result larger
+        than a worker's memory limit gets the worker killed even when the client could hold it."""
+        if self.client is None:
+            return [frame.compute()]
+        from distributed import futures_of
+
+        # released when these futures are dropped on return (not cancelled: a cancel still in
+        # flight would cancel the same keys if the same frame is computed again at once)
+        futures = sorted(futures_of(self.client.persist(frame)), key=lambda f: f.key[1])  # (name, i)
+        return self.client.gather(futures)
+
     def describe(self) -> str:
         """Where the work runs, in words."""
         if self.client is None:
