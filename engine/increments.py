@@ -27,30 +27,19 @@ class Changes:
     version: int
     dataset: ds.Dataset
     rewritten: bool
-    files: int
-
-    @property
-    def everything(self) -> bool:
-        """True when the changes are the whole table (no earlier version to compare with)."""
-        return self.since is None
-
-    def count_rows(self) -> int:
-        return self.dataset.count_rows()
 
 
 def changes(lake: Lake, name: str, since: int | None, version: int) -> Changes:
     """The rows of `name` at `version` that are in files added after version `since`."""
     now = lake.dataset(name, version)
-    if since is None:
-        return Changes(name, None, version, now, True, len(list(now.get_fragments())))
-    if since > version:  # the table was recreated below the version we knew (a new lake?)
-        return Changes(name, None, version, now, True, len(list(now.get_fragments())))
+    if since is None or since > version:  # nothing to compare with (or a table recreated since)
+        return Changes(name, None, version, now, True)
     before = {f.path for f in lake.dataset(name, since).get_fragments()}
     fragments = list(now.get_fragments())
     added = [f for f in fragments if f.path not in before]
     rewritten = bool(before - {f.path for f in fragments})
     subset = ds.FileSystemDataset(added, now.schema, now.format, now.filesystem)
-    return Changes(name, since, version, subset, rewritten, len(added))
+    return Changes(name, since, version, subset, rewritten)
 
 
 def publication(lake: Lake, name: str, materialized: str, published: int | None,

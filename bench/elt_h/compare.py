@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from bench.elt_h.queries import KEYS, OUTPUTS
+from engine import compare
 from engine.errors import HeadwaterError
 
-RTOL = 1e-9
+RTOL = compare.FLOAT_RTOL
 
 
 def read_outputs(warehouse: Path) -> dict[str, pa.Table]:
@@ -33,32 +32,14 @@ def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def differences(name: str, a: pa.Table, b: pa.Table) -> list[str]:
-    """How table `b` differs from `a` (empty when equal): columns, row count, then values."""
-    if sorted(a.column_names) != sorted(b.column_names):
-        return [f"{name}: columns {sorted(a.column_names)} != {sorted(b.column_names)}"]
-    if a.num_rows != b.num_rows:
-        return [f"{name}: {a.num_rows} rows != {b.num_rows} rows"]
-    order = [(k, "ascending") for k in KEYS[name]]
-    a, b = a.sort_by(order), b.sort_by(order)
-    out = []
-    for column in a.column_names:
-        x, y = _plain(a.column(column)), _plain(b.column(column))
-        if pa.types.is_floating(x.type) or pa.types.is_floating(y.type):
-            xs, ys = x.to_numpy().astype("float64"), y.to_numpy().astype("float64")
-            bad = ~np.isclose(xs, ys, rtol=RTOL, atol=0.0, equal_nan=True)
-        elif (pa.types.is_integer(x.type) and pa.types.is_integer(y.type)) or x.type == y.type:
-            bad = ~pc.fill_null(pc.equal(x.cast(pa.int64()) if pa.types.is_integer(x.type) else x,
-                                         y.cast(pa.int64()) if pa.types.is_integer(y.type) else y),
-                                False).to_numpy(zero_copy_only=False)
-            bad &= ~(pc.is_null(x).to_numpy(zero_copy_only=False) & pc.is_null(y).to_numpy(zero_copy_only=False))
-        else:
-            out.append(f"{name}.{column}: type {x.type} != {y.type}")
-            continue
-        if bad.any():
-            i = int(np.argmax(bad))
-            out.append(f"{name}.{column}: {int(bad.sum())} value(s) differ, first at sorted row {i}: "
-                       f"{x[i].as_py()!r} != {y[i].as_py()!r}")
-    return out
+    """How output `name` of one engine (`b`) differs from another's (`a`), sorted on its key:
+    empty when equal (see `engine.compare.differences`)."""
+    a, b = _normalised(a), _normalised(b)
+    return [f"{name}: {d}" for d in compare.differences(a, b, rtol=RTOL, keys=KEYS[name])]
+
+
+def _normalised(table: pa.Table) -> pa.Table:
+    return pa.table({n: _plain(table.column(n)) for n in table.column_names})
 
 
 def check_equal(warehouses: dict[str, Path]) -> dict[str, int]:
