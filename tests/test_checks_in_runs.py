@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from engine import Config, HeadwaterError, Runner, load_pipeline
 from engine.cli import app
-from tests.test_materializations import make_users, write_events
+from tests.test_materializations import pipeline_folder, write_events
 
 PIPELINE = '''
 from engine import Pipeline, model, sources
@@ -30,10 +30,7 @@ pipeline = Pipeline("checked", sources=[events, users], models=[clean_events])
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    write_events(tmp_path, 1, [(1, "view", 1), (2, "like", 1), (3, "view", 2)])
-    make_users(tmp_path, [(1, "fr", "a"), (2, "de", "a")])
-    (tmp_path / "pipeline.py").write_text(PIPELINE.format(root=tmp_path))
-    return tmp_path
+    return pipeline_folder(tmp_path, PIPELINE)
 
 
 def runner(root: Path) -> Runner:

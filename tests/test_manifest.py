@@ -13,7 +13,7 @@ from engine.cli import app
 from engine.compare import differences
 from engine.manifest import find, runs
 from engine.reproduce import edges, label, reproduce, upstream
-from tests.test_materializations import make_users, write_events
+from tests.test_materializations import make_users, pipeline_folder, write_events
 
 PIPELINE = '''
 from engine import Pipeline, model, sources
@@ -39,10 +39,7 @@ cli = CliRunner()
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    write_events(tmp_path, 1, [(1, "view", 1), (2, "like", 1), (3, "view", 2)])
-    make_users(tmp_path, [(1, "fr", "a"), (2, "de", "a")])
-    (tmp_path / "pipeline.py").write_text(PIPELINE.format(root=tmp_path))
-    return tmp_path
+    return pipeline_folder(tmp_path, PIPELINE)
 
 
 def run(root: Path):  # noqa: ANN201

@@ -37,6 +37,15 @@ def make_users(root: Path, users: list[tuple[int, str, str]]) -> None:
     con.close()
 
 
+def pipeline_folder(root: Path, pipeline_text: str) -> Path:
+    """`root` with two days of events, two users and `pipeline_text` (formatted with `root`) as
+    pipeline.py."""
+    write_events(root, 1, [(1, "view", 1), (2, "like", 1), (3, "view", 2)])
+    make_users(root, [(1, "fr", "a"), (2, "de", "a")])
+    (root / "pipeline.py").write_text(pipeline_text.format(root=root))
+    return root
+
+
 def views(events: pd.DataFrame, ctx: Any) -> pd.DataFrame:
     note("views", ctx, events)
     return events[events["kind"] == "view"][["event_id", "user_id"]].reset_index(drop=True)
