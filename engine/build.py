@@ -20,6 +20,7 @@ from engine.increments import changes
 from engine.lake import Lake, as_delta
 from engine.lake_merge import last_per_key
 from engine.models import Context, Model, input_table
+from engine.reads import SharedReads
 
 if TYPE_CHECKING:
     from engine.backends import Backend
@@ -71,11 +72,17 @@ def read_columns(model: Model, param: str, names: list[str]) -> list[str] | None
     return list(wanted)
 
 
-def read_input(model: Model, param: str, lake: Lake, backend: Backend, version: int) -> Any:
-    """Input `param` of `model`, whole, at `version`, as the backend's frame."""
-    table = lake.table(input_table(model.inputs[param]), version)
+def read_input(model: Model, param: str, lake: Lake, backend: Backend, version: int,
+               shared: SharedReads | None = None) -> Any:
+    """Input `param` of `model`, whole, at `version`, as the backend's frame (read once for
+    all the run's models that read it, when `shared` is given)."""
+    name = input_table(model.inputs[param])
+    table = lake.table(name, version)
     names = [f.name for f in table.schema().fields]
-    return backend.read(table, columns=read_columns(model, param, names))
+    columns = read_columns(model, param, names)
+    if shared is None:
+        return backend.read(table, columns=columns)
+    return shared.read(backend, name, version, names, columns, lambda wanted: backend.read(table, columns=wanted))
 
 
 @dataclass
@@ -90,9 +97,9 @@ class Built:
 
 
 def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
-          how: Plan) -> Built:
+          how: Plan, shared: SharedReads | None = None) -> Built:
     """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
-    output, and commit it to `models.<name>`."""
+    output, and commit it to `models.<name>`; whole inputs come through `shared` when given."""
     table = f"models.{model.name}"
     planned = lake.version(table)
     frames: dict[str, Any] = {}
@@ -102,7 +109,7 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
             rows = changes(lake, name, how.since[ref], versions[ref]).dataset
             frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
         else:
-            frames[param] = read_input(model, param, lake, backend, versions[ref])
+            frames[param] = read_input(model, param, lake, backend, versions[ref], shared)
     if model.wants_ctx:
         previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
         frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,

@@ -22,6 +22,7 @@ from engine.increments import publication
 from engine.models import input_table
 from engine.pipeline import Pipeline
 from engine.quarantine import land
+from engine.reads import SharedReads
 from engine import manifest, selection
 from engine.selection import Selection
 
@@ -104,6 +105,7 @@ class Runner:
         self.reporter = reporter or NullReporter()
         self.lake = Lake(config.lake, config.storage_options)
         self._backend: tuple[Backend, str] | None = None
+        self._shared: SharedReads | None = None  # during run(): whole-table reads its models share
 
     @property
     def backend(self) -> tuple[Backend, str]:
@@ -167,7 +169,7 @@ class Runner:
                 return Step("model", model.name, table, "unchanged", rows, self.lake.version(table),
                             detail="inputs and code unchanged", inputs=versions)
             how = plan(model, last, versions, self.lake, full_refresh)
-            built = build(model, self.lake, self.backend[0], versions, run_id, how)
+            built = build(model, self.lake, self.backend[0], versions, run_id, how, self._shared)
             if built.failed:
                 return Step("model", model.name, table, "failed", version=self.lake.version(table),
                             detail=built.failed, inputs=versions,
@@ -175,7 +177,11 @@ class Runner:
             return Step("model", model.name, table, "built", built.rows, built.version,
                         detail=built.detail, inputs=versions, checks=built.checks)
 
-        return self._timed("model", model.name, table, work)
+        try:
+            return self._timed("model", model.name, table, work)
+        finally:
+            if self._shared is not None:
+                self._shared.done(model)
 
     def publish(self, model_name: str, run_id: str, warehouse: Warehouse | None = None) -> Step:
         """Publish the model's latest lake version to the warehouse, unless already there."""
@@ -225,18 +231,22 @@ class Runner:
             summary.error = str(exc)
             return summary
         loaded_at = datetime.now(timezone.utc)
+        self._shared = SharedReads(self.pipeline.model(m) for m in chosen.models)
         steps = [lambda s=s: self.load(s, summary.run_id, loaded_at) for s in chosen.sources]
         steps += [lambda m=m: self.build(m, summary.run_id, full_refresh) for m in chosen.models]
         if chosen.models:
             steps += [lambda: self._publish_all(summary.run_id, chosen.models)]
-        for step in steps:
-            done = step()
-            for s in done if isinstance(done, list) else [done]:
-                summary.steps.append(s)
-                if s.status == "failed":
-                    summary.error = f"{s.kind} {s.name!r} failed: {s.detail}"
-            if summary.error:
-                break
+        try:
+            for step in steps:
+                done = step()
+                for s in done if isinstance(done, list) else [done]:
+                    summary.steps.append(s)
+                    if s.status == "failed":
+                        summary.error = f"{s.kind} {s.name!r} failed: {s.detail}"
+                if summary.error:
+                    break
+        finally:
+            self._shared = None  # the frames it holds go with it
         if self._backend is not None:
             summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
         self.record(summary)

@@ -210,3 +210,19 @@ def test_auto_picks_cudf_on_a_gpu_machine() -> None:
     assert backend.name == "cudf" and info["names"][0] in reason
     forced, _ = resolve("cudf")
     assert forced.name == "cudf"
+
+
+def test_a_shared_frame_is_the_models_own(backend: Backend, tmp_path: Path) -> None:
+    """`share` (engine/reads.py) hands each model a frame it may change without changing the
+    frame the run keeps for the other models that read the same table."""
+    frame = backend.read(write(tmp_path / "t", events()))
+    before = backend.to_arrow(frame)
+    mine = backend.share(frame, ["id", "amount"])
+    assert list(mine.columns) == ["id", "amount"]
+    mine.iloc[0:2, 1] = -1.0
+    mine["extra"] = 1
+    whole = backend.share(frame)
+    whole.iloc[0:2, 0] = 99
+    assert backend.to_arrow(frame).equals(before)
+    assert backend.to_arrow(mine).column("amount").to_pylist()[:2] == [-1.0, -1.0]
+    assert backend.to_arrow(whole).column("id").to_pylist()[:2] == [99, 99]

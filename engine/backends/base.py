@@ -26,3 +26,7 @@ class Backend(Protocol):
     def to_arrow(self, frame: Any) -> pa.Table:
         """A model's result as Arrow; a named or multi-level index becomes columns."""
         ...
+
+    # Optional, on eager backends (pandas, cuDF): `share(frame, columns)` returns a frame of
+    # `columns` (None: all) of a frame several models of a run read (`engine.reads`), which the
+    # model may change without changing `frame`.

@@ -63,6 +63,12 @@ class CudfBackend:
                 frame[col] = per_file.repeat(repeats).reset_index(drop=True)
         return _with_timezones(frame[names], schema)
 
+    def share(self, frame: Any, columns: list[str] | None = None) -> Any:
+        """A copy of `columns` (None: all) of `frame` for one of the models that read it: cuDF
+        changes columns in place (no copy-on-write by default), so each model gets its own,
+        copied on the device (far cheaper than decoding the Parquet files again)."""
+        return (frame if columns is None else frame[columns]).copy(deep=True)
+
     def from_arrow(self, table: pa.Table) -> Any:
         return self.xp.DataFrame.from_arrow(table)
 

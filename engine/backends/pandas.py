@@ -29,6 +29,11 @@ class PandasBackend:
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> pd.DataFrame:
         return self.from_arrow(arrow_dataset(table, self.storage_options).to_table(columns=columns))
 
+    def share(self, frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+        """A frame of `columns` (None: all) of `frame` for one of the models that read it: a new
+        object without copying data (pandas' copy-on-write copies a column when it is changed)."""
+        return frame.copy(deep=False) if columns is None else frame[columns]
+
     def from_arrow(self, table: pa.Table) -> pd.DataFrame:
         return table.to_pandas()
 
