@@ -23,7 +23,7 @@ from engine.pipeline import Pipeline
 from examples.photo_popularity.generate import generate
 from examples.photo_popularity.pipeline import make_pipeline
 
-OTHER_BACKENDS = ["cudf", "dask"]
+OTHER_BACKENDS = [pytest.param("cudf", marks=pytest.mark.gpu), "dask"]
 
 
 def run_models(pipeline: Pipeline, lake: Lake, backend: Backend) -> dict[str, pa.Table]:

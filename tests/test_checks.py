@@ -217,6 +217,7 @@ def test_custom_check_on_a_dask_frame_computes_its_answer(rows, table) -> None:
     assert one(custom(lambda df: (df["likes"] < 0).sum()), table, to_frame=to_dask).failing_rows == negative
 
 
+@pytest.mark.gpu
 def test_custom_check_on_a_cudf_frame(table) -> None:
     pytest.importorskip("cudf", reason="cuDF needs an NVIDIA GPU and the gpu extra")
     from engine.backends.cudf import CudfBackend

@@ -124,3 +124,26 @@ def test_bad_arguments_are_clear(cache: Path, tmp_path: Path) -> None:
     with pytest.raises(HeadwaterError, match="not positive"):
         data.ensure(0)
     assert queries.OUTPUTS == tuple(queries.KEYS)
+
+
+def test_rounds_are_handed_over_as_they_end_and_the_budget_stops_new_ones(cache: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADWATER_BENCH_CACHE", str(cache))
+    seen: list[int] = []
+    records = measure([SCALE], ["parquet"], ["duckdb", "polars"], 2, tmp_path,
+                      after_round=lambda done: seen.append(len(done)))
+    assert seen == [2, 4] and len(records) == 4  # two engines per round, saved after each round
+    seen.clear()
+    assert measure([SCALE], ["parquet"], ["duckdb"], 3, tmp_path, budget_s=0,
+                   after_round=lambda done: seen.append(len(done))) == [] and seen == []
+
+
+@pytest.mark.gpu
+def test_headwater_on_cudf_gives_the_outputs_of_duckdb(cache: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU mode's job (issue 6): the frame queries on cuDF, checked equal to DuckDB SQL."""
+    pytest.importorskip("cudf", reason="cuDF needs an NVIDIA GPU: bench/gpu_session.sh runs this there")
+    monkeypatch.setenv("HEADWATER_BENCH_CACHE", str(cache))
+    records = measure([SCALE], ["parquet"], ["headwater:cudf", "duckdb"], 1, tmp_path)
+    assert {r["engine"] for r in records} == {"headwater:cudf", "duckdb"}
+    assert len({r["out_rows"] for r in records}) == 1

@@ -32,6 +32,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, default=report.RESULTS_MD)
     parser.add_argument("--workdir", type=Path, default=None, help="scratch space (default: a temp folder)")
     parser.add_argument("--report-only", action="store_true", help="only regenerate tables and chart")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="start no new round after this many seconds (rounds done are saved as they end)")
     return parser.parse_args(argv)
 
 
@@ -43,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.backend and args.backend != "pandas" and f"headwater:{args.backend}" not in engines:
                 engines.insert(0, f"headwater:{args.backend}")
             command = "python -m bench.elt_h " + " ".join(sys.argv[1:] if argv is None else argv)
+            about = measure.session(command, args.scale)
             with tempfile.TemporaryDirectory(prefix="elt_h-", dir=args.workdir) as work:
-                records = measure.measure(args.scale, args.format, engines, args.runs, Path(work), sys.stderr)
-            report.save(args.results, records, measure.session(command, args.scale))
+                measure.measure(args.scale, args.format, engines, args.runs, Path(work), sys.stderr,
+                                budget_s=args.budget, after_round=lambda done: report.save(args.results, done, about))
         results = report.load(args.results)
         report.write_markdown(args.markdown, report.markdown(results))
         print(report.markdown(results))

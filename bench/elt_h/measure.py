@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,14 @@ def run_child(engine: str, fmt: str, scale: float, workdir: Path) -> dict[str, A
 
 
 def measure(scales: list[float], formats: list[str], engines: list[str], runs: int,
-            workroot: Path, log: Any = None, keep: bool = False) -> list[dict[str, Any]]:
+            workroot: Path, log: Any = None, keep: bool = False, budget_s: float | None = None,
+            after_round: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """Every (scale, format) measured `runs` rounds; each round runs every engine once, in a
     rotated order, checks their outputs are equal, then records their measurements. Each run's
     lake and warehouse are removed after its round unless `keep` (then the last round's stay
-    under `workroot/sf<N>-<format>-<engine>/`)."""
+    under `workroot/sf<N>-<format>-<engine>/`). No round starts once `budget_s` seconds have
+    passed; `after_round(records so far)` is called after each round (to save them as they come)."""
+    started = time.perf_counter()
     if runs < 1:
         raise HeadwaterError(f"--runs {runs} is below 1", "pass --runs 3 (or more) for a median and range")
     for engine in engines:
@@ -56,6 +60,11 @@ def measure(scales: list[float], formats: list[str], engines: list[str], runs: i
         for fmt in formats:
             data.paths(scale, fmt)  # generate before timing anything
             for round_ in range(runs):
+                if budget_s is not None and time.perf_counter() - started > budget_s:
+                    if log:
+                        print(f"SF{scale:g} {fmt}: time budget of {budget_s:.0f}s spent, no more rounds",
+                              file=log, flush=True)
+                    return records
                 order = engines[round_ % len(engines):] + engines[:round_ % len(engines)]
                 round_records, warehouses = [], {}
                 for engine in order:
@@ -72,6 +81,8 @@ def measure(scales: list[float], formats: list[str], engines: list[str], runs: i
                               file=log, flush=True)
                 check_equal({e: warehouses[e] for e in engines})  # before any of the round's times count
                 records += round_records
+                if after_round is not None:
+                    after_round(records)
                 for engine in engines if not keep else ():
                     shutil.rmtree(warehouses[engine].parent, ignore_errors=True)
     return records
