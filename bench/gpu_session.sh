@@ -6,10 +6,11 @@
 #   2. the cuDF cases of the test suite (pytest -m gpu)               -> $OUT/tests.log
 #   3. bench/gpu_check.py: pandas vs cuDF on a 4M-row Delta table    -> $OUT/gpu_check.log
 #   4. ELT-H at SF1 (Parquet): Headwater on cuDF and on pandas, DuckDB, 3 rounds
-#   5. ELT-H at SF10 (Parquet), one round, while the budget lasts    -> $OUT/elt_h_results.json
+#   5. ELT-H at SF10 (Parquet), one round, while the budget lasts -> $OUT/elt_h_gpu_results.json
 # Usage, from the project root on the device:  bash bench/gpu_session.sh [BUDGET_SECONDS]
-# Then here: copy elt_h_results.json over bench/elt_h_results.json's GPU records
-# (`python -m bench.elt_h --report-only --results <it>` redraws the tables).
+# Then, back on the CPU machine: copy elt_h_gpu_results.json into bench/ and run
+# `python -m bench.elt_h --report-only --results bench/elt_h_gpu_results.json`: the GPU tables
+# get their own section of bench/RESULTS.md (and chart), beside this machine's.
 set -uo pipefail
 budget="${1:-480}"
 started=$(date +%s)
@@ -27,14 +28,17 @@ step "card and versions"
 cat "$out/gpu.txt"
 
 step "cuDF test cases"
-timeout 150 python -m pytest -q -p no:cacheprovider -m gpu -rs tests > "$out/tests.log" 2>&1
+# the files holding gpu-marked tests (all of tests/ would not even import here: no Prefect, PostgreSQL driver, …)
+timeout 150 python -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_backends.py \
+    tests/test_backend_equality.py tests/test_features.py tests/test_augment.py tests/test_checks.py \
+    tests/test_dask_read.py tests/test_elt_h.py > "$out/tests.log" 2>&1
 echo "pytest exit $?" | tee -a "$out/session.log"; tail -5 "$out/tests.log"
 
 step "gpu_check (4M rows)"
 timeout 90 python bench/gpu_check.py > "$out/gpu_check.log" 2>&1
 echo "gpu_check exit $?" | tee -a "$out/session.log"; tail -8 "$out/gpu_check.log"
 
-results="$out/elt_h_results.json"
+results="$out/elt_h_gpu_results.json"
 markdown="$out/RESULTS.md"
 cp bench/RESULTS.md "$markdown"
 elt_h() {  # scale runs engines...

@@ -147,3 +147,33 @@ def test_headwater_on_cudf_gives_the_outputs_of_duckdb(cache: Path, tmp_path: Pa
     records = measure([SCALE], ["parquet"], ["headwater:cudf", "duckdb"], 1, tmp_path)
     assert {r["engine"] for r in records} == {"headwater:cudf", "duckdb"}
     assert len({r["out_rows"] for r in records}) == 1
+
+
+def test_a_gpu_machines_results_fill_their_own_section(bench_run: tuple[list[dict], Path], tmp_path: Path) -> None:
+    """A GPU session's results (bench/gpu_session.sh) go to elt_h_gpu_results.json and their own
+    RESULTS.md section, beside this machine's; ratios are to DuckDB and the pandas backend."""
+    records, _ = bench_run
+    as_gpu = {"polars": "headwater:cudf", "headwater": "headwater", "duckdb": "duckdb"}  # polars stands in
+    gpu = [{**r, "engine": as_gpu[r["engine"]]} for r in records if r["engine"] in as_gpu]
+    path = tmp_path / "elt_h_gpu_results.json"
+    report.save(path, gpu, {"date": "d", "machine": "m, GPU: H200", "versions": {}, "command": "c"})
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"# Benchmark results\n\n{report.START}\ncpu tables\n{report.END}\n")
+    report.write_markdown(md, report.markdown(report.load(path), path), *report.markers(path))
+    text = md.read_text()
+    assert "cpu tables" in text and "<!-- elt-h-gpu:start -->" in text and "Headwater (cudf)" in text
+    cudf = next(r for r in gpu if r["engine"] == "headwater:cudf" and r["format"] == "parquet")
+    duck = next(r for r in gpu if r["engine"] == "duckdb" and r["format"] == "parquet")
+    assert f"SF{SCALE:g} parquet {duck['wall_s'] / cudf['wall_s']:.2f}×" in text  # DuckDB wall ÷ GPU wall
+    assert "hand pandas" not in text.split("<!-- elt-h-gpu:start -->")[1]
+    assert report.chart(report.load(path), tmp_path / report.chart_name(path)).name == "elt_h_gpu_ratios.png"
+
+
+def test_the_gpu_session_runs_every_file_with_gpu_tests() -> None:
+    """bench/gpu_session.sh names the test files it runs on the GPU machine (the whole suite
+    would not import there); a gpu-marked test in a file it does not name would never run."""
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "bench" / "gpu_session.sh").read_text()
+    named = {p.split("/")[-1] for p in script.split() if p.startswith("tests/test_")}
+    marked = {p.name for p in (root / "tests").glob("test_*.py") if "pytest.mark.gpu" in p.read_text()}
+    assert named == marked

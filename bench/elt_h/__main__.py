@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
                 measure.measure(args.scale, args.format, engines, args.runs, Path(work), sys.stderr,
                                 budget_s=args.budget, after_round=lambda done: report.save(args.results, done, about))
         results = report.load(args.results)
-        report.write_markdown(args.markdown, report.markdown(results))
-        print(report.markdown(results))
+        section = report.markdown(results, args.results)
+        report.write_markdown(args.markdown, section, *report.markers(args.results))
+        print(section)
         if args.chart or args.report_only:
-            report.chart(results, args.results.parent / report.CHART_NAME)
+            report.chart(results, args.results.parent / report.chart_name(args.results))
     except HeadwaterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,11 +12,33 @@ from engine.errors import HeadwaterError
 BENCH = Path(__file__).resolve().parents[1]
 RESULTS_JSON = BENCH / "elt_h_results.json"
 RESULTS_MD = BENCH / "RESULTS.md"
-CHART_NAME = "elt_h_ratios.png"
 START, END = "<!-- elt-h:start -->", "<!-- elt-h:end -->"
 STAGES = ("land", "transform", "publish")
 PEERS = {"headwater": "Headwater (pandas)", "pandas": "hand pandas", "duckdb": "DuckDB SQL", "polars": "polars"}
 SF10 = "python -m bench.elt_h --scale 10 --runs 3 --format parquet csv --chart"
+
+
+def section_id(results: Path) -> str:
+    """The RESULTS.md section a results file fills: `elt-h` for elt_h_results.json, `elt-h-gpu`
+    for elt_h_gpu_results.json (a GPU machine's runs, kept apart from this machine's)."""
+    return results.stem.removesuffix("_results").replace("_", "-")
+
+
+def markers(results: Path) -> tuple[str, str]:
+    """The start and end markers of the section `results` fills."""
+    sid = section_id(results)
+    return f"<!-- {sid}:start -->", f"<!-- {sid}:end -->"
+
+
+def chart_name(results: Path) -> str:
+    """The chart file drawn from `results`, beside it."""
+    return f"{results.stem.removesuffix('_results')}_ratios.png"
+
+
+def baseline(summary: dict) -> str:
+    """The engine the chart divides by: hand pandas, or Headwater's pandas backend where hand
+    pandas was not run (a GPU machine's session)."""
+    return "pandas" if any(k[2] == "pandas" for k in summary) else "headwater"
 
 
 def label(engine: str) -> str:
@@ -66,12 +88,13 @@ def _per_scale(summary: dict, scale: float) -> list[str]:
     lines = []
     for fmt in sorted({k[1] for k in summary if k[0] == scale}, reverse=True):
         rows = {k[2]: v for k, v in summary.items() if k[0] == scale and k[1] == fmt}
-        duck, hand = rows.get("duckdb"), rows.get("pandas")
+        base = baseline(summary)
+        duck, hand = rows.get("duckdb"), rows.get(base)
         any_row = next(iter(rows.values()))
         lines += ["", f"**SF {scale:g}, {fmt}** ({any_row['land_rows']:,} source rows, {any_row['out_rows']:,} "
                   f"rows published; median of {any_row['runs']} runs, [min–max]):", "",
                   "| engine | wall s | CPU s | peak RSS MB | land peak RSS MB | land s | transform s | publish s "
-                  "| land rows/s | transform rows/s | publish rows/s | wall ÷ DuckDB | wall ÷ hand pandas |",
+                  f"| land rows/s | transform rows/s | publish rows/s | wall ÷ DuckDB | wall ÷ {label(base)} |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for engine, s in sorted(rows.items(), key=lambda kv: list(PEERS).index(kv[0].partition(":")[0])):
             wall = s["wall_s"]
@@ -137,11 +160,15 @@ def _targets(summary: dict) -> list[str]:
             if 10 not in scales else f"| landing peak RSS at SF10 < 1.5 GB | {', '.join(memory)} |"]
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The ELT-H section of RESULTS.md, markers included."""
+def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
+    """The ELT-H section of RESULTS.md that the results saved at `path` fill, markers included."""
     summary = summarise(results["records"])
     sessions = results["sessions"]
-    lines = [START, "## ELT-H: Headwater against hand pandas, DuckDB SQL and polars", "",
+    start, end = markers(path)
+    gpu = any(":" in k[2] for k in summary)
+    title = ("ELT-H on a GPU machine: Headwater on cuDF against its pandas backend and DuckDB SQL" if gpu
+             else "ELT-H: Headwater against hand pandas, DuckDB SQL and polars")
+    lines = [start, f"## {title}", "",
              "The job: land TPC-H `lineitem`, `orders`, `customer` (from Parquet, and from CSV with the "
              "types declared), build Q1, Q3 and a wide filtered join (every column of the 1995 MAIL/SHIP "
              "lines, written in full), publish them to a DuckDB file. Each engine runs in a fresh process, "
@@ -161,16 +188,39 @@ def markdown(results: dict[str, Any]) -> str:
                       + ", ".join(f"`{name}` {f['sha256'][:16]}… ({f['bytes'] / 1e6:,.1f} MB)"
                                   for name, f in files["files"].items()) + "."]
         lines += _per_scale(summary, scale) + [""]
-    if 10 not in {k[0] for k in summary}:
+    if 10 not in {k[0] for k in summary} and not gpu:
         lines += ["### SF 10", "", f"Not run here (the shared 2-core machine); the command is `{SF10}`.", ""]
     lines += ["### Ratios per stage to DuckDB SQL (median seconds ÷ DuckDB's)", ""] + _ratios(summary, "duckdb")
-    lines += ["", "### Ratios per stage to hand pandas (median seconds ÷ hand pandas')", ""]
-    lines += _ratios(summary, "pandas")
-    lines += ["", "### Headwater's overhead over hand pandas, by stage (median)", ""] + _overhead(summary)
-    lines += ["", "### Targets", ""] + _targets(summary)
-    lines += ["", f"Chart: [{CHART_NAME}]({CHART_NAME}) (`python -m bench.elt_h --report-only` redraws it "
-              "and these tables from `bench/elt_h_results.json`).", END]
+    if gpu:
+        lines += ["", "### Ratios per stage to Headwater on pandas (median seconds ÷ the pandas backend's)", ""]
+        lines += _ratios(summary, "headwater")
+        lines += ["", "### GPU targets", ""] + _gpu_targets(summary)
+    else:
+        lines += ["", "### Ratios per stage to hand pandas (median seconds ÷ hand pandas')", ""]
+        lines += _ratios(summary, "pandas")
+        lines += ["", "### Headwater's overhead over hand pandas, by stage (median)", ""] + _overhead(summary)
+        lines += ["", "### Targets", ""] + _targets(summary)
+    flag = "" if path == RESULTS_JSON else f" --results bench/{path.name}"
+    lines += ["", f"Chart: [{chart_name(path)}]({chart_name(path)}) (`python -m bench.elt_h --report-only{flag}` "
+              f"redraws it and these tables from `bench/{path.name}`).", end]
     return "\n".join(lines)
+
+
+def _gpu_targets(summary: dict) -> list[str]:
+    """Where Headwater on a GPU backend stands against the GPU mode's bars."""
+    e2e, models = [], []
+    for (scale, fmt, engine), s in sorted(summary.items()):
+        if ":" not in engine:
+            continue
+        duck, cpu = summary.get((scale, fmt, "duckdb")), summary.get((scale, fmt, "headwater"))
+        if duck and s["wall_s"][0] > 0:
+            e2e.append(f"SF{scale:g} {fmt} {duck['wall_s'][0] / s['wall_s'][0]:.2f}×")
+        if cpu and s["transform_s"][0] > 0:
+            models.append(f"SF{scale:g} {fmt} {cpu['transform_s'][0] / s['transform_s'][0]:.2f}×")
+    return ["| target | where Headwater on the GPU stands (median; higher is faster) |", "| --- | --- |",
+            f"| end to end at least 3× faster than DuckDB SQL (DuckDB wall ÷ GPU wall ≥ 3) | {', '.join(e2e) or '–'} |",
+            f"| model stage at least 10× the pandas backend at SF10 (pandas transform ÷ GPU transform) "
+            f"| {', '.join(models) or '–'} |"]
 
 
 def write_markdown(path: Path, section: str, start: str = START, end: str = END) -> None:
@@ -186,7 +236,8 @@ def write_markdown(path: Path, section: str, start: str = START, end: str = END)
 
 
 def chart(results: dict[str, Any], path: Path) -> Path:
-    """A PNG of each engine's median seconds ÷ hand pandas', per stage and scale, one panel per format."""
+    """A PNG of each engine's median seconds ÷ the baseline's (hand pandas, or the pandas backend
+    on a GPU machine), per stage and scale, one panel per format."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,7 +246,8 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     summary = summarise(results["records"])
     formats = sorted({k[1] for k in summary}, reverse=True)
     scales = sorted({k[0] for k in summary})
-    engines = [e for e in dict.fromkeys(k[2] for k in sorted(summary)) if e != "pandas"]
+    base = baseline(summary)
+    engines = [e for e in dict.fromkeys(k[2] for k in sorted(summary)) if e != base]
     measures = [f"{st}_s" for st in STAGES] + ["wall_s"]
     fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 4.5), squeeze=False)
     for ax, fmt in zip(axes[0], formats):
@@ -204,14 +256,14 @@ def chart(results: dict[str, Any], path: Path) -> Path:
         for i, engine in enumerate(engines):
             values = []
             for sc, m in groups:
-                s, hand = summary.get((sc, fmt, engine)), summary.get((sc, fmt, "pandas"))
+                s, hand = summary.get((sc, fmt, engine)), summary.get((sc, fmt, base))
                 values.append(s[m][0] / hand[m][0] if s and hand and hand[m][0] > 0 else float("nan"))
             ax.bar([g + i * width for g in range(len(groups))], values, width, label=label(engine))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks([g + width * (len(engines) - 1) / 2 for g in range(len(groups))])
         ax.set_xticklabels([f"SF{sc:g}\n{m[:-2].replace('wall', 'total')}" for sc, m in groups], fontsize=7)
-        ax.set_title(f"ELT-H from {fmt}: seconds ÷ hand pandas (lower is faster)")
+        ax.set_title(f"ELT-H from {fmt}: seconds ÷ {label(base)}'s (lower is faster)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
