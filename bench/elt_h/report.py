@@ -3,6 +3,7 @@ ELT-H markers) and the chart of ratios per stage and scale."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,25 @@ def _per_scale(summary: dict, scale: float) -> list[str]:
     return lines
 
 
+def _not_run(summary: dict, scale: float, machine: str) -> list[str]:
+    """Why engines run at a smaller scale are missing at `scale`: their peak memory there,
+    scaled linearly from the largest smaller scale, against the machine's memory."""
+    here = {k[2] for k in summary if k[0] == scale}
+    smaller = [k for k in summary if k[0] < scale and k[2] not in here]
+    if not smaller:
+        return []
+    base = max(k[0] for k in smaller)
+    peaks: dict[str, float] = {}
+    for sc, _, engine in smaller:
+        if sc == base:
+            peaks[engine] = max(peaks.get(engine, 0.0), summary[(sc, _, engine)]["peak_rss_mb"][0])
+    found = re.search(r"(\d+) GiB", machine)
+    gib = found.group(1) if found else "?"
+    return ["", f"Not run at SF {scale:g}: " + ", ".join(
+        f"{label(e)} (peak RSS {p / 1024:.1f} GB at SF {base:g}, so about {p * scale / base / 1024:.0f} GB here)"
+        for e, p in sorted(peaks.items())) + f", against this machine's {gib} GiB: they hold whole tables in memory."]
+
+
 def _ratios(summary: dict, base: str) -> list[str]:
     lines = [f"| scale | format | engine | land | transform | publish | end to end (wall) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
@@ -142,15 +162,16 @@ def _targets(summary: dict) -> list[str]:
     scales = sorted({k[0] for k in summary})
     e2e, landing, memory = [], [], []
     for (scale, fmt, engine), s in sorted(summary.items()):
-        if engine != "headwater":
+        if engine.partition(":")[0] != "headwater":
             continue
         hand, duck = pick(scale, fmt, "pandas"), pick(scale, fmt, "duckdb")
-        if hand and scale == 1:
+        if hand and scale == 1 and engine == "headwater":
             e2e.append(f"{fmt} {_ratio(s['wall_s'][0], hand['wall_s'][0])}")
         if duck:
-            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}")
+            backend = "" if engine == "headwater" else f" ({label(engine)})"
+            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}{backend}")
         if scale == max(scales):
-            memory.append(f"SF{scale:g} {fmt} {s['land_peak_rss_mb'][0]:,.0f} MB")
+            memory.append(f"SF{scale:g} {fmt} {s['land_peak_rss_mb'][0]:,.0f} MB ({label(engine)})")
     return ["| target | where Headwater stands (median) |", "| --- | --- |",
             f"| Headwater (pandas) ≤ 1.10× hand pandas end to end at SF1 | {', '.join(e2e) or 'SF1 not run'} |",
             f"| landing at least as fast as DuckDB copying the files to Parquet (land s ÷ DuckDB's ≤ 1) "
@@ -187,7 +208,7 @@ def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
             lines += ["", f"Data: `tpchgen-cli {files['command']}` ({files['generator']}), normalised; sha256: "
                       + ", ".join(f"`{name}` {f['sha256'][:16]}… ({f['bytes'] / 1e6:,.1f} MB)"
                                   for name, f in files["files"].items()) + "."]
-        lines += _per_scale(summary, scale) + [""]
+        lines += _per_scale(summary, scale) + _not_run(summary, scale, s.get("machine", "")) + [""]
     if 10 not in {k[0] for k in summary} and not gpu:
         lines += ["### SF 10", "", f"Not run here (the shared 2-core machine); the command is `{SF10}`.", ""]
     lines += ["### Ratios per stage to DuckDB SQL (median seconds ÷ DuckDB's)", ""] + _ratios(summary, "duckdb")
