@@ -177,3 +177,17 @@ def test_the_gpu_session_runs_every_file_with_gpu_tests() -> None:
     named = {p.split("/")[-1] for p in script.split() if p.startswith("tests/test_")}
     marked = {p.name for p in (root / "tests").glob("test_*.py") if "pytest.mark.gpu" in p.read_text()}
     assert named == marked
+
+
+def test_engines_missing_at_a_larger_scale_are_named_with_their_scaled_memory() -> None:
+    def record(scale: float, engine: str, peak: float) -> dict:
+        return {"scale": scale, "format": "parquet", "engine": engine, "run": 0, "wall_s": 1.0, "cpu_s": 1.0,
+                "land_s": 0.5, "transform_s": 0.3, "publish_s": 0.2, "land_rows": 10, "out_rows": 1,
+                "peak_rss_mb": peak, "land_peak_rss_mb": peak / 2}
+
+    records = [record(1, "pandas", 2048), record(1, "duckdb", 1024), record(10, "duckdb", 4096),
+               record(10, "headwater:dask", 3072)]
+    text = report.markdown({"records": records, "sessions": {"10": {"machine": "x, 2 cores, 24 GiB"}}})
+    assert "Not run at SF 10: hand pandas (peak RSS 2.0 GB at SF 1, so about 20 GB here), " \
+           "against this machine's 24 GiB" in text
+    assert "| landing peak RSS at SF10 < 1.5 GB | SF10 parquet 1,536 MB (Headwater (dask)) |" in text

@@ -15,6 +15,7 @@ RESULTS_JSON = BENCH / "elt_h_results.json"
 RESULTS_MD = BENCH / "RESULTS.md"
 START, END = "<!-- elt-h:start -->", "<!-- elt-h:end -->"
 STAGES = ("land", "transform", "publish")
+GPU_BACKENDS = ("cudf", "dask-cudf")
 PEERS = {"headwater": "Headwater (pandas)", "pandas": "hand pandas", "duckdb": "DuckDB SQL", "polars": "polars"}
 SF10 = "python -m bench.elt_h --scale 10 --runs 3 --format parquet csv --chart"
 
@@ -40,6 +41,11 @@ def baseline(summary: dict) -> str:
     """The engine the chart divides by: hand pandas, or Headwater's pandas backend where hand
     pandas was not run (a GPU machine's session)."""
     return "pandas" if any(k[2] == "pandas" for k in summary) else "headwater"
+
+
+def on_gpu(engine: str) -> bool:
+    """True for Headwater on a GPU backend (`headwater:cudf`, `headwater:dask-cudf`)."""
+    return engine.partition(":")[2] in GPU_BACKENDS
 
 
 def label(engine: str) -> str:
@@ -186,7 +192,7 @@ def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
     summary = summarise(results["records"])
     sessions = results["sessions"]
     start, end = markers(path)
-    gpu = any(":" in k[2] for k in summary)
+    gpu = any(on_gpu(k[2]) for k in summary)
     title = ("ELT-H on a GPU machine: Headwater on cuDF against its pandas backend and DuckDB SQL" if gpu
              else "ELT-H: Headwater against hand pandas, DuckDB SQL and polars")
     lines = [start, f"## {title}", "",
@@ -231,7 +237,7 @@ def _gpu_targets(summary: dict) -> list[str]:
     """Where Headwater on a GPU backend stands against the GPU mode's bars."""
     e2e, models = [], []
     for (scale, fmt, engine), s in sorted(summary.items()):
-        if ":" not in engine:
+        if not on_gpu(engine):
             continue
         duck, cpu = summary.get((scale, fmt, "duckdb")), summary.get((scale, fmt, "headwater"))
         if duck and s["wall_s"][0] > 0:
