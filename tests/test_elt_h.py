@@ -191,3 +191,18 @@ def test_engines_missing_at_a_larger_scale_are_named_with_their_scaled_memory() 
     assert "Not run at SF 10: hand pandas (peak RSS 2.0 GB at SF 1, so about 20 GB here), " \
            "against this machine's 24 GiB" in text
     assert "| landing peak RSS at SF10 < 1.5 GB | SF10 parquet 1,536 MB (Headwater (dask)) |" in text
+
+
+def test_an_engine_run_reports_its_own_peak_memory_not_the_harness() -> None:
+    """The harness may hold hundreds of MB (comparing outputs) when it starts the next engine;
+    on Linux that child's `ru_maxrss` starts at the harness's peak, its VmHWM at its own."""
+    import subprocess
+    import sys
+
+    held = bytearray(400 * 1024 * 1024)
+    held[::4096] = b"\x01" * len(held[::4096])  # touch every page: resident
+    code = "from bench.elt_h.stages import peak_rss_mb; print(peak_rss_mb())"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert float(out.stdout) < 300, out.stdout  # a bare interpreter with pyarrow: well under 400 MB
+    del held

@@ -15,7 +15,16 @@ STAGES = ("land", "transform", "publish")
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB (Linux reports KiB)."""
+    """This process's peak resident memory so far, in MB: the kernel's high-water mark (VmHWM)
+    where there is one (Linux), else `ru_maxrss`. Not `ru_maxrss` on Linux: a process started by
+    fork and exec inherits its parent's peak there, so every engine run after the harness had
+    compared large outputs reported the harness's memory instead of its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
