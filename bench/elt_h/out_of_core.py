@@ -79,17 +79,6 @@ def land(scale: float, workdir: Path) -> dict[str, Any]:
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def _vm_hwm_mb() -> float:
-    """This process's resident-memory high-water mark in MB (Linux VmHWM; else ru_maxrss)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mb()
-
-
 def _spilled_bytes(dask_worker: Any) -> int:
     """Bytes this worker has written to local disk since it started: spilled data and p2p
     shuffle buffers (every `disk-write` bytes metric)."""
@@ -130,7 +119,7 @@ class WorkerMemory:
         self._stop.set()
         self._thread.join()
         pids = self.client.run(os.getpid)
-        hwm = self.client.run(_vm_hwm_mb)
+        hwm = self.client.run(peak_rss_mb)  # each worker's VmHWM
         spilled = self.client.run(_spilled_bytes)
         return {addr: {"pid": pid, "restarted": pids.get(addr) != pid,
                        "peak_rss_mb": round(hwm.get(addr, 0.0), 1),
