@@ -178,15 +178,21 @@ def test_incremental_reads_are_not_shared(folder: Path) -> None:
     assert step.rows == 2 and "appended 2" in step.detail
 
 
-def test_failed_model_still_releases_its_reads(folder: Path) -> None:
+def test_a_failed_model_lets_go_of_the_frame_it_shared(folder: Path) -> None:
+    """A model that raises still counts as done with its inputs: the frame it shared is dropped
+    (a run stops at the failure, but Runner.build is also called step by step)."""
     @model(name="boom", inputs={"events": "raw.events"})
     def boom(events: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("model bug")
 
-    run, backend = runner(folder, "boom", [boom, spend])
-    summary = run.run()
-    assert not summary.ok and "ValueError: model bug" in summary.error
-    assert run._shared is None  # the run's frames went with it
-    assert backend.reads["events"] == 1
+    run, backend = runner(folder, "boom", [spend, boom])
+    for source in ("events", "users"):
+        assert run.load(source, "r1").status == "landed"
+    run._shared = SharedReads([spend, boom])
+    assert run.build("spend", "r1").status == "built"
+    assert run._shared.held == ["raw.events"]  # boom has yet to read it
+    step = run.build("boom", "r1")
+    assert step.status == "failed" and "ValueError: model bug" in step.detail
+    assert run._shared.held == [] and backend.reads["events"] == 1  # boom got the shared frame
     with pytest.raises(HeadwaterError):
-        run.lake.read("models.spend")  # the run stopped at the failure
+        run.lake.read("models.boom")

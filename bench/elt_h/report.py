@@ -13,7 +13,6 @@ from engine.errors import HeadwaterError
 BENCH = Path(__file__).resolve().parents[1]
 RESULTS_JSON = BENCH / "elt_h_results.json"
 RESULTS_MD = BENCH / "RESULTS.md"
-START, END = "<!-- elt-h:start -->", "<!-- elt-h:end -->"
 STAGES = ("land", "transform", "publish")
 GPU_BACKENDS = ("cudf", "dask-cudf")
 PEERS = {"headwater": "Headwater (pandas)", "pandas": "hand pandas", "duckdb": "DuckDB SQL", "polars": "polars"}
@@ -30,6 +29,9 @@ def markers(results: Path) -> tuple[str, str]:
     """The start and end markers of the section `results` fills."""
     sid = section_id(results)
     return f"<!-- {sid}:start -->", f"<!-- {sid}:end -->"
+
+
+START, END = markers(RESULTS_JSON)  # this machine's section: <!-- elt-h:start --> … <!-- elt-h:end -->
 
 
 def chart_name(results: Path) -> str:
@@ -92,11 +94,10 @@ def _ratio(a: float, b: float) -> str:
 
 
 def _per_scale(summary: dict, scale: float) -> list[str]:
-    lines = []
+    lines, base = [], baseline(summary)
     for fmt in sorted({k[1] for k in summary if k[0] == scale}, reverse=True):
         rows = {k[2]: v for k, v in summary.items() if k[0] == scale and k[1] == fmt}
-        base = baseline(summary)
-        duck, hand = rows.get("duckdb"), rows.get(base)
+        duck, ref = rows.get("duckdb"), rows.get(base)
         any_row = next(iter(rows.values()))
         lines += ["", f"**SF {scale:g}, {fmt}** ({any_row['land_rows']:,} source rows, {any_row['out_rows']:,} "
                   f"rows published; median of {any_row['runs']} runs, [min–max]):", "",
@@ -112,7 +113,7 @@ def _per_scale(summary: dict, scale: float) -> list[str]:
                          f"{s['peak_rss_mb'][0]:,.0f} | {s['land_peak_rss_mb'][0]:,.0f} | "
                          + " | ".join(f"{s[f'{st}_s'][0]:.2f}" for st in STAGES) + " | " + " | ".join(rates)
                          + f" | {_ratio(wall[0], duck['wall_s'][0]) if duck else '–'}"
-                         f" | {_ratio(wall[0], hand['wall_s'][0]) if hand else '–'} |")
+                         f" | {_ratio(wall[0], ref['wall_s'][0]) if ref else '–'} |")
     return lines
 
 
