@@ -38,7 +38,7 @@ def history(table: Annotated[str, typer.Argument(help="a lake table")], lake: La
     the_lake = _lake(lake)
     rows = [{"version": c.get("version"), "timestamp": _ms(c.get("timestamp")),
              "operation": c.get("operation"),
-             "rows added": _rows_added(c.get("operationMetrics") or {}),
+             "rows added": _rows_added(c),
              "run": c.get("run_id", ""), "state": _short(c.get("state"))}
             for c in the_lake.history(table)]
     console.print(rows_table(rows, f"history of {the_lake.qualify(table)}"))
@@ -71,11 +71,12 @@ def _lake(uri: str | None) -> Lake:
     return Lake(config.lake, config.storage_options)
 
 
-def _rows_added(metrics: dict[str, Any]) -> str:
+def _rows_added(commit: dict[str, Any]) -> str:
     """Rows a commit added: appended or written rows, or a merge's new and updated rows."""
+    metrics = commit.get("operationMetrics") or {}
     if "num_target_rows_inserted" in metrics:
         return f"{metrics['num_target_rows_inserted']} new, {metrics.get('num_target_rows_updated', 0)} updated"
-    return str(metrics.get("num_added_rows", ""))
+    return str(metrics.get("num_added_rows", commit.get("rows_added", "")))
 
 
 def _ms(value: Any) -> str:

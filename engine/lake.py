@@ -21,6 +21,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from engine.errors import HeadwaterError
 from engine.faults import reached
+from engine import lake_write
 from engine.lake_merge import merge_load
 from engine.storage import (
     arrow_dataset,
@@ -252,15 +253,14 @@ class Lake:
                 failure.append(exc)
                 raise
 
-        reader = pa.RecordBatchReader.from_batches(schema, stream())
         commit_meta = {"run_id": run_id, "state": state, **(meta or {})}
         try:
             if mode == "merge":
-                merged = merge_load(self.uri(name), reader, schema, key or [],
-                                    commit_properties=_props(commit_meta),
+                merged = merge_load(self.uri(name), pa.RecordBatchReader.from_batches(schema, stream()),
+                                    schema, key or [], commit_properties=_props(commit_meta),
                                     storage_options=self.storage_options, origin=origin or name)
             else:
-                version = self._write(name, reader, mode, commit_meta)
+                version = self._write(name, stream(), schema, mode, commit_meta)
         except Exception:
             if failure:
                 raise failure[0] from None
@@ -273,18 +273,29 @@ class Lake:
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
         """Replace the contents of `name` with `table` in one commit carrying `meta`."""
         table = as_delta(table)
-        version = self._write(name, table, "overwrite", {"run_id": run_id, **meta})
+        version = self._write(name, table.to_batches(), table.schema, "overwrite", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 
     def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
         """Append `table` to `name` in one commit carrying `meta` (used for quarantine entries)."""
-        version = self._write(name, table, "append", {"run_id": run_id, **meta})
+        version = self._write(name, table.to_batches(), table.schema, "append", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 
-    def _write(self, name: str, data: Any, mode: str, meta: dict[str, Any]) -> int:
+    def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: str,
+               meta: dict[str, Any]) -> int:
+        """Append or overwrite `name` with `batches` of `schema` in one commit carrying `meta`: in
+        parallel (engine/lake_write.py) when the table keeps its schema, else by delta-rs' writer."""
         uri = self.uri(name)
         with storage_errors(f"cannot write the lake table at {uri}"):
-            write_deltalake(uri, data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge",
+            table = self.table(name) if self.exists(self.qualify(name)) else None
+            if lake_write.fast_path(table, schema, mode):
+                actions, rows = lake_write.write_files(uri, batches, schema, storage_options=self.storage_options,
+                                                       target=lake_write.target_file_size(table))
+                # delta-rs' operationMetrics count rows only for its own writer: say it here
+                props = _props({**meta, "rows_added": rows})
+                return lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options)
+            write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, iter(batches)), mode=mode,
+                            schema_mode="overwrite" if mode == "overwrite" else "merge",
                             storage_options=self.storage_options, commit_properties=_props(meta))
             return DeltaTable(uri, storage_options=self.storage_options).version()
 
