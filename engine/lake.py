@@ -284,11 +284,11 @@ class Lake:
     def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: str,
                meta: dict[str, Any]) -> int:
         """Append or overwrite `name` with `batches` of `schema` in one commit carrying `meta`: in
-        parallel (engine/lake_write.py) when the table keeps its schema, else by delta-rs' writer."""
+        parallel (engine/lake_write.py) where `fast_path` allows, else by delta-rs' writer."""
         uri = self.uri(name)
         with storage_errors(f"cannot write the lake table at {uri}"):
             table = self.table(name) if self.exists(self.qualify(name)) else None
-            if lake_write.fast_path(table, schema, mode):
+            if lake_write.fast_path(uri, table, schema, mode):
                 actions, rows = lake_write.write_files(uri, batches, schema, storage_options=self.storage_options,
                                                        target=lake_write.target_file_size(table))
                 # delta-rs' operationMetrics count rows only for its own writer: say it here

@@ -8,9 +8,9 @@ encodes), rolls to a new file at the table's `delta.targetFileSize`, and reports
 the statistics Delta readers prune on. The files are then committed through delta-rs
 (`create_write_transaction`), with the commit's metadata, so a load is still exactly one commit.
 
-`Lake` uses this for appends and overwrites whose schema is the table's own (or a new table);
-a schema change, a partitioned table or a table with writer features beyond `timestampNtz`
-goes through `write_deltalake` instead (see `fast_path`).
+`Lake` uses this for appends and overwrites of a local table that keep its schema (or create
+it); a lake on an object store, a schema change, a partitioned table or one with constraints,
+generated columns and the like go through `write_deltalake` instead (see `fast_path`).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from engine.storage import table_filesystem
+from engine.storage import protocol, table_filesystem
 
 CHUNK_BYTES = 64 << 20  # Arrow bytes handed to a writer at a time: one Parquet row group
 DICTIONARY_PAGE_LIMIT = 256 << 10  # a column with a bigger dictionary falls back to plain sooner
@@ -51,18 +51,22 @@ def writer_count() -> int:
     return max(1, min(os.cpu_count() or 1, MAX_WRITERS))
 
 
-def fast_path(table: DeltaTable | None, schema: pa.Schema, mode: str) -> bool:
-    """True when an append or overwrite (`mode`) of `schema` into `table` (None: a new table) may
-    bypass delta-rs' writer: the table keeps its schema, is unpartitioned and asks for nothing
-    that files written here would skip (CHECK constraints, invariants, generated or identity
-    columns, column mapping, change data feed, an append-only table being overwritten)."""
+def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: str) -> bool:
+    """True when an append or overwrite (`mode`) of `schema` into the table at `uri` (`table`
+    None: a new table) may bypass delta-rs' writer: the table is on local disk (against an S3
+    server on loopback delta-rs' uploads were faster, bench/RESULTS.md), keeps its schema, is
+    unpartitioned and asks for nothing that files written here would skip (CHECK constraints,
+    invariants, generated or identity columns, column mapping, change data feed, an
+    append-only table being overwritten)."""
+    if protocol(uri) != "file":
+        return False
     if table is None:
         return True
-    protocol = table.protocol()
-    if protocol.min_writer_version == 7:
-        if not set(protocol.writer_features or []) <= PLAIN_FEATURES:
+    versions = table.protocol()
+    if versions.min_writer_version == 7:
+        if not set(versions.writer_features or []) <= PLAIN_FEATURES:
             return False
-    elif protocol.min_writer_version > 3:
+    elif versions.min_writer_version > 3:
         return False
     metadata = table.metadata()
     config = metadata.configuration
@@ -190,7 +194,7 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
     parallel; the add actions that commit them and the rows written. Nothing written is left
     behind on failure."""
     fs = table_filesystem(uri, storage_options)
-    if isinstance(fs.base_fs, pafs.LocalFileSystem):
+    if isinstance(fs.base_fs, pafs.LocalFileSystem):  # object stores have no folders to make
         fs.base_fs.create_dir(fs.base_path, recursive=True)
     pool = _Writers(fs, schema, target, writer_count())
     chunk: list[pa.RecordBatch] = []

@@ -166,11 +166,16 @@ class TextReader:
         return good
 
 
+PARSE_BLOCK = 4 << 20  # pyarrow parses a text block in pieces of this size, in parallel; each
+# piece becomes one batch, and 1 MB pieces (thousands of small batches, each conformed and
+# counted on its own) landed SF1 lineitem.csv ~10% slower (bench/RESULTS.md)
+
+
 def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
     try:
-        return read(min(size + 1, 1 << 20))
+        return read(min(size + 1, PARSE_BLOCK))
     except pa.ArrowInvalid as exc:
-        if "straddl" not in str(exc) or size < 1 << 20:
+        if "straddl" not in str(exc) or size < PARSE_BLOCK:
             raise
         return read(size + 1)
 
