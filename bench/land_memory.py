@@ -80,8 +80,9 @@ def csv_file(gigabytes: float) -> tuple[Path, int]:
 
 
 CHILD = """
-import json, sys, resource, time
+import json, sys, time
 from datetime import datetime, timezone
+from bench.elt_h.stages import peak_rss_mb
 from engine.lake import Lake
 from engine.quarantine import land
 from engine.sources import files
@@ -93,7 +94,7 @@ e = source.extract({}, run_id="bench", loaded_at=datetime.now(timezone.utc))
 landing = land(lake, "raw.bench", e, run_id="bench")  # the runner's path: plan, quarantine, commit
 print(json.dumps({"rows": landing.commit.rows, "quarantined": landing.quarantined,
                   "seconds": time.perf_counter() - started,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))  # VmHWM: ru_maxrss holds the parent's peak
 """
 
 

@@ -47,15 +47,20 @@ class Commit:
 
 
 def delta_type(t: pa.DataType) -> pa.DataType:
-    """The Arrow type a column of type `t` is stored as in Delta (us timestamps, plain strings)."""
-    if pa.types.is_timestamp(t) and t.unit != "us":
-        return pa.timestamp("us", tz=t.tz)
+    """The Arrow type a column of type `t` is stored as in Delta (us timestamps, in UTC when they
+    have a time zone; plain strings)."""
+    if pa.types.is_timestamp(t) and (t.unit != "us" or t.tz not in (None, "UTC")):
+        return pa.timestamp("us", tz=t.tz and "UTC")  # Delta keeps instants in UTC, naive as naive
     if pa.types.is_string_view(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
         return pa.string()
     if pa.types.is_dictionary(t):
         return delta_type(t.value_type)
     if pa.types.is_date64(t):
         return pa.date32()
+    if pa.types.is_unsigned_integer(t):  # Delta's integers are signed: one wide enough
+        return {8: pa.int16(), 16: pa.int32()}.get(t.bit_width, pa.int64())
+    if pa.types.is_float16(t):
+        return pa.float32()
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.list_(delta_type(t.value_type))
     if pa.types.is_struct(t):

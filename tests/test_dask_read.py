@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
+import engine.backends.dask as dask_backend
 from engine import Config
 from engine.backends import resolve
 from engine.backends.dask import DaskBackend
@@ -44,16 +45,21 @@ def test_read_has_a_partition_per_file_and_equals_pandas(tmp_path: Path, backend
     assert by_id(out.select(["id", "day", "shard"])) == by_id(events().select(["id", "day", "shard"]))
 
 
-def test_a_file_of_several_row_groups_is_a_partition_per_row_group(tmp_path: Path, backend: DaskBackend) -> None:
-    # delta-rs writes ~100 MB files of 1M-row groups: a partition per file would be millions of rows
+@pytest.mark.parametrize("limit", [3, 7], ids=["a group each", "groups together"])
+def test_a_file_of_several_row_groups_is_read_in_runs_of_groups(tmp_path: Path, backend: DaskBackend,
+                                                               monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    # the lake's files are ~100 MB of row groups: a partition per file would be millions of rows,
+    # a partition per row group leaves the partition size to whoever wrote the file
+    monkeypatch.setattr(dask_backend, "PARTITION_ROWS", limit)
     write_deltalake(str(tmp_path / "t"), events(), writer_properties=WriterProperties(max_row_group_size=3))
     table = DeltaTable(str(tmp_path / "t"))
-    groups = [pq.ParquetFile(uri).metadata.num_row_groups for uri in table.file_uris()]
-    assert len(groups) == 1 and groups[0] > 1
+    meta = pq.ParquetFile(table.file_uris()[0]).metadata
+    assert len(table.file_uris()) == 1 and meta.num_row_groups > 2
     frame = backend.read(table)
-    assert frame.npartitions == groups[0]
-    assert [len(frame.get_partition(i).compute()) for i in range(frame.npartitions)] == \
-        [pq.ParquetFile(table.file_uris()[0]).metadata.row_group(i).num_rows for i in range(groups[0])]
+    sizes = [len(frame.get_partition(i).compute()) for i in range(frame.npartitions)]
+    assert sum(sizes) == meta.num_rows and all(0 < n <= max(limit, 3) for n in sizes)
+    # as few partitions as runs of whole groups allow: no two neighbours would fit in one
+    assert all(a + b > limit for a, b in zip(sizes, sizes[1:]))
     assert by_id(backend.to_arrow(frame)) == by_id(PandasBackend().to_arrow(PandasBackend().read(table)))
 
 

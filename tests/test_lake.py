@@ -47,6 +47,32 @@ def test_timestamps_are_stored_as_microseconds_and_tz_is_kept(tmp_path: Path) ->
     assert lake.read("raw.t").column("naive")[0].value == 1_700_000_000_123_456
 
 
+def test_types_delta_lacks_are_stored_in_a_wider_one(tmp_path: Path) -> None:
+    """Delta has no unsigned integers, half floats or time zones other than UTC: values land
+    unchanged in the nearest type it has, on the first load and on appends."""
+    import datetime as dt
+
+    import numpy as np
+
+    lake = Lake(str(tmp_path))
+    paris = pa.array([dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)], pa.timestamp("ms", tz="Europe/Paris"))
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array([200], pa.uint8()), pa.array([3_000_000_000], pa.uint32()),
+         pa.array(np.array([1.5], np.float16())), paris], names=["u8", "u32", "f16", "ts"])
+    for run in ("r1", "r2"):
+        lake.land("raw.t", [batch], run_id=run, state={})
+    table = lake.read("raw.t")
+    assert [table.schema.field(n).type for n in ("u8", "u32", "f16", "ts")] == [
+        pa.int16(), pa.int64(), pa.float32(), pa.timestamp("us", tz="UTC")]
+    assert table.column("u8").to_pylist() == [200, 200] and table.column("u32").to_pylist() == [3_000_000_000] * 2
+    assert table.column("f16").to_pylist() == [1.5, 1.5]
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [paris.cast(pa.int64())[0].as_py() * 1000] * 2
+    too_big = pa.RecordBatch.from_arrays([pa.array([2**63 + 5], pa.uint64())], names=["u64"])
+    with pytest.raises(HeadwaterError, match="u64"):
+        lake.land("raw.u", [too_big], run_id="r", state={})
+    assert not lake.exists("raw.u")  # nothing committed
+
+
 def test_later_batches_are_conformed_to_the_first(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     lake.land("raw.c", batches({"a": [1], "b": ["x"]}, {"a": [2]}), run_id="r", state={})

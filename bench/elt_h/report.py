@@ -203,8 +203,8 @@ def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
              "round robin; a round's outputs are checked equal across engines (sorted, floats to rel 1e-9) "
              "before its times count. Wall time includes interpreter start and imports; stage seconds are "
              "each engine's own (Headwater's: its run's `Step` seconds). Land and transform rows/s count "
-             "source rows, publish rows/s rows published. Peak RSS is the process's `ru_maxrss`; "
-             "land peak RSS is that value once landing finished.", ""]
+             "source rows, publish rows/s rows published. Peak RSS is the process's high-water mark "
+             "(the kernel's VmHWM); land peak RSS is that value once landing finished.", ""]
     for scale in sorted({k[0] for k in summary}):
         s = sessions.get(f"{scale:g}", {})
         lines += [f"### SF {scale:g}", "", f"Measured {s.get('date', '?')} on {s.get('machine', '?')}; "

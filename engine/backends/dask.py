@@ -1,9 +1,9 @@
-"""The Dask backends: models receive lazy dask DataFrames with one partition per Parquet row group
-of the lake table's files (a file of one row group is one partition), run on dask's local
-scheduler or a cluster (see `engine.backends.dask_cluster`).
+"""The Dask backends: models receive lazy dask DataFrames with one partition per run of up to
+`PARTITION_ROWS` rows of a lake data file's row groups (a file that small is one partition),
+run on dask's local scheduler or a cluster (see `engine.backends.dask_cluster`).
 
 `dask` partitions are pandas frames; `dask-cudf` partitions are cuDF frames (dask's
-`dataframe.backend = "cudf"`). Each partition is one data file's row group read through the same filesystem
+`dataframe.backend = "cudf"`). Each partition is row groups of one data file read through the same filesystem
 and the same Delta-aware Arrow dataset as the pandas backend (partition values added back,
 columns added after a file was written read as nulls), so a partition holds exactly the rows and types
 the pandas backend would give for that file.
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 DASK_HINT = 'pip install "headwater[dask]"'
 DASK_CUDF_HINT = ('pip install "headwater[dask,gpu]" on a machine with an NVIDIA GPU and driver '
                   "(dask-cudf and dask-cuda come with the gpu extra)")
+PARTITION_ROWS = 1 << 20  # rows a partition holds at most, unless one row group alone is bigger
 
 
 def _local(frames: str) -> Any:
@@ -57,11 +58,11 @@ class FileReader:
     frames: str  # "pandas" | "cudf"
     dtypes: dict[str, str]  # pandas only: columns whose dtype depends on nulls elsewhere in the table
 
-    def __call__(self, part: tuple[str, pc.Expression, int | None]) -> Any:
-        path, partition, row_group = part
+    def __call__(self, part: tuple[str, pc.Expression, list[int] | None]) -> Any:
+        path, partition, row_groups = part
         fs = table_filesystem(self.table_uri, self.storage_options)
         fragment = self.file_format.make_fragment(path, filesystem=fs, partition_expression=partition,
-                                                  row_groups=None if row_group is None else [row_group])
+                                                  row_groups=row_groups)
         one = ds.FileSystemDataset([fragment], self.schema, self.file_format, fs)
         frame = _local(self.frames).from_arrow(one.to_table(columns=self.columns))
         return frame.astype(self.dtypes) if self.dtypes else frame
@@ -106,17 +107,20 @@ class DaskBackend:
         return self.cluster.describe()
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
-        """The table as a lazy dask DataFrame with one partition per row group of its data files.
+        """The table as a lazy dask DataFrame, one partition per run of a data file's row groups
+        holding up to `PARTITION_ROWS` rows (a bigger row group is a partition by itself).
 
-        Not one per file: delta-rs writes files of about 100 MB compressed (millions of rows,
-        several 1M-row groups), which as one pandas frame can take a few GB of a worker's memory."""
+        Not one per file: the lake's files are about 100 MB compressed (millions of rows),
+        which as one pandas frame can take a few GB of a worker's memory. Not one per row group
+        either: row group sizes are the writer's choice (the lake's parallel writer makes ~64 MB
+        ones), and at SF10 twice as many partitions made ELT-H's shuffling models 3× slower."""
         if arrow_only(table):  # deletion vectors, column mapping: the files alone are not the rows
             frame = self.local.read(table, columns)
             return self.xp.from_pandas(frame, npartitions=max(1, len(table.file_uris())))
         dataset = arrow_dataset(table, self.storage_options)
         names = list(columns) if columns is not None else dataset.schema.names
-        files = [(f.path, f.partition_expression, group) for f in dataset.get_fragments()
-                 for group in _row_groups(f)]
+        files = [(f.path, f.partition_expression, groups) for f in dataset.get_fragments()
+                 for groups in _row_groups(f)]
         meta = self.local.from_arrow(pa.schema([dataset.schema.field(n) for n in names]).empty_table())
         if not files:
             return self.xp.from_pandas(meta, npartitions=1)
@@ -167,14 +171,22 @@ class DaskBackend:
                 for f in suspects if _has_nulls(f.name, stats, dataset)}
 
 
-def _row_groups(fragment: ds.Fragment) -> list[int | None]:
-    """The row groups of a Parquet file to read as separate partitions (from its footer), or
-    `[None]`: the whole file as one partition (one row group, or a format without them)."""
+def _row_groups(fragment: ds.Fragment) -> list[list[int] | None]:
+    """The row groups of a Parquet file to read as partitions, in runs of consecutive groups of
+    at most `PARTITION_ROWS` rows (from its footer), or `[None]`: the whole file as one partition
+    (when it fits, or for a format without row groups)."""
     if not isinstance(fragment, ds.ParquetFileFragment):
         return [None]
     fragment.ensure_complete_metadata()
-    count = fragment.num_row_groups
-    return list(range(count)) if count > 1 else [None]
+    parts: list[list[int]] = []
+    rows = 0
+    for group in fragment.row_groups:
+        if not parts or rows + group.num_rows > PARTITION_ROWS:
+            parts.append([])
+            rows = 0
+        parts[-1].append(group.id)
+        rows += group.num_rows
+    return parts if len(parts) > 1 else [None]
 
 
 def _has_nulls(column: str, stats: pa.Table, dataset: ds.Dataset) -> bool:
