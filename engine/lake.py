@@ -19,9 +19,9 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from engine import lake_write
 from engine.errors import HeadwaterError
 from engine.faults import reached
-from engine import lake_write
 from engine.lake_merge import merge_load
 from engine.storage import (
     arrow_dataset,
