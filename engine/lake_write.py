@@ -135,6 +135,7 @@ class _Writer:
         size = self.sink.tell()
         self.sink.close()
         with self.pool.lock:
+            # the footer pyarrow just wrote (its ParquetWriter keeps it on the inner writer)
             self.pool.written.append(_Written(self.path, size, self.writer.writer.metadata))
         self.writer = self.sink = None
 
@@ -149,6 +150,7 @@ class _Writers:
         self.lock = threading.Lock()
         self.opened: list[str] = []
         self.written: list[_Written] = []
+        self.closed = False
         self.writers = [_Writer(self, i) for i in range(count)]
 
     def put(self, chunk: pa.Table) -> None:
@@ -163,29 +165,28 @@ class _Writers:
 
     def close(self) -> list[_Written]:
         """Wait for every chunk to be written; the files written, in the order they closed."""
-        for _ in self.writers:
-            self.queue.put(None)
-        for writer in self.writers:
-            writer.thread.join()
+        if not self.closed:
+            self.closed = True
+            for _ in self.writers:
+                self.queue.put(None)
+            for writer in self.writers:
+                writer.thread.join()
         if self.errors:
             raise self.errors[0]
         return self.written
 
     def abort(self) -> None:
         """Stop the writers and delete what they wrote (no commit refers to it)."""
-        self.errors.append(RuntimeError("the write was abandoned"))
-        self.close_quietly()
+        self.errors.append(RuntimeError("the write was abandoned"))  # writers drop what is queued
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001 - the caller's own error is the one that counts
+            pass
         for path in self.opened:
             try:
                 self.fs.delete_file(path)
             except OSError:
                 pass
-
-    def close_quietly(self) -> None:
-        try:
-            self.close()
-        except BaseException:  # noqa: BLE001 - the caller's own error is the one that counts
-            pass
 
 
 def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, target: int,
