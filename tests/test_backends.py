@@ -5,12 +5,15 @@ unchanged on a GPU machine with cuDF installed.
 """
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
@@ -136,6 +139,67 @@ def test_lake_files_are_read_directly_unless_the_protocol_forbids_it(tmp_path: P
     table = write(tmp_path / "t", events(), ["day"])
     assert "timestampNtz" in (table.protocol().reader_features or [])  # allowed: files stay readable
     assert arrow_only(table) is None  # so the cuDF tests above exercise the direct Parquet read
+
+
+def test_rows_keep_their_partition_values_over_interleaved_appends(tmp_path: Path, backend: Backend) -> None:
+    """Appends that alternate partition values leave the files of one value apart in the log;
+    every row must still get its own file's value (cuDF's own hive discovery would regroup the
+    files by value while the values are laid out in log order)."""
+    path = str(tmp_path / "t")
+    days = ["a", "b", "b", "a", "a", "b", "a", "b"]
+    for i, day in enumerate(days):
+        write_deltalake(path, pa.table({"id": [10 * i, 10 * i + 1], "day": [day, day]}),
+                        mode="append", partition_by=["day"])
+    out = backend.to_arrow(backend.read(DeltaTable(path)))
+    assert sorted(zip(out.column("id").to_pylist(), out.column("day").to_pylist())) == sorted(
+        (10 * i + k, day) for i, day in enumerate(days) for k in (0, 1))
+
+
+def test_a_table_written_by_both_lake_writers_reads_whole(tmp_path: Path, backend: Backend) -> None:
+    """The lake's own writer (pyarrow) and delta-rs' (a later added column) store the same
+    table differently: root names, decimal encodings, a column missing from older files."""
+    from engine.lake import Lake
+
+    lake = Lake(str(tmp_path / "lake"))
+    first = pa.table({"id": pa.array([1, 2], pa.int64()),
+                      "price": pa.array([None, Decimal("2.50")], pa.decimal128(10, 2))})
+    lake.write("m.t", first, run_id="r1", meta={})
+    later = first.append_column("note", pa.array(["x", None])).set_column(
+        0, "id", pa.array([3, 4], pa.int64()))
+    write_deltalake(lake.uri("m.t"), later, mode="append", schema_mode="merge")
+    table = lake.table("m.t")
+    assert len({pq.read_metadata(u.removeprefix("file://")).created_by.split(" ")[0]
+                for u in table.file_uris()}) == 2  # both writers' files
+    out = backend.to_arrow(backend.read(table))
+    expected = lake.read("m.t").sort_by("id")
+    assert out.schema.names == expected.schema.names
+    assert as_stored(out, table).to_pylist() == expected.to_pylist()
+
+
+def test_a_date_passed_through_stays_a_date(tmp_path: Path, backend: Backend) -> None:
+    """cuDF reads dates as datetime64[s]; what a model hands back is a date again, as on pandas."""
+    path = str(tmp_path / "t")
+    write_deltalake(path, pa.table({"id": [1, 2], "d": pa.array([19000, None], pa.date32())}))
+    frame = backend.read(DeltaTable(path))
+    out = backend.to_arrow(frame[["id", "d"]])
+    assert out.schema.field("d").type == pa.date32()
+    assert out.column("d").to_pylist() == DeltaTable(path).to_pyarrow_table().column("d").to_pylist()
+
+
+def test_dates_restored_only_where_a_date_was_read() -> None:
+    from engine.backends.cudf import dates_restored  # plain pyarrow: runs without cuDF
+
+    day = dt.datetime(2024, 5, 1)
+    table = pa.table({
+        "d": pa.array([day, None], pa.timestamp("s")),  # a date cuDF read: back to a date
+        "when": pa.array([day, day], pa.timestamp("s")),  # not a date column the models read
+        "late": pa.array([day, day + dt.timedelta(hours=3)], pa.timestamp("s")),  # a time of day
+        "fine": pa.array([day, day], pa.timestamp("us")),  # not cuDF's date unit
+    })
+    out = dates_restored(table, {"d", "late", "fine"})
+    assert [f.type for f in out.schema] == [pa.date32(), pa.timestamp("s"), pa.timestamp("s"), pa.timestamp("us")]
+    assert out.column("d").to_pylist() == [day.date(), None]
+    assert out.column("late").equals(table.column("late"))
 
 
 def test_lake_storage_options_become_fsspec_options() -> None:

@@ -36,13 +36,15 @@ class CudfBackend:
 
         self.xp: ModuleType = cudf
         self.storage_options = dict(storage_options or {})
+        self.dates: set[str] = set()  # names of the date columns models were given (see dates_restored)
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
         uris = table.file_uris()
-        if not uris or arrow_only(table):
-            return self._read_arrow(table, columns)
         schema = pa.schema(table.schema().to_arrow())
         names = list(columns) if columns is not None else schema.names
+        self._note_dates(schema)
+        if not uris or arrow_only(table):
+            return self._read_arrow(table, columns)
         partitioned = set(table.metadata().partition_columns)
         partitions = [c for c in names if c in partitioned]
         in_files = [c for c in names if c not in partitioned]
@@ -51,7 +53,9 @@ class CudfBackend:
             return self._read_arrow(table, columns)  # cannot line partition values up with rows
         cudf = self.xp
         if in_files:
-            frame = cudf.read_parquet(uris, columns=in_files, storage_options=self._options(uris[0]))
+            frame = self._read_files(uris, in_files)
+            if frame is None:
+                return self._read_arrow(table, columns)
         else:
             frame = cudf.DataFrame(index=cudf.RangeIndex(pc.sum(actions["num_records"]).as_py() or 0))
         if partitions:
@@ -61,15 +65,30 @@ class CudfBackend:
             for col in partitions:  # one value per file, repeated over that file's rows (files keep order)
                 per_file = cudf.Series.from_arrow(values[col])
                 frame[col] = per_file.repeat(repeats).reset_index(drop=True)
-        return _with_timezones(frame[names], schema)
+        return _as_delta_types(frame[names], schema, cudf)
+
+    def _read_files(self, uris: list[str], columns: list[str]) -> Any:
+        """`columns` of the data files, decoded on the GPU in file order; None when cuDF cannot
+        read the files as one: their Parquet schemas differ where it matters (a column added
+        after some files were written, a decimal stored as INT64 by one writer and as
+        FIXED_LEN_BYTE_ARRAY by another)."""
+        try:
+            frame = self.xp.read_parquet(
+                uris, columns=columns, storage_options=self._options(uris[0]),
+                dataset_kwargs={"partitioning": None},  # no hive discovery: it would regroup files
+                allow_mismatched_pq_schemas=True)  # two writers' root names and layouts differ
+        except (RuntimeError, ValueError, IndexError, TypeError):  # libcudf's schema checks
+            return None
+        return frame if all(c in frame.columns for c in columns) else None  # a column missing from the first file is dropped
 
     def share(self, frame: Any, columns: list[str] | None = None) -> Any:
-        """A copy of `columns` (None: all) of `frame` for one of the models that read it: cuDF
-        changes columns in place (no copy-on-write by default), so each model gets its own,
-        copied on the device (far cheaper than decoding the Parquet files again)."""
+        """A deep copy of `columns` (None: all) of `frame` for one of the models that read it:
+        whatever a model changes in place stays its own, and a copy on the device is far cheaper
+        than decoding the Parquet files again."""
         return (frame if columns is None else frame[columns]).copy(deep=True)
 
     def from_arrow(self, table: pa.Table) -> Any:
+        self._note_dates(table.schema)
         return self.xp.DataFrame.from_arrow(table)
 
     def to_arrow(self, frame: Any) -> pa.Table:
@@ -80,7 +99,10 @@ class CudfBackend:
                                  "return a DataFrame built with ctx.xp (cudf) from the model function")
         if not plain_index(frame):
             frame = frame.reset_index()
-        return frame.to_arrow(preserve_index=False)
+        return dates_restored(frame.to_arrow(preserve_index=False), self.dates)
+
+    def _note_dates(self, schema: pa.Schema) -> None:
+        self.dates.update(f.name for f in schema if pa.types.is_date(f.type))
 
     def _read_arrow(self, table: DeltaTable, columns: list[str] | None) -> Any:
         return self.from_arrow(arrow_dataset(table, self.storage_options).to_table(columns=columns))
@@ -98,15 +120,35 @@ def _rows_per_file(actions: pa.Table, uris: list[str]) -> bool:
         p.rsplit("/", 1)[-1] == u.rsplit("/", 1)[-1] for p, u in zip(paths, uris))
 
 
-def _with_timezones(frame: Any, schema: pa.Schema) -> Any:
-    """`frame` with the Delta schema's time zone on every tz-aware timestamp column (cuDF's
-    Parquet reader returns UTC-adjusted timestamps as naive)."""
+def dates_restored(table: pa.Table, dates: set[str]) -> pa.Table:
+    """`table` with its tz-naive `timestamp[s]` columns named like a date column the models
+    read turned back into `date32` where every value is a whole day. cuDF has no date type: it
+    reads dates as `datetime64[s]`, so without this a model passing a date through would write
+    a timestamp on the GPU and a date on pandas."""
+    for i, field in enumerate(table.schema):
+        col = table.column(i)
+        if field.name in dates and field.type == pa.timestamp("s") and pc.all(
+                pc.equal(pc.floor_temporal(col, unit="day"), col)).as_py() is not False:
+            table = table.set_column(i, field.name, col.cast(pa.date32()))  # (a time of day stays)
+    return table
+
+
+def _as_delta_types(frame: Any, schema: pa.Schema, cudf: ModuleType) -> Any:
+    """`frame`, read from Parquet on the GPU, with the types `from_arrow` gives the same
+    columns: the Delta schema's time zone on tz-aware timestamps (cuDF's Parquet reader returns
+    UTC instants as naive) and its precision on decimals (the reader gives the widest)."""
     for field in schema:
-        if field.name in frame.columns and pa.types.is_timestamp(field.type) and field.type.tz:
-            col = frame[field.name]
+        if field.name not in frame.columns:
+            continue
+        col = frame[field.name]
+        if pa.types.is_timestamp(field.type) and field.type.tz:
             if getattr(col.dtype, "tz", None) is None:
                 col = col.dt.tz_localize("UTC")  # Delta stores tz-aware timestamps as UTC instants
             if str(col.dtype.tz) != field.type.tz:
                 col = col.dt.tz_convert(field.type.tz)
             frame[field.name] = col
+        elif pa.types.is_decimal(field.type):
+            want = cudf.Decimal128Dtype.from_arrow(field.type)
+            if col.dtype != want:
+                frame[field.name] = col.astype(want)
     return frame
