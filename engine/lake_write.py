@@ -44,6 +44,10 @@ MAX_WRITERS = 4
 # `fast_path` cover (delta-rs lists them all once a table's properties are altered)
 PLAIN_FEATURES = {"timestampNtz", "appendOnly", "invariants", "checkConstraints", "variantType"}
 STRING_STATS_MAX = 32  # characters of a string bound (Delta's convention)
+# Parquet layout choices where pyarrow's defaults differ from delta-rs' (decimals of precision
+# up to 18 as INT32/INT64, list elements named "item"): a table holds files from both writers,
+# and cuDF reads such files as one only when every column is laid out alike
+SAME_LAYOUT_AS_DELTA_RS = {"store_decimal_as_integer": True, "use_compliant_nested_type": False}
 
 
 def writer_count() -> int:
@@ -120,7 +124,8 @@ class _Writer:
             self.path = f"part-{self.index:05d}-{uuid.uuid4()}-c000.snappy.parquet"
             self.sink = self.pool.fs.open_output_stream(self.path)
             self.writer = pq.ParquetWriter(self.sink, self.pool.schema, compression="snappy",
-                                             dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT)
+                                             dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
+                                             **SAME_LAYOUT_AS_DELTA_RS)
             with self.pool.lock:
                 self.pool.opened.append(self.path)
         self.writer.write_table(chunk)

@@ -176,6 +176,29 @@ def test_a_table_written_by_both_lake_writers_reads_whole(tmp_path: Path, backen
     assert as_stored(out, table).to_pylist() == expected.to_pylist()
 
 
+@pytest.mark.gpu
+def test_cudf_reads_both_writers_files_on_the_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of the two writers with the same columns (decimals, lists, times) are decoded by
+    cuDF in one go: the Arrow fallback must not be needed."""
+    from engine.lake import Lake
+
+    backend = make_backend("cudf")
+    lake = Lake(str(tmp_path / "lake"))
+    rows = pa.table({"id": pa.array([1, 2], pa.int64()), "kind": ["a", None],
+                     "price": pa.array([Decimal("1.25"), None], pa.decimal128(10, 2)),
+                     "tags": [[1, 2], None], "at": pa.array([5, None], pa.timestamp("us"))})
+    lake.write("m.t", rows, run_id="r1", meta={})
+    write_deltalake(lake.uri("m.t"), rows.set_column(0, "id", pa.array([3, 4], pa.int64())), mode="append")
+
+    def no_fallback(*args: Any) -> None:
+        raise AssertionError("read through Arrow")
+
+    monkeypatch.setattr(backend, "_read_arrow", no_fallback)
+    table = lake.table("m.t")
+    out = backend.to_arrow(backend.read(table))
+    assert as_stored(out, table).to_pylist() == lake.read("m.t").sort_by("id").to_pylist()
+
+
 def test_a_date_passed_through_stays_a_date(tmp_path: Path, backend: Backend) -> None:
     """cuDF reads dates as datetime64[s]; what a model hands back is a date again, as on pandas."""
     path = str(tmp_path / "t")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,30 @@ def test_overwrite_replaces_the_rows_and_keeps_the_versions(tmp_path: Path) -> N
     assert lake.metadata("models.m")["k"] == 2
     assert [h["rows_added"] for h in lake.history("models.m")] == [10, 1_000]  # shown by `headwater history`
     assert writers(tmp_path / "models" / "m") == {"parquet-cpp-arrow"}
+
+
+def _layout(path: str) -> list[tuple]:
+    """Every leaf column of a Parquet file as cuDF compares them across files: path, physical
+    and converted type, levels, length, precision and scale."""
+    schema = pq.ParquetFile(path).schema
+    return [(c.path, c.physical_type, c.converted_type, c.max_definition_level,
+             c.max_repetition_level, c.length, c.precision, c.scale)
+            for c in (schema.column(i) for i in range(len(schema)))]
+
+
+def test_files_are_laid_out_like_delta_rs_writes_them(tmp_path: Path) -> None:
+    """A table holds files of both writers (delta-rs' for merges and schema changes); cuDF reads
+    them in one go only where every column is laid out alike (engine/backends/cudf.py)."""
+    data = mixed(100).append_column(
+        "cents", pa.array([Decimal(k) / 100 for k in range(100)], pa.decimal128(9, 2))).append_column(
+        "wide", pa.array([Decimal(-k) / 1000 for k in range(100)], pa.decimal128(18, 3))).append_column(
+        "pair", pa.array([{"a": k, "b": str(k)} for k in range(100)]))
+    lake = Lake(str(tmp_path / "lake"))
+    lake.write("m.t", data, run_id="r", meta={})
+    write_deltalake(str(tmp_path / "ref"), data)
+    ours, = lake.table("m.t").file_uris()
+    theirs, = DeltaTable(str(tmp_path / "ref")).file_uris()
+    assert pq.read_metadata(ours).created_by.startswith("parquet-cpp-arrow")  # the parallel path ran
+    assert _layout(ours) == _layout(theirs)
+    assert lake.read("m.t").select(["cents", "wide", "tags", "pair"]).equals(
+        data.select(["cents", "wide", "tags", "pair"]))

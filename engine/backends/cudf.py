@@ -1,6 +1,7 @@
 """The GPU backend: cuDF frames decoded on the GPU straight from the lake's Parquet files."""
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 from typing import Any
 
@@ -11,6 +12,8 @@ from deltalake import DeltaTable
 from engine.backends.pandas import plain_index
 from engine.errors import HeadwaterError
 from engine.storage import arrow_dataset, fsspec_options
+
+log = logging.getLogger("headwater")
 
 # Reader features that change what a Parquet file's rows mean: the files alone are not the table.
 ARROW_ONLY_FEATURES = {"deletionVectors", "columnMapping", "typeWidening"}
@@ -77,9 +80,16 @@ class CudfBackend:
                 uris, columns=columns, storage_options=self._options(uris[0]),
                 dataset_kwargs={"partitioning": None},  # no hive discovery: it would regroup files
                 allow_mismatched_pq_schemas=True)  # two writers' root names and layouts differ
-        except (RuntimeError, ValueError, IndexError, TypeError):  # libcudf's schema checks
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:  # libcudf's schema checks
+            if "CUDA" in str(exc):
+                raise  # the device failed, not the files
+            log.info("cuDF cannot read the %d files of the table as one (%s): reading through Arrow",
+                     len(uris), exc)
             return None
-        return frame if all(c in frame.columns for c in columns) else None  # a column missing from the first file is dropped
+        if any(c not in frame.columns for c in columns):  # missing from the first file: dropped
+            log.info("cuDF left out columns some of the table's files lack: reading through Arrow")
+            return None
+        return frame
 
     def share(self, frame: Any, columns: list[str] | None = None) -> Any:
         """A deep copy of `columns` (None: all) of `frame` for one of the models that read it:
