@@ -1,7 +1,9 @@
-"""Peak memory of landing: a Parquet dataset and a CSV file of growing size, each landed by
-`headwater`'s lake in a fresh child process whose peak RSS is read from the OS.
+"""Peak memory and speed of landing: a Parquet dataset, a CSV file and a JSON-lines file of
+growing size, each landed by `headwater`'s lake in a fresh child process whose peak RSS is
+read from the OS, and copied to one Parquet file by DuckDB (`COPY … TO`) in another, as the
+baseline measured in the same run.
 
-    python -m bench.land_memory --parquet-rows 6e6,60e6 --csv-gb 0.5,5
+    python -m bench.land_memory --parquet-rows 6e6,60e6 --csv-gb 0.5,5 --jsonl-gb 0.5,5 [--runs 3]
 
 Data is generated (deterministically) under bench/.cache/ and never committed. The result
 table is printed in Markdown for bench/RESULTS.md.
@@ -106,29 +108,93 @@ def land(path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def jsonl_file(gigabytes: float) -> tuple[Path, int]:
+    """One JSON-lines file of about `gigabytes` GB (the same events, written by DuckDB) and its
+    row count."""
+    import duckdb
+
+    target = int(gigabytes * 1e9)
+    path = CACHE / f"events_{gigabytes}gb.jsonl"
+    done = path.with_name(path.name + ".rows")  # (the CSV file's marker is events_<gb>gb.rows)
+    if done.exists():
+        return path, int(done.read_text())
+    part = CACHE / "part.jsonl"
+    rows, i = 0, 0
+    con = duckdb.connect()
+    with open(path, "wb") as fh:
+        while fh.tell() < target:
+            events = chunk(i, CHUNK)  # noqa: F841 - DuckDB reads the local by name
+            con.execute(f"COPY (SELECT * FROM events) TO '{part}' (FORMAT json)")
+            fh.write(part.read_bytes())
+            rows, i = rows + CHUNK, i + 1
+    part.unlink()
+    done.write_text(str(rows))
+    return path, rows
+
+
+DUCKDB_CHILD = """
+import json, sys, time
+import duckdb
+from bench.elt_h.stages import peak_rss_mb
+path, kind, out = sys.argv[1], sys.argv[2], sys.argv[3]
+# JSON with the columns declared: from its 20,480-line type sample DuckDB takes every `ts` to
+# carry microseconds and stops at the first one that has none (its own COPY writes both)
+columns = "{'event_id': 'BIGINT', 'user_id': 'BIGINT', 'amount': 'DOUBLE', 'kind': 'VARCHAR', " \
+          "'ts': 'TIMESTAMP', 'note': 'VARCHAR'}"
+source = {"parquet": f"read_parquet('{path}/*.parquet')", "csv": f"read_csv('{path}')",
+          "jsonl": f"read_json('{path}', format = 'newline_delimited', columns = {columns})"}[kind]
+started = time.perf_counter()
+duckdb.connect().execute(f"COPY (SELECT * FROM {source}) TO '{out}' (FORMAT parquet)")
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}))
+"""
+
+
+def duckdb_copy(path: Path, kind: str) -> dict:
+    """DuckDB copying `path` to one Parquet file in a fresh process: its seconds and peak RSS."""
+    with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
+        out = subprocess.run([sys.executable, "-c", DUCKDB_CHILD, str(path), kind, f"{scratch}/out.parquet"],
+                             check=True, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median seconds of `runs` and their highest peak RSS (rows from the first)."""
+    seconds = sorted(r["seconds"] for r in runs)
+    return {**runs[0], "seconds": seconds[len(seconds) // 2],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parquet-rows", default="6e6,60e6")
     parser.add_argument("--csv-gb", default="0.5,5")
+    parser.add_argument("--jsonl-gb", default="0.5")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each, alternating; medians, highest peak")
     args = parser.parse_args()
     CACHE.mkdir(exist_ok=True)
-    rows_out = []
+    inputs: list[tuple[str, str, Path]] = []
     for rows in (int(float(r)) for r in args.parquet_rows.split(",") if r):
         started = time.perf_counter()
         folder = parquet_dataset(rows)
         print(f"parquet {rows:,} rows ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-        size = sum(p.stat().st_size for p in folder.glob("*.parquet")) / 1e9
-        rows_out.append((f"Parquet, {rows / 1e6:g}M rows", size, land(folder)))
-    for gb in (float(g) for g in args.csv_gb.split(",") if g):
-        started = time.perf_counter()
-        path, rows = csv_file(gb)
-        print(f"csv {gb} GB ({rows:,} rows) ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-        rows_out.append((f"CSV, {path.stat().st_size / 1e9:.1f} GB", path.stat().st_size / 1e9, land(path)))
-    print("| input | size on disk (GB) | rows landed | quarantined | seconds | rows/s | peak RSS (MB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, size, r in rows_out:
-        print(f"| {name} | {size:.2f} | {r['rows']:,} | {r['quarantined']:,} | {r['seconds']:.1f} | "
-              f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} |")
+        inputs.append((f"Parquet, {rows / 1e6:g}M rows", "parquet", folder))
+    for kind, make, label in (("csv", csv_file, "CSV"), ("jsonl", jsonl_file, "JSON lines")):
+        for gb in (float(g) for g in getattr(args, f"{kind}_gb").split(",") if g):
+            started = time.perf_counter()
+            path, rows = make(gb)
+            print(f"{kind} {gb} GB ({rows:,} rows) ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+            inputs.append((f"{label}, {path.stat().st_size / 1e9:.1f} GB", kind, path))
+    print("| input | size on disk (GB) | rows landed | quarantined | seconds | rows/s | peak RSS (MB) "
+          "| DuckDB COPY s | ÷ DuckDB | DuckDB peak RSS (MB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, kind, path in inputs:
+        size = sum(p.stat().st_size for p in path.glob("*.parquet")) if path.is_dir() else path.stat().st_size
+        pairs = [(land(path), duckdb_copy(path, kind)) for _ in range(args.runs)]  # alternating
+        r, d = (median_run([pair[i] for pair in pairs]) for i in (0, 1))
+        print(f"| {name} | {size / 1e9:.2f} | {r['rows']:,} | {r['quarantined']:,} | {r['seconds']:.1f} | "
+              f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} | {d['seconds']:.1f} | "
+              f"{r['seconds'] / d['seconds']:.2f}× | {d['peak_rss_mb']:,.0f} |", flush=True)
     return 0
 
 
