@@ -144,13 +144,16 @@ columns = "{'event_id': 'BIGINT', 'user_id': 'BIGINT', 'amount': 'DOUBLE', 'kind
 source = {"parquet": f"read_parquet('{path}/*.parquet')", "csv": f"read_csv('{path}')",
           "jsonl": f"read_json('{path}', format = 'newline_delimited', columns = {columns})"}[kind]
 started = time.perf_counter()
-duckdb.connect().execute(f"COPY (SELECT * FROM {source}) TO '{out}' (FORMAT parquet)")
-print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}))
+con = duckdb.connect()
+con.execute(f"COPY (SELECT * FROM {source}) TO '{out}' (FORMAT parquet)")
+seconds = time.perf_counter() - started
+rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
+print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()}))
 """
 
 
 def duckdb_copy(path: Path, kind: str) -> dict:
-    """DuckDB copying `path` to one Parquet file in a fresh process: its seconds and peak RSS."""
+    """DuckDB copying `path` to one Parquet file in a fresh process: its seconds, rows and peak RSS."""
     with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
         out = subprocess.run([sys.executable, "-c", DUCKDB_CHILD, str(path), kind, f"{scratch}/out.parquet"],
                              check=True, capture_output=True, text=True,
@@ -192,6 +195,9 @@ def main() -> int:
         size = sum(p.stat().st_size for p in path.glob("*.parquet")) if path.is_dir() else path.stat().st_size
         pairs = [(land(path), duckdb_copy(path, kind)) for _ in range(args.runs)]  # alternating
         r, d = (median_run([pair[i] for pair in pairs]) for i in (0, 1))
+        if r["rows"] + r["quarantined"] != d["rows"]:
+            raise SystemExit(f"{name}: Headwater landed {r['rows']:,} rows (+{r['quarantined']:,} "
+                             f"quarantined), DuckDB copied {d['rows']:,}: not the same job")
         print(f"| {name} | {size / 1e9:.2f} | {r['rows']:,} | {r['quarantined']:,} | {r['seconds']:.1f} | "
               f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} | {d['seconds']:.1f} | "
               f"{r['seconds'] / d['seconds']:.2f}× | {d['peak_rss_mb']:,.0f} |", flush=True)
