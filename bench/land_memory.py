@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,12 +101,17 @@ print(json.dumps({"rows": landing.commit.rows, "quarantined": landing.quarantine
 """
 
 
+def _child(code: str, *args: str) -> dict:
+    """Run `code` in a fresh interpreter (the project on its path); the JSON it prints last."""
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def land(path: Path) -> dict:
     """Land `path` into a scratch lake in a fresh process; its rows, seconds and peak RSS."""
     with tempfile.TemporaryDirectory(dir=CACHE) as lake:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(path), lake], check=True,
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return _child(CHILD, str(path), lake)
 
 
 def jsonl_file(gigabytes: float) -> tuple[Path, int]:
@@ -155,16 +161,12 @@ print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mb()
 def duckdb_copy(path: Path, kind: str) -> dict:
     """DuckDB copying `path` to one Parquet file in a fresh process: its seconds, rows and peak RSS."""
     with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
-        out = subprocess.run([sys.executable, "-c", DUCKDB_CHILD, str(path), kind, f"{scratch}/out.parquet"],
-                             check=True, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": os.getcwd()})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return _child(DUCKDB_CHILD, str(path), kind, f"{scratch}/out.parquet")
 
 
 def median_run(runs: list[dict]) -> dict:
     """The median seconds of `runs` and their highest peak RSS (rows from the first)."""
-    seconds = sorted(r["seconds"] for r in runs)
-    return {**runs[0], "seconds": seconds[len(seconds) // 2],
+    return {**runs[0], "seconds": statistics.median(r["seconds"] for r in runs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
@@ -176,28 +178,28 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="runs of each, alternating; medians, highest peak")
     args = parser.parse_args()
     CACHE.mkdir(exist_ok=True)
-    inputs: list[tuple[str, str, Path]] = []
+    inputs: list[tuple[str, str, Path, int]] = []
     for rows in (int(float(r)) for r in args.parquet_rows.split(",") if r):
         started = time.perf_counter()
         folder = parquet_dataset(rows)
         print(f"parquet {rows:,} rows ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-        inputs.append((f"Parquet, {rows / 1e6:g}M rows", "parquet", folder))
+        inputs.append((f"Parquet, {rows / 1e6:g}M rows", "parquet", folder, rows))
     for kind, make, label in (("csv", csv_file, "CSV"), ("jsonl", jsonl_file, "JSON lines")):
         for gb in (float(g) for g in getattr(args, f"{kind}_gb").split(",") if g):
             started = time.perf_counter()
             path, rows = make(gb)
             print(f"{kind} {gb} GB ({rows:,} rows) ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-            inputs.append((f"{label}, {path.stat().st_size / 1e9:.1f} GB", kind, path))
+            inputs.append((f"{label}, {path.stat().st_size / 1e9:.1f} GB", kind, path, rows))
     print("| input | size on disk (GB) | rows landed | quarantined | seconds | rows/s | peak RSS (MB) "
           "| DuckDB COPY s | ÷ DuckDB | DuckDB peak RSS (MB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, kind, path in inputs:
+    for name, kind, path, rows in inputs:
         size = sum(p.stat().st_size for p in path.glob("*.parquet")) if path.is_dir() else path.stat().st_size
         pairs = [(land(path), duckdb_copy(path, kind)) for _ in range(args.runs)]  # alternating
         r, d = (median_run([pair[i] for pair in pairs]) for i in (0, 1))
-        if r["rows"] + r["quarantined"] != d["rows"]:
-            raise SystemExit(f"{name}: Headwater landed {r['rows']:,} rows (+{r['quarantined']:,} "
-                             f"quarantined), DuckDB copied {d['rows']:,}: not the same job")
+        if not r["rows"] + r["quarantined"] == d["rows"] == rows:
+            raise SystemExit(f"{name}: {rows:,} rows generated, Headwater landed {r['rows']:,} "
+                             f"(+{r['quarantined']:,} quarantined), DuckDB copied {d['rows']:,}")
         print(f"| {name} | {size / 1e9:.2f} | {r['rows']:,} | {r['quarantined']:,} | {r['seconds']:.1f} | "
               f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} | {d['seconds']:.1f} | "
               f"{r['seconds'] / d['seconds']:.2f}× | {d['peak_rss_mb']:,.0f} |", flush=True)

@@ -46,7 +46,8 @@ PLAIN_FEATURES = {"timestampNtz", "appendOnly", "invariants", "checkConstraints"
 STRING_STATS_MAX = 32  # characters of a string bound (Delta's convention)
 # Parquet layout choices where pyarrow's defaults differ from delta-rs' (decimals of precision
 # up to 18 as INT32/INT64, list elements named "item"): a table holds files from both writers,
-# and cuDF reads such files as one only when every column is laid out alike
+# and cuDF reads such files as one only when every column is laid out alike. Still different:
+# map entries ("key_value" here, "entries" there) and decimal(1, 0) (INT32 here, INT64 there).
 SAME_LAYOUT_AS_DELTA_RS = {"store_decimal_as_integer": True, "use_compliant_nested_type": False}
 
 

@@ -209,18 +209,20 @@ def test_a_date_passed_through_stays_a_date(tmp_path: Path, backend: Backend) ->
     assert out.column("d").to_pylist() == DeltaTable(path).to_pyarrow_table().column("d").to_pylist()
 
 
-def test_dates_restored_only_where_a_date_was_read() -> None:
+def test_dates_restored_only_where_whole_days_are_in_seconds() -> None:
     from engine.backends.cudf import dates_restored  # plain pyarrow: runs without cuDF
 
     day = dt.datetime(2024, 5, 1)
     table = pa.table({
-        "d": pa.array([day, None], pa.timestamp("s")),  # a date cuDF read: back to a date
-        "when": pa.array([day, day], pa.timestamp("s")),  # not a date column the models read
+        "d": pa.array([day, None], pa.timestamp("s")),  # how cuDF hands back a date: a date again
         "late": pa.array([day, day + dt.timedelta(hours=3)], pa.timestamp("s")),  # a time of day
-        "fine": pa.array([day, day], pa.timestamp("us")),  # not cuDF's date unit
+        "lake": pa.array([day, day], pa.timestamp("us")),  # the lake's own timestamps
+        "aware": pa.array([day, day], pa.timestamp("s", tz="UTC")),
+        "none": pa.array([None, None], pa.timestamp("s")),  # nothing says otherwise: a date
     })
-    out = dates_restored(table, {"d", "late", "fine"})
-    assert [f.type for f in out.schema] == [pa.date32(), pa.timestamp("s"), pa.timestamp("s"), pa.timestamp("us")]
+    out = dates_restored(table)
+    assert [f.type for f in out.schema] == [pa.date32(), pa.timestamp("s"), pa.timestamp("us"),
+                                            pa.timestamp("s", tz="UTC"), pa.date32()]
     assert out.column("d").to_pylist() == [day.date(), None]
     assert out.column("late").equals(table.column("late"))
 

@@ -23,7 +23,6 @@ def test_both_engines_take_every_row_of_each_input(small: Path, kind: str) -> No
     else:
         make = land_memory.csv_file if kind == "csv" else land_memory.jsonl_file
         path, rows = make(0.0002)  # 200 kB: a chunk of 2,000 events or two
-    assert rows >= 2_000 and rows % 1_000 == 0
     ours, theirs = land_memory.land(path), land_memory.duckdb_copy(path, kind)
     assert (ours["rows"], ours["quarantined"], theirs["rows"]) == (rows, 0, rows)
     assert ours["seconds"] > 0 and theirs["seconds"] > 0 and ours["peak_rss_mb"] > 50
@@ -33,3 +32,4 @@ def test_median_run_takes_the_middle_time_and_the_highest_peak() -> None:
     runs = [{"rows": 5, "seconds": 3.0, "peak_rss_mb": 10}, {"rows": 5, "seconds": 1.0, "peak_rss_mb": 30},
             {"rows": 5, "seconds": 2.0, "peak_rss_mb": 20}]
     assert land_memory.median_run(runs) == {"rows": 5, "seconds": 2.0, "peak_rss_mb": 30}
+    assert land_memory.median_run(runs[:2])["seconds"] == 2.0  # an even count: the mean of the middle two

@@ -74,3 +74,36 @@ def test_bad_lines_in_later_blocks_keep_their_file_line_numbers() -> None:
     assert [e["raw"] for e in q.entries] == [rows[n - 1].decode() for n in bad]
     assert len(landed) + len(q.entries) == len(rows) - 1
     assert landed == [i for i in range(1, 400) if i % 37]
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands back at most `step` bytes per read, as an HTTP stream may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, view) -> int:  # type: ignore[override]
+        n = min(self.step, len(view), len(self.data) - self.pos)
+        view[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_short_reads_make_the_same_blocks_as_whole_ones() -> None:
+    data = BOM + b"".join(f"{i},{'x' * (i % 13)}\n".encode() for i in range(2_000))
+    whole = _blocks(data, 4096)
+    trickled = [(line, bytes(block)) for line, block in text_blocks(Trickle(data, 5), 4096)]
+    assert trickled == whole
+    assert all(len(block) > 4096 - 32 for _, block in trickled[:-1])  # full blocks, not 5-byte ones
+
+
+def test_a_stream_with_nothing_ready_is_an_error_not_an_empty_file() -> None:
+    class Empty(Trickle):
+        def readinto(self, view) -> None:  # type: ignore[override]
+            return None
+
+    with pytest.raises(OSError, match="non-blocking"):
+        list(text_blocks(Empty(b"a\n", 1), 16))

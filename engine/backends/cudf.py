@@ -39,13 +39,12 @@ class CudfBackend:
 
         self.xp: ModuleType = cudf
         self.storage_options = dict(storage_options or {})
-        self.dates: set[str] = set()  # names of the date columns models were given (see dates_restored)
+        self.warned: set[str] = set()  # tables already said to be read through Arrow
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
         uris = table.file_uris()
         schema = pa.schema(table.schema().to_arrow())
         names = list(columns) if columns is not None else schema.names
-        self._note_dates(schema)
         if not uris or arrow_only(table):
             return self._read_arrow(table, columns)
         partitioned = set(table.metadata().partition_columns)
@@ -56,7 +55,7 @@ class CudfBackend:
             return self._read_arrow(table, columns)  # cannot line partition values up with rows
         cudf = self.xp
         if in_files:
-            frame = self._read_files(uris, in_files)
+            frame = self._read_files(table.table_uri, uris, in_files)
             if frame is None:
                 return self._read_arrow(table, columns)
         else:
@@ -70,26 +69,30 @@ class CudfBackend:
                 frame[col] = per_file.repeat(repeats).reset_index(drop=True)
         return _as_delta_types(frame[names], schema, cudf)
 
-    def _read_files(self, uris: list[str], columns: list[str]) -> Any:
+    def _read_files(self, table_uri: str, uris: list[str], columns: list[str]) -> Any:
         """`columns` of the data files, decoded on the GPU in file order; None when cuDF cannot
         read the files as one: their Parquet schemas differ where it matters (a column added
-        after some files were written, a decimal stored as INT64 by one writer and as
-        FIXED_LEN_BYTE_ARRAY by another)."""
+        after some files were written; older files from a writer that laid a decimal or a map
+        out differently)."""
         try:
             frame = self.xp.read_parquet(
                 uris, columns=columns, storage_options=self._options(uris[0]),
                 dataset_kwargs={"partitioning": None},  # no hive discovery: it would regroup files
                 allow_mismatched_pq_schemas=True)  # two writers' root names and layouts differ
-        except (RuntimeError, ValueError, IndexError, TypeError) as exc:  # libcudf's schema checks
+        except (RuntimeError, ValueError, IndexError) as exc:  # libcudf's schema checks
             if "CUDA" in str(exc):
                 raise  # the device failed, not the files
-            log.info("cuDF cannot read the %d files of the table as one (%s): reading through Arrow",
-                     len(uris), exc)
-            return None
+            return self._fallback(table_uri, f"{len(uris)} files cuDF cannot read as one ({exc})")
         if any(c not in frame.columns for c in columns):  # missing from the first file: dropped
-            log.info("cuDF left out columns some of the table's files lack: reading through Arrow")
-            return None
+            return self._fallback(table_uri, "some of its files lack columns the others have")
         return frame
+
+    def _fallback(self, table_uri: str, why: str) -> None:
+        if table_uri not in self.warned:
+            self.warned.add(table_uri)
+            log.warning("cuDF reads %s through Arrow (slower, same rows): %s; a table rebuilt "
+                        "in full (--full-refresh) has files of one layout", table_uri, why)
+        return None
 
     def share(self, frame: Any, columns: list[str] | None = None) -> Any:
         """A deep copy of `columns` (None: all) of `frame` for one of the models that read it:
@@ -98,7 +101,6 @@ class CudfBackend:
         return (frame if columns is None else frame[columns]).copy(deep=True)
 
     def from_arrow(self, table: pa.Table) -> Any:
-        self._note_dates(table.schema)
         return self.xp.DataFrame.from_arrow(table)
 
     def to_arrow(self, frame: Any) -> pa.Table:
@@ -109,10 +111,7 @@ class CudfBackend:
                                  "return a DataFrame built with ctx.xp (cudf) from the model function")
         if not plain_index(frame):
             frame = frame.reset_index()
-        return dates_restored(frame.to_arrow(preserve_index=False), self.dates)
-
-    def _note_dates(self, schema: pa.Schema) -> None:
-        self.dates.update(f.name for f in schema if pa.types.is_date(f.type))
+        return dates_restored(frame.to_arrow(preserve_index=False))
 
     def _read_arrow(self, table: DeltaTable, columns: list[str] | None) -> Any:
         return self.from_arrow(arrow_dataset(table, self.storage_options).to_table(columns=columns))
@@ -130,23 +129,24 @@ def _rows_per_file(actions: pa.Table, uris: list[str]) -> bool:
         p.rsplit("/", 1)[-1] == u.rsplit("/", 1)[-1] for p, u in zip(paths, uris))
 
 
-def dates_restored(table: pa.Table, dates: set[str]) -> pa.Table:
-    """`table` with its tz-naive `timestamp[s]` columns named like a date column the models
-    read turned back into `date32` where every value is a whole day. cuDF has no date type: it
-    reads dates as `datetime64[s]`, so without this a model passing a date through would write
-    a timestamp on the GPU and a date on pandas."""
+def dates_restored(table: pa.Table) -> pa.Table:
+    """`table` with its tz-naive `timestamp[s]` columns that hold whole days only turned back
+    into `date32`. cuDF has no date type and reads dates as `datetime64[s]` (the lake's
+    timestamps are microseconds), so without this a model passing a date through would write a
+    timestamp on the GPU and a date on pandas. A column with a time of day stays a timestamp."""
     for i, field in enumerate(table.schema):
         col = table.column(i)
-        if field.name in dates and field.type == pa.timestamp("s") and pc.all(
+        if field.type == pa.timestamp("s") and pc.all(
                 pc.equal(pc.floor_temporal(col, unit="day"), col)).as_py() is not False:
-            table = table.set_column(i, field.name, col.cast(pa.date32()))  # (a time of day stays)
+            table = table.set_column(i, field.name, col.cast(pa.date32()))
     return table
 
 
 def _as_delta_types(frame: Any, schema: pa.Schema, cudf: ModuleType) -> Any:
     """`frame`, read from Parquet on the GPU, with the types `from_arrow` gives the same
     columns: the Delta schema's time zone on tz-aware timestamps (cuDF's Parquet reader returns
-    UTC instants as naive) and its precision on decimals (the reader gives the widest)."""
+    UTC instants as naive) and its precision on decimals (the reader gives the widest its
+    storage allows: 9, 18 or 38 digits)."""
     for field in schema:
         if field.name not in frame.columns:
             continue

@@ -37,16 +37,17 @@ class FileUnreadable(Exception):
 
 def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
     """(number of the first line, whole lines) for a binary file, BOM removed. Each block is a
-    new bytearray read in place after the previous block's unfinished line: no copies."""
+    new bytearray filled in place after the previous block's unfinished line (which is the only
+    part copied)."""
     line, carry, first = 1, b"", True
     while True:
         buf = bytearray(len(carry) + size)
         buf[:len(carry)] = carry
-        got = fh.readinto(memoryview(buf)[len(carry):])  # 0 only at the end of the file
+        got = _fill(fh, memoryview(buf)[len(carry):])
         del buf[len(carry) + got:]
         if first and got:
             if len(buf) < len(BOM) and BOM.startswith(buf):  # too little read to tell yet
-                carry = bytes(buf)
+                carry = buf
                 continue
             if buf.startswith(BOM):
                 del buf[:len(BOM)]
@@ -57,12 +58,26 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
             return
         cut = buf.rfind(b"\n")
         if cut < 0:
-            carry = bytes(buf)
+            carry = buf  # a line longer than the block: read on (this buffer is never yielded)
             continue
         carry = bytes(buf[cut + 1:])
         del buf[cut + 1:]
         yield line, buf
         line += count_lines(buf)
+
+
+def _fill(fh: Any, view: memoryview) -> int:
+    """Bytes read into `view`: until it is full or the file ends (a stream may hand back less
+    than asked, as an HTTP stream or a zstd frame does)."""
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if n is None:
+            raise OSError("the file is a non-blocking stream with no data ready")
+        if not n:
+            break
+        got += n
+    return got
 
 
 def count_lines(data: bytes | bytearray) -> int:
@@ -82,7 +97,7 @@ def _check_text(data: bytes | bytearray) -> None:
         data.decode("utf-8")
 
 
-def tolerant(data: bytes, first_line: int, parse: Callable[[bytes], pa.Table],
+def tolerant(data: bytes | bytearray, first_line: int, parse: Callable[[bytes | bytearray], pa.Table],
              reason: Callable[[bytes, Exception], str],
              bad: Callable[[int, bytes, str], None]) -> list[tuple[int, bytes, pa.Table]]:
     """`data` parsed by `parse`; when that fails, bisected by lines until each bad line is
@@ -156,7 +171,7 @@ class TextReader:
             for part_line, part, table in tolerant(block, first_line, parse, reason, self._bad):
                 yield self._coerce(table, part, part_line)
 
-    def _parse_csv(self, data: bytes) -> pa.Table:
+    def _parse_csv(self, data: bytes | bytearray) -> pa.Table:
         if NEWLINES.fullmatch(data):
             return pa.table({n: pa.array([], self.types.get(n, pa.string())) for n in self.names})
         types = {n: self.types[n] for n in self.names if n in self.types}
@@ -165,14 +180,14 @@ class TextReader:
             parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pcsv.ConvertOptions(column_types=types)), len(data))
 
-    def _parse_json(self, data: bytes) -> pa.Table:
+    def _parse_json(self, data: bytes | bytearray) -> pa.Table:
         if not data or data.isspace():
             return pa.table({})
         table = _with_block_size(lambda size: pjson.read_json(
             pa.BufferReader(data), read_options=pjson.ReadOptions(block_size=size)), len(data))
         return pa.Table.from_batches([flatten(b) for b in table.to_batches()]) if table.num_rows else table
 
-    def _coerce(self, table: pa.Table, block: bytes, first_line: int) -> pa.Table:
+    def _coerce(self, table: pa.Table, block: bytes | bytearray, first_line: int) -> pa.Table:
         good, bad = coerce(table, self.types, extras=self.extras, dropped=self.dropped,
                            origin=self.path)
         if bad:  # map row numbers back to lines (only on this slow path)
