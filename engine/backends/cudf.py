@@ -43,10 +43,10 @@ class CudfBackend:
 
     def read(self, table: DeltaTable, columns: list[str] | None = None) -> Any:
         uris = table.file_uris()
-        schema = pa.schema(table.schema().to_arrow())
-        names = list(columns) if columns is not None else schema.names
         if not uris or arrow_only(table):
             return self._read_arrow(table, columns)
+        schema = pa.schema(table.schema().to_arrow())
+        names = list(columns) if columns is not None else schema.names
         partitioned = set(table.metadata().partition_columns)
         partitions = [c for c in names if c in partitioned]
         in_files = [c for c in names if c not in partitioned]
@@ -82,17 +82,19 @@ class CudfBackend:
         except (RuntimeError, ValueError, IndexError) as exc:  # libcudf's schema checks
             if "CUDA" in str(exc):
                 raise  # the device failed, not the files
-            return self._fallback(table_uri, f"{len(uris)} files cuDF cannot read as one ({exc})")
+            self._warn_arrow(table_uri, f"{len(uris)} files cuDF cannot read as one ({exc})")
+            return None
         if any(c not in frame.columns for c in columns):  # missing from the first file: dropped
-            return self._fallback(table_uri, "some of its files lack columns the others have")
+            self._warn_arrow(table_uri, "some of its files lack columns the others have")
+            return None
         return frame
 
-    def _fallback(self, table_uri: str, why: str) -> None:
+    def _warn_arrow(self, table_uri: str, why: str) -> None:
+        """Say once per table that it is read through Arrow, and why."""
         if table_uri not in self.warned:
             self.warned.add(table_uri)
             log.warning("cuDF reads %s through Arrow (slower, same rows): %s; a table rebuilt "
                         "in full (--full-refresh) has files of one layout", table_uri, why)
-        return None
 
     def share(self, frame: Any, columns: list[str] | None = None) -> Any:
         """A deep copy of `columns` (None: all) of `frame` for one of the models that read it:

@@ -39,19 +39,14 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
     """(number of the first line, whole lines) for a binary file, BOM removed. Each block is a
     new bytearray filled in place after the previous block's unfinished line (which is the only
     part copied)."""
-    line, carry, first = 1, b"", True
+    head = bytearray(len(BOM))
+    carry = head[:_fill(fh, memoryview(head))].removeprefix(BOM)
+    line = 1
     while True:
         buf = bytearray(len(carry) + size)
         buf[:len(carry)] = carry
         got = _fill(fh, memoryview(buf)[len(carry):])
         del buf[len(carry) + got:]
-        if first and got:
-            if len(buf) < len(BOM) and BOM.startswith(buf):  # too little read to tell yet
-                carry = buf
-                continue
-            if buf.startswith(BOM):
-                del buf[:len(BOM)]
-            first = False
         if not got:
             if carry:
                 yield line, bytearray(carry)
@@ -81,7 +76,8 @@ def _fill(fh: Any, view: memoryview) -> int:
 
 
 def count_lines(data: bytes | bytearray) -> int:
-    """How many newlines `data` holds (numpy: three times bytes.count on 8 MB blocks)."""
+    """How many newlines `data` holds (numpy: about three times as fast as bytes.count on
+    8 MB blocks)."""
     return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
 
 
