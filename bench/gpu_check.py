@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.backends import gpu_info  # noqa: E402
-from engine.backends.base import Backend  # noqa: E402
+from engine.transform.backends import gpu_info  # noqa: E402
+from engine.transform.backends.base import Backend  # noqa: E402
 from engine.lake import delta_schema  # noqa: E402
 
 KINDS = ["like", "view", "share", "comment", "save", "report"]
@@ -161,10 +161,10 @@ def main() -> int:
     backends: dict[str, Backend] = {}
     for name in names:
         if name == "cudf":
-            from engine.backends.cudf import CudfBackend
+            from engine.transform.backends.cudf import CudfBackend
             backends[name] = CudfBackend()
         else:
-            from engine.backends.pandas import PandasBackend
+            from engine.transform.backends.pandas import PandasBackend
             backends[name] = PandasBackend()
     info = gpu_info()
     print(f"gpu: {', '.join(info.get('names', [])) or info.get('error')}  driver {info.get('driver', '-')}")

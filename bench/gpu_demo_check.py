@@ -16,9 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine import Config, Lake, Runner
-from engine.compare import differences
-from examples.photo_popularity.generate import generate
-from examples.photo_popularity.pipeline import make_pipeline
+from engine.runs.compare import differences
+from engine.demo.generate import generate
+from engine.demo.pipeline import make_pipeline
 
 
 def run(data: Path, root: Path, backend: str) -> tuple[dict[str, pa.Table], dict[str, float]]:

@@ -87,7 +87,7 @@ import json, sys, time
 from datetime import datetime, timezone
 from bench.elt_h.stages import peak_rss_mb
 from engine.lake import Lake
-from engine.quarantine import land
+from engine.load.land import land
 from engine.sources import files
 path, lake_dir = sys.argv[1], sys.argv[2]
 lake = Lake(lake_dir)

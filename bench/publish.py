@@ -34,8 +34,8 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 
-from engine.warehouse import connect
-from engine.warehouse.postgres import csv_ready
+from engine.publish import connect
+from engine.publish.postgres import csv_ready
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 START, END = "<!-- publish:start -->", "<!-- publish:end -->"

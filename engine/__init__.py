@@ -3,15 +3,21 @@
 The public API::
 
     from engine import Pipeline, model, sources, Config, run
+
+The stages live in packages named after them: sources (extract), load, lake, transform,
+publish, runs, cli; see ARCHITECTURE.md.
 """
 from engine import sources
+from engine._version import __version__
 from engine.config import Config
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.models import Context, Model, model
 from engine.pipeline import Pipeline, load_pipeline
-from engine.runner import Runner, RunSummary, Step, run
+from engine.runs.runner import Runner, run
+from engine.runs.steps import RunSummary, Step
+from engine.transform import augment, checks, features
+from engine.transform.models import Context, Model, model
 
 __all__ = ["Config", "Context", "HeadwaterError", "Lake", "Model", "Pipeline", "RunSummary",
-           "Runner", "Step", "load_pipeline", "model", "run", "sources"]
-__version__ = "0.1.0"
+           "Runner", "Step", "__version__", "augment", "checks", "features", "load_pipeline", "model",
+           "run", "sources"]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import HeadwaterError
-from engine.models import Model, dag_order
-from engine.sources.base import Source
+from engine.transform.models import Model, dag_order
+from engine.load.extraction import Source
 
 
 @dataclass

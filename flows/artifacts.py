@@ -13,9 +13,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from engine.lineage import mermaid
+from engine.runs.lineage import mermaid
 from engine.pipeline import Pipeline
-from engine.selection import Selection
+from engine.runs.selection import Selection
 from flows.tasks import StepDict
 
 SUMMARY_KEY = "headwater-run-summary"

@@ -1,28 +1,51 @@
 """`headwater deploy` and `headwater serve`: the Prefect side of the `headwater` command.
 
-engine/cli.py registers both and imports this module only when one of them runs, so the
-engine's own commands never import Prefect."""
+`register` is the `headwater.cli` entry point (pyproject.toml): the engine's CLI calls it to add
+these two commands, and imports nothing of this package itself. Prefect is imported only when
+one of the commands runs.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
-from flows import deploy as deployments
+from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, friendly
 
 console = Console()
 
 
-def deploy(names: list[str] | None, pool: str | None, prefect_file: Path | None) -> None:
-    """Register deployments from prefect.yaml with the Prefect API and say how to run them."""
-    registered = deployments.deploy(names, pool, prefect_file or deployments.PREFECT_FILE)
-    for name in registered:
-        console.print(f"deployed [bold]{name}[/] (its daily schedule is inactive); run it now: "
-                      f"prefect deployment run '{name}'", highlight=False)
+def register(app: typer.Typer) -> None:
+    """Add `deploy` and `serve` to the `headwater` app."""
+    @app.command()
+    @friendly
+    def deploy(name: Annotated[list[str] | None, typer.Option(
+                   "--name", help="deployment in prefect.yaml (repeatable; default photo-popularity-process)")] = None,
+               pool: Annotated[str | None, typer.Option(help="work pool instead of the deployment's own")] = None,
+               prefect_file: Annotated[Path | None, typer.Option(
+                   help="default: prefect.yaml in the current folder (your project's)")] = None) -> None:
+        """Register prefect.yaml's deployments of the elt flow with the Prefect API (PREFECT_API_URL)."""
+        from flows import deploy as deployments
 
+        registered = deployments.deploy(name, pool, prefect_file)
+        for done in registered:
+            console.print(f"deployed [bold]{done}[/] (its daily schedule is inactive); run it now: "
+                          f"prefect deployment run '{done}'", highlight=False)
 
-def serve(pipeline: str, name: str, cron: str | None, select: str | None, exclude: str | None,
-          full_refresh: bool, lake: str | None, warehouse: str | None, backend: str | None) -> None:
-    """Serve the elt flow for `pipeline` from this process until interrupted."""
-    console.print(f"serving headwater-elt/{name} for {pipeline}; Ctrl-C stops", highlight=False)
-    deployments.serve(pipeline, name, cron, select, exclude, full_refresh, lake, warehouse, backend)
+    @app.command()
+    @friendly
+    def serve(pipeline: Annotated[str, typer.Argument(help="a .py file or module defining `pipeline`")]
+              = "pipeline.py",
+              name: Annotated[str, typer.Option(help="deployment name")] = "headwater-serve",
+              cron: Annotated[str | None, typer.Option(help="a UTC cron schedule, e.g. '0 6 * * *'")] = None,
+              select: Annotated[str | None, typer.Option(help="dbt-style selectors")] = None,
+              exclude: Annotated[str | None, typer.Option(help="selectors to leave out")] = None,
+              full_refresh: Annotated[bool, typer.Option(help="rebuild incremental models")] = False,
+              lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
+        """Serve the elt flow as a deployment from this process (no work pool needed) until Ctrl-C."""
+        from flows import deploy as deployments
+
+        console.print(f"serving headwater-elt/{name} for {pipeline}; Ctrl-C stops", highlight=False)
+        deployments.serve(pipeline, name, cron, select, exclude, full_refresh, lake, warehouse, backend)

@@ -14,18 +14,18 @@ from prefect.exceptions import ObjectNotFound
 
 from engine.errors import HeadwaterError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PREFECT_FILE = PROJECT_ROOT / "prefect.yaml"
+PREFECT_FILE = "prefect.yaml"  # looked for in the project folder `headwater deploy` runs from
 DEFAULT_DEPLOYMENT = "photo-popularity-process"
 POOL_TYPES = {"headwater-process": "process", "headwater-docker": "docker", "headwater-docker-gpu": "docker"}
 NO_TELEMETRY = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def deployments(prefect_file: Path = PREFECT_FILE) -> dict[str, dict[str, Any]]:
-    """The deployments `prefect_file` declares, by name."""
+def deployments(prefect_file: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The deployments `prefect_file` (default: ./prefect.yaml) declares, by name."""
+    prefect_file = prefect_file or Path.cwd() / PREFECT_FILE
     if not prefect_file.is_file():
         raise HeadwaterError(f"no Prefect project file at {prefect_file}",
-                             "run from a Headwater checkout, or pass --prefect-file")
+                             "run from your project's folder (the one with prefect.yaml), or pass --prefect-file")
     try:
         spec = yaml.safe_load(prefect_file.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -38,13 +38,14 @@ def deployments(prefect_file: Path = PREFECT_FILE) -> dict[str, dict[str, Any]]:
 
 
 def deploy(names: list[str] | None = None, pool: str | None = None,
-           prefect_file: Path = PREFECT_FILE) -> list[str]:
+           prefect_file: Path | None = None) -> list[str]:
     """Register the named deployments of `prefect_file` (default: the process one) with the
     Prefect API, on their work pools or on `pool`; returns their `flow/deployment` names.
 
     Runs `prefect deploy` in the file's folder, so its build and pull steps see the project.
     Raises HeadwaterError naming an unknown deployment or a work pool that does not exist,
     with the command that creates it."""
+    prefect_file = prefect_file or Path.cwd() / PREFECT_FILE
     known = deployments(prefect_file)
     names = list(dict.fromkeys(names or [DEFAULT_DEPLOYMENT]))
     unknown = [n for n in names if n not in known]

@@ -24,9 +24,10 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from engine.config import BACKENDS, Config
 from engine.errors import HeadwaterError
-from engine.models import input_table
+from engine.transform.models import input_table
 from engine.pipeline import Pipeline
-from engine.runner import Runner, RunSummary, Step, new_run_id
+from engine.runs.runner import Runner
+from engine.runs.steps import RunSummary, Step, new_run_id
 from flows import artifacts, tasks
 from flows.artifacts import COLUMNS, LINEAGE_KEY, PROGRESS_KEY, SUMMARY_KEY, TABLES_KEY
 from flows.tasks import Settings, StepDict, StepFailed, pipeline_at, target_of

@@ -21,7 +21,8 @@ from prefect.tasks import exponential_backoff
 
 from engine.config import Config
 from engine.pipeline import Pipeline, load_pipeline
-from engine.runner import Runner, Step
+from engine.runs.runner import Runner
+from engine.runs.steps import Step
 
 LOAD_RETRIES = 2
 LOAD_BACKOFF_SECONDS = 2.0  # first retry after ~2 s, the second after ~4 s

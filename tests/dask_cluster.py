@@ -14,8 +14,8 @@ from deltalake import DeltaTable, write_deltalake
 from distributed import LocalCluster
 
 from engine import Config
-from engine.backends import resolve
-from engine.backends.dask import DaskBackend
+from engine.transform.backends import resolve
+from engine.transform.backends.dask import DaskBackend
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """An independent pandas oracle for the photo popularity example's training set.
 
 Computes `training_set` straight from the generated raw files (SQLite, JSON lines, Parquet),
-without the engine and without `examples.photo_popularity.models`: the formulation differs on
+without the engine and without `engine.demo.models`: the formulation differs on
 purpose (time deltas and crosstabs instead of masks and named aggregations, sort-and-keep-last
 instead of max-and-merge, a plain loop over each uploader's history instead of an as-of join), so
 agreement between the two means something. Only the rules are shared: the 7-day half-open
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from examples.photo_popularity.models import (
+from engine.demo.models import (
     POPULAR_MIN_LIKES_7D,
     TRAINING_COLUMNS,
     UNKNOWN_LABEL,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.augment import BLOCK, cell_mask, drop_cells
+from engine.transform.augment import BLOCK, cell_mask, drop_cells
 from engine.errors import HeadwaterError
 
 GPU_SKIP = "cuDF not installed / no GPU: runs on the GPU machine"

@@ -2,7 +2,7 @@
 
 The raw tables are landed once; each backend then runs the whole model DAG in memory (its own
 outputs feeding its downstream models), and every model's output is compared with pandas'
-value for value, ignoring row order, floats within `engine.compare.FLOAT_RTOL` (1e-9
+value for value, ignoring row order, floats within `engine.runs.compare.FLOAT_RTOL` (1e-9
 relative: a GPU or a partitioned sum may add in another order). On a machine without a GPU
 the cuDF case skips with the reason; the GPU session runs it (bench/RESULTS.md).
 """
@@ -15,13 +15,13 @@ import pyarrow as pa
 import pytest
 
 from engine import Config, HeadwaterError, Runner
-from engine.backends import Backend, resolve
-from engine.compare import FLOAT_RTOL, differences
+from engine.transform.backends import Backend, resolve
+from engine.runs.compare import FLOAT_RTOL, differences
 from engine.lake import Lake
-from engine.models import Context, input_table
+from engine.transform.models import Context, input_table
 from engine.pipeline import Pipeline
-from examples.photo_popularity.generate import generate
-from examples.photo_popularity.pipeline import make_pipeline
+from engine.demo.generate import generate
+from engine.demo.pipeline import make_pipeline
 
 OTHER_BACKENDS = [pytest.param("cudf", marks=pytest.mark.gpu), "dask"]
 

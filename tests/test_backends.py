@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from engine.backends import Backend, detect, gpu_info, resolve
-from engine.backends.pandas import PandasBackend
+from engine.transform.backends import Backend, detect, gpu_info, resolve
+from engine.transform.backends.pandas import PandasBackend
 from engine.errors import HeadwaterError
 from engine.lake import delta_schema
 
@@ -29,7 +29,7 @@ HAS_CUDF = importlib.util.find_spec("cudf") is not None
 def make_backend(name: str) -> Backend:
     if name == "cudf":
         pytest.importorskip("cudf", reason=GPU_SKIP)
-        from engine.backends.cudf import CudfBackend
+        from engine.transform.backends.cudf import CudfBackend
 
         return CudfBackend()
     return PandasBackend()
@@ -134,7 +134,7 @@ def test_cudf_refuses_a_pandas_frame() -> None:
 
 
 def test_lake_files_are_read_directly_unless_the_protocol_forbids_it(tmp_path: Path) -> None:
-    from engine.backends.cudf import arrow_only  # plain Python: runs without cuDF
+    from engine.transform.backends.cudf import arrow_only  # plain Python: runs without cuDF
 
     table = write(tmp_path / "t", events(), ["day"])
     assert "timestampNtz" in (table.protocol().reader_features or [])  # allowed: files stay readable
@@ -210,7 +210,7 @@ def test_a_date_passed_through_stays_a_date(tmp_path: Path, backend: Backend) ->
 
 
 def test_dates_restored_only_where_whole_days_are_in_seconds() -> None:
-    from engine.backends.cudf import dates_restored  # plain pyarrow: runs without cuDF
+    from engine.transform.backends.cudf import dates_restored  # plain pyarrow: runs without cuDF
 
     day = dt.datetime(2024, 5, 1)
     table = pa.table({
@@ -228,7 +228,7 @@ def test_dates_restored_only_where_whole_days_are_in_seconds() -> None:
 
 
 def test_lake_storage_options_become_fsspec_options() -> None:
-    from engine.backends.cudf import fsspec_options
+    from engine.transform.backends.cudf import fsspec_options
 
     assert fsspec_options({"AWS_ACCESS_KEY_ID": "k", "aws_secret_access_key": "s",
                            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu",
@@ -302,7 +302,7 @@ def test_auto_picks_cudf_on_a_gpu_machine() -> None:
 
 
 def test_a_shared_frame_is_the_models_own(backend: Backend, tmp_path: Path) -> None:
-    """`share` (engine/reads.py) hands each model a frame it may change without changing the
+    """`share` (engine/transform/reads.py) hands each model a frame it may change without changing the
     frame the run keeps for the other models that read the same table."""
     frame = backend.read(write(tmp_path / "t", events()))
     before = backend.to_arrow(frame)

@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from engine.backends.pandas import PandasBackend
-from engine.checks import (
+from engine.transform.backends.pandas import PandasBackend
+from engine.transform.checks import (
     KINDS,
     Check,
     accepted_values,
@@ -34,7 +34,7 @@ from engine.checks import (
 )
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.models import input_table, model
+from engine.transform.models import input_table, model
 
 KINDS_OF_EVENT = ["view", "like", "login"]
 
@@ -220,7 +220,7 @@ def test_custom_check_on_a_dask_frame_computes_its_answer(rows, table) -> None:
 @pytest.mark.gpu
 def test_custom_check_on_a_cudf_frame(table) -> None:
     pytest.importorskip("cudf", reason="cuDF needs an NVIDIA GPU and the gpu extra")
-    from engine.backends.cudf import CudfBackend
+    from engine.transform.backends.cudf import CudfBackend
 
     expected = pa.compute.sum(pa.compute.fill_null(pa.compute.less(table["likes"], 0), False)).as_py()
     result = one(custom(lambda df: ~(df["likes"] < 0)), table, to_frame=CudfBackend().from_arrow)

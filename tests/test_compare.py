@@ -1,7 +1,7 @@
-"""engine.compare: order-insensitive equality with float tolerance, nulls, widths and nesting."""
+"""engine.runs.compare: order-insensitive equality with float tolerance, nulls, widths and nesting."""
 import pyarrow as pa
 
-from engine.compare import differences
+from engine.runs.compare import differences
 
 
 def test_equal_tables_in_another_order_with_nulls_nan_and_other_int_widths() -> None:

@@ -28,12 +28,12 @@ import yaml
 
 from engine.config import ENV as HEADWATER_ENV
 from engine.lake import Lake
-from engine.storage import AWS_ENV
+from engine.lake.storage import AWS_ENV
 from tests.containers import Dockerfile, ignore_rules, ignored, parse_dockerfile, substitute
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.photo_reference import expected_training_set
 from tests.s3 import S3Server, s3_server  # noqa: F401  (fixtures)
-from examples.photo_popularity.pipeline import make_pipeline
+from engine.demo.pipeline import make_pipeline
 from tests.test_e2e_demo import assert_matches_oracle
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,14 +22,14 @@ import pytest
 from distributed import LocalCluster
 
 from engine import Config, Runner
-from engine.backends import available, resolve
+from engine.transform.backends import available, resolve
 from engine import sources
-from engine.backends.dask import cluster_address, task_runner_options
+from engine.transform.backends.dask import cluster_address, task_runner_options
 from engine.errors import HeadwaterError
-from engine.models import model
+from engine.transform.models import model
 from engine.pipeline import Pipeline
-from examples.photo_popularity.generate import generate
-from examples.photo_popularity.pipeline import make_pipeline
+from engine.demo.generate import generate
+from engine.demo.pipeline import make_pipeline
 from tests.dask_cluster import cluster, events, on_cluster  # noqa: F401  (fixtures)
 
 FLOAT_RTOL = 1e-9  # sums of float64s may be added up in another order across partitions
@@ -221,7 +221,7 @@ def test_local_cuda_cluster(tmp_path: Path) -> None:
             resolve("dask", config=config)
         assert "headwater[dask,gpu]" in (err.value.hint or "")
         return
-    from engine.backends.detect import gpu_info
+    from engine.transform.backends.detect import gpu_info
 
     backend, reason = resolve("dask", config=config)
     try:

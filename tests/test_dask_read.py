@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
-import engine.backends.dask as dask_backend
+import engine.transform.backends.dask as dask_backend
 from engine import Config
-from engine.backends import resolve
-from engine.backends.dask import DaskBackend
-from engine.backends.pandas import PandasBackend
+from engine.transform.backends import resolve
+from engine.transform.backends.dask import DaskBackend
+from engine.transform.backends.pandas import PandasBackend
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from tests.dask_cluster import backend, by_id, cluster, events, on_cluster, write  # noqa: F401  (fixtures)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from engine.cli import app
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.lake_merge import last_per_key
+from engine.lake.merge import last_per_key
 from engine.sources import files, sql
 from tests.landing import land
 

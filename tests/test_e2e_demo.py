@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.lake import Lake
-from examples.photo_popularity.daily import days_added, increment
-from examples.photo_popularity.generate import generate
+from engine.demo.daily import days_added, increment
+from engine.demo.generate import generate
 from tests.photo_reference import expected_training_set, expected_user_features_latest
 
 

@@ -6,7 +6,7 @@ The loader is the real `headwater run` in a child process. It is killed at three
 second load:
 
 * `before_commit`: every row handed to the writer, no log entry (`HEADWATER_FAULT`, see
-  engine/faults.py; for an append, data files of the load are already on disk);
+  engine/lake/faults.py; for an append, data files of the load are already on disk);
 * `mid_write`: killed from here the moment the first new data file of the load appears in the
   table's folder, with the log entry not written (no hook: the test watches the folder);
 * `after_commit`: the commit is in the log, the process dies before doing anything else

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from engine.errors import HeadwaterError
-from engine.features import FeatureSet, as_of, latest, training_set
+from engine.transform.features import FeatureSet, as_of, latest, training_set
 
 GPU_SKIP = "cuDF not installed / no GPU: runs on the GPU machine"
 T0 = pd.Timestamp("2026-03-01")

@@ -35,11 +35,11 @@ from prefect.logging.handlers import APILogWorker  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from engine.lake import Lake  # noqa: E402
-from engine.lineage import mermaid  # noqa: E402
+from engine.runs.lineage import mermaid  # noqa: E402
 from engine.pipeline import load_pipeline  # noqa: E402
-from flows import elt, tasks  # noqa: E402
-
-elt_module = importlib.import_module("flows.elt")  # `flows.elt` the attribute is the flow itself
+from flows import tasks  # noqa: E402
+from flows import elt as elt_module  # noqa: E402
+from flows.elt import elt  # noqa: E402
 
 pytestmark = pytest.mark.prefect
 
@@ -381,7 +381,7 @@ def test_failed_model_skips_downstream_and_the_rest_still_runs(
 
 
 def test_flow_runs_are_recorded_in_the_run_manifest(first_run: dict[str, Any], shop: dict[str, Any]) -> None:
-    from engine.manifest import runs
+    from engine.runs.manifest import runs
 
     (run_id,) = set(Lake(shop["lake"]).read("raw.orders", columns=["_hw_run_id"]).column(0).to_pylist())
     (recorded,) = [r for r in runs(Lake(shop["lake"])) if r["run_id"] == run_id]

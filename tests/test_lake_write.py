@@ -1,4 +1,4 @@
-"""The lake's parallel writer (engine/lake_write.py): pyarrow writes the data files in threads,
+"""The lake's parallel writer (engine/lake/write.py): pyarrow writes the data files in threads,
 delta-rs commits them. These tests read what it wrote back through Delta and through the
 Parquet footers, and compare its statistics with the ones delta-rs writes for the same rows."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from engine import lake_write
+from engine.lake import write as lake_write
 from engine.lake import Lake
 
 US = dt.timedelta(microseconds=1)
@@ -210,7 +210,7 @@ def _layout(path: str) -> list[tuple]:
 
 def test_files_are_laid_out_like_delta_rs_writes_them(tmp_path: Path) -> None:
     """A table holds files of both writers (delta-rs' for merges and schema changes); cuDF reads
-    them in one go only where every column is laid out alike (engine/backends/cudf.py)."""
+    them in one go only where every column is laid out alike (engine/transform/backends/cudf.py)."""
     data = mixed(100).append_column(
         "cents", pa.array([Decimal(k) / 100 for k in range(100)], pa.decimal128(9, 2))).append_column(
         "wide", pa.array([Decimal(-k) / 1000 for k in range(100)], pa.decimal128(18, 3))).append_column(

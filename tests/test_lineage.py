@@ -1,11 +1,11 @@
-"""engine.lineage: a pipeline's lineage as Mermaid and DOT text, parsed back into edges."""
+"""engine.runs.lineage: a pipeline's lineage as Mermaid and DOT text, parsed back into edges."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from engine.lineage import dot, mermaid
-from engine.models import model
+from engine.runs.lineage import dot, mermaid
+from engine.transform.models import model
 from engine.pipeline import Pipeline
 from engine.sources import files
 

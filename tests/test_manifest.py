@@ -8,11 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from engine import Config, HeadwaterError, Runner, load_pipeline
-from engine.backends import resolve
+from engine.transform.backends import resolve
 from engine.cli import app
-from engine.compare import differences
-from engine.manifest import find, runs
-from engine.reproduce import edges, label, reproduce, upstream
+from engine.runs.compare import differences
+from engine.runs.manifest import find, runs
+from engine.runs.reproduce import edges, label, reproduce, upstream
 from tests.test_materializations import make_users, pipeline_folder, write_events
 
 PIPELINE = '''

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from engine import Config, HeadwaterError, Pipeline, Runner, model, sources
-from engine.compare import differences
+from engine.runs.compare import differences
 
 SEEN: dict[str, list[tuple[bool, int]]] = {}  # model -> (is_incremental, rows of its first input) per build
 

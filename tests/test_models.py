@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import HeadwaterError
-from engine.models import dag_order, input_table, model
+from engine.transform.models import dag_order, input_table, model
 from engine.pipeline import Pipeline, load_pipeline
 from engine.sources import files
 

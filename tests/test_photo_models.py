@@ -21,8 +21,8 @@ import pyarrow.json as pjson
 import pytest
 import sqlalchemy as sa
 
-from examples.photo_popularity import models as m
-from examples.photo_popularity.generate import generate, main
+from engine.demo import models as m
+from engine.demo.generate import generate, main
 from tests.photo_reference import expected_training_set, expected_user_features_latest
 
 TINY = {"seed": 3, "users": 30, "photos": 60, "days": 10}
@@ -378,7 +378,7 @@ def test_label_has_both_classes_and_follows_the_threshold(default_dir: Path) -> 
 
 
 def test_pipeline_wires_the_models(tmp_path: Path) -> None:
-    from examples.photo_popularity.pipeline import make_pipeline
+    from engine.demo.pipeline import make_pipeline
 
     p = make_pipeline(tmp_path)
     assert [s.name for s in p.sources] == ["users", "photos", "events", "classifier"]

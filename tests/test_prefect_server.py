@@ -34,9 +34,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from examples.photo_popularity.generate import generate
+from engine.demo.generate import generate
 from flows.deploy import deploy
-from examples.photo_popularity.pipeline import make_pipeline
+from engine.demo.pipeline import make_pipeline
 from tests.test_e2e_demo import assert_matches_oracle
 
 pytestmark = pytest.mark.prefect

@@ -16,7 +16,7 @@ import pytest
 from engine.config import Config
 from engine.errors import HeadwaterError
 from engine.pipeline import Pipeline
-from engine.runner import Runner
+from engine.runs.runner import Runner
 from engine.sources import files
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)

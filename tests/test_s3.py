@@ -13,7 +13,7 @@ from engine import Config, Pipeline, Runner, model
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files
-from engine.storage import AWS_ENV
+from engine.lake.storage import AWS_ENV
 from tests.landing import land
 from tests.s3 import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
 

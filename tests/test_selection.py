@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from engine import HeadwaterError, model
-from engine.models import dag_order
-from engine.selection import select
+from engine.transform.models import dag_order
+from engine.runs.selection import select
 
 
 def _m(name: str, inputs: dict[str, str], tags: tuple[str, ...] = ()):  # noqa: ANN202

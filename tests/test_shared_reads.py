@@ -1,4 +1,4 @@
-"""Whole-table reads shared by the models of a run (engine/reads.py), on real Delta tables.
+"""Whole-table reads shared by the models of a run (engine/transform/reads.py), on real Delta tables.
 
 A counting wrapper around the real pandas backend says how often each lake table was read;
 every output is compared with the same model built alone (no sharing), and with values
@@ -17,8 +17,8 @@ import pytest
 from deltalake import DeltaTable
 
 from engine import Config, HeadwaterError, Pipeline, Runner, model, sources
-from engine.backends.pandas import PandasBackend
-from engine.reads import SharedReads
+from engine.transform.backends.pandas import PandasBackend
+from engine.transform.reads import SharedReads
 
 SEEN: dict[str, list[str]] = {}  # model -> the columns of its `events` input
 

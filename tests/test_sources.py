@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine import quarantine
+from engine.load import quarantine
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files, sql

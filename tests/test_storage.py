@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.storage import (
+from engine.lake.storage import (
     AWS_ENV,
     delta_options,
     detail,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from engine.quarantine import Quarantine
+from engine.load.quarantine import Quarantine
 from engine.sources.parse import TextReader, count_lines, text_blocks
 
 BOM = b"\xef\xbb\xbf"

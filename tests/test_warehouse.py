@@ -1,4 +1,4 @@
-"""engine.warehouse against real DuckDB and SQLite files: types, replace, bookkeeping,
+"""engine.publish against real DuckDB and SQLite files: types, replace, bookkeeping,
 atomicity, lake views and name checks."""
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from deltalake import DeltaTable, write_deltalake
 
 from engine.errors import HeadwaterError
-from engine.storage import arrow_dataset
-from engine.warehouse import BOOKKEEPING, Warehouse, connect
-from engine.warehouse.duckdb import DuckDBWarehouse
-from engine.warehouse.generic import GenericWarehouse
+from engine.lake.storage import arrow_dataset
+from engine.publish import BOOKKEEPING, Warehouse, connect
+from engine.publish.duckdb import DuckDBWarehouse
+from engine.publish.generic import GenericWarehouse
 
 PARIS = ZoneInfo("Europe/Paris")
 

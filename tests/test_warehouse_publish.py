@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from deltalake import DeltaTable, write_deltalake
 
 from engine.errors import HeadwaterError
-from engine.storage import arrow_dataset
-from engine.warehouse import BOOKKEEPING, Warehouse, connect
-from engine.warehouse.base import STAGING_SUFFIX
+from engine.lake.storage import arrow_dataset
+from engine.publish import BOOKKEEPING, Warehouse, connect
+from engine.publish.base import STAGING_SUFFIX
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 SCHEMA = pa.schema([("id", pa.int64()), ("shard", pa.string()), ("value", pa.float64())])

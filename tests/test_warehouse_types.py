@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from engine.warehouse import Warehouse, connect
-from engine.warehouse.postgres import PostgresWarehouse
+from engine.publish import Warehouse, connect
+from engine.publish.postgres import PostgresWarehouse
 from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 PARIS = ZoneInfo("Europe/Paris")

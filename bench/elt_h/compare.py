@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from bench.elt_h.queries import KEYS, OUTPUTS
-from engine import compare
+from engine.runs import compare
 from engine.errors import HeadwaterError
 
 RTOL = compare.FLOAT_RTOL
@@ -33,7 +33,7 @@ def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def differences(name: str, a: pa.Table, b: pa.Table) -> list[str]:
     """How output `name` of one engine (`b`) differs from another's (`a`), sorted on its key:
-    empty when equal (see `engine.compare.differences`)."""
+    empty when equal (see `engine.runs.compare.differences`)."""
     a, b = _normalised(a), _normalised(b)
     return [f"{name}: {d}" for d in compare.differences(a, b, rtol=RTOL, keys=KEYS[name])]
 

@@ -1,5 +1,5 @@
 """Source constructors: `sources.files(...)`, `sources.sql(...)`."""
-from engine.sources.base import Extraction, Source
+from engine.load.extraction import Extraction, Source
 from engine.sources.files import FileSource, files
 from engine.sources.sql import SqlSource, sql
 

@@ -1,51 +1,19 @@
-"""What every source is: a name and an `extract` that plans a load, then streams Arrow batches."""
+"""What every source shares: write dispositions, primary keys, load columns, flattening.
+
+A source is a name and an `extract` that plans a load and streams Arrow batches: the
+`Source` protocol and the `Extraction` it returns are the load stage's (engine/load/extraction.py).
+"""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from engine.errors import HeadwaterError
 
-if TYPE_CHECKING:
-    from engine.quarantine import Quarantine
-    from engine.schema import SchemaPlan
-
 DEFAULT_BATCH_ROWS = 65_536
 LOAD_COLUMNS = ("_hw_source_file", "_hw_loaded_at", "_hw_run_id")
 WRITES = {"append": "append", "replace": "overwrite", "merge": "merge"}  # write= -> lake mode
-
-
-@dataclass
-class Extraction:
-    """One planned load: the batches to land and the state that is true once they are landed.
-
-    The state is known before any batch is read (files listed, cursor bounds fixed), so it can
-    go into the same Delta commit as the rows.
-    """
-
-    batches: Iterator[pa.RecordBatch]
-    state: dict[str, Any]
-    planned: str = ""  # a short human description: "3 new files", "rows with updated_at in (a, b]"
-    units: list[str] = field(default_factory=list)  # what is being read, for progress
-    mode: str = "append"  # "overwrite" when the batches are the whole source; "merge" on `key`
-    key: list[str] = field(default_factory=list)  # the primary key columns of a merge
-    plan: SchemaPlan | None = None  # the schema to land, resolved against the table's before reading
-    quarantine: Quarantine | None = None  # filled with the rows the batches leave out
-
-
-@runtime_checkable
-class Source(Protocol):
-    """A named source that extracts only what the previous state says is new."""
-
-    name: str
-
-    def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
-        """Plan a load from `state` (what the lake says was landed) and stream its batches."""
-        ...
 
 
 def key_columns(primary_key: str | list[str] | None) -> list[str]:

@@ -2,7 +2,7 @@
 
 Each run lands only files not landed before; the list of landed files is the source's state.
 Listing, opening remote files and streaming Parquet by row group live in `remote.py`; tolerant
-parsing (bad rows to quarantine) in `parse.py`; the schema plan and contracts in `engine/schema.py`.
+parsing (bad rows to quarantine) in `parse.py`; the schema plan and contracts in `engine/load/schema.py`.
 `write="append"` (the default) appends their rows; `write="merge"` upserts them on
 `primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
 file again whenever the set of files changed, and replaces the raw table with them.
@@ -18,12 +18,12 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import HeadwaterError
-from engine.quarantine import Quarantine
-from engine.schema import SchemaPlan, parse_schema
+from engine.load.extraction import Extraction
+from engine.load.quarantine import Quarantine
+from engine.load.schema import SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
     WRITES,
-    Extraction,
     check_write,
     key_columns,
     with_load_columns,
@@ -36,7 +36,7 @@ from engine.sources.parse import (
     sample_schema,
 )
 from engine.sources.remote import iter_parquet, list_paths, open_file, select
-from engine.storage import storage_errors
+from engine.lake.storage import storage_errors
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -68,7 +68,7 @@ class FileSource:
     columns: list[str] | None = None  # only these columns (Parquet reads no others)
     write: str = "append"  # append | replace | merge
     primary_key: str | list[str] | None = None
-    schema: Any = None  # pyarrow schema or {column: type}: declared types (engine/schema.py)
+    schema: Any = None  # pyarrow schema or {column: type}: declared types (engine/load/schema.py)
     contract: str = "evolve"  # evolve | freeze | discard_columns
 
     def __post_init__(self) -> None:

@@ -21,8 +21,8 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
-from engine.quarantine import Quarantine
-from engine.schema import coerce
+from engine.load.quarantine import Quarantine
+from engine.load.schema import coerce
 from engine.sources.base import flatten
 
 SAMPLE_BYTES = 1 << 20  # how much of each text file the schema plan reads

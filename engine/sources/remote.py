@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from fsspec.utils import get_protocol
 
 from engine.errors import HeadwaterError
-from engine.storage import check_bucket, protocol, source_options, storage_errors
+from engine.lake.storage import check_bucket, protocol, source_options, storage_errors
 
 UNLISTABLE = ("http", "https")  # URLs that name one file each: no glob, no folder listing
 PARQUET_OPEN = {"cache_type": "none", "block_size": 1 << 20}  # no read-ahead: ranged reads only

@@ -34,10 +34,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import HeadwaterError
+from engine.load.extraction import Extraction
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
     WRITES,
-    Extraction,
     check_write,
     key_columns,
     with_load_columns,

@@ -1,52 +1,18 @@
-"""The photo popularity pipeline: app database, event logs and classifier output in; a daily
-training set out, whose uploader features are joined point in time from `user_activity_daily`
-(nothing a photo's uploader did on or after its upload day), and `user_features_latest`, each
-user's newest features for online lookup.
+"""The photo-popularity demo as a pipeline file, for `headwater run`, prefect.yaml's deployments
+and the containers: app database, event logs and classifier output in, a daily training set out.
 
-    python -m examples.photo_popularity.generate data/photo_popularity
+    python -m engine.demo.generate data/photo_popularity
     headwater run examples/photo_popularity/pipeline.py
-    python -m examples.photo_popularity.daily data/photo_popularity    # one more day, then run again
+    python -m engine.demo.daily data/photo_popularity    # one more day, then run again
 
-Each run lands only what is new: users by id, photos by `updated_at` merged on `photo_id` (an
-edited photo replaces its row), event logs and classifier outputs file by file.
-
-The data folder is `$PHOTO_POPULARITY_DATA`, else `data/photo_popularity` (relative to the
-working directory).
+The sources, models and checks are in engine/demo/pipeline.py and engine/demo/models.py
+(`headwater demo` runs the same pipeline). The data folder is `$PHOTO_POPULARITY_DATA`, else
+`data/photo_popularity` (relative to the working directory).
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from engine import Pipeline, model, sources
-from examples.photo_popularity import models
-
-
-def make_pipeline(data_dir: str | Path) -> Pipeline:
-    """The pipeline over the generated data in `data_dir` (see `generate.py`)."""
-    data_dir = Path(data_dir)
-    db = f"sqlite:///{data_dir / 'photos.sqlite'}"
-    users = sources.sql("users", url=db, table="users", cursor="user_id")
-    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at",  # edits land as updates
-                         primary_key="photo_id", write="merge")
-    events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
-    classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
-    return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[
-        model(inputs={"events": "raw.events", "photos": "raw.photos"}, tags=["features"],
-              checks=["unique(user_id, day)", "not_null(user_id, day, known_at)"])(models.user_activity_daily),
-        model(inputs={"users": "raw.users", "user_activity_daily": "user_activity_daily"}, tags=["features"],
-              checks=["unique(user_id)", "relationships(user_id, raw.users.user_id)"])(
-            models.user_features_latest),
-        model(inputs={"photos": "raw.photos", "events": "raw.events"},
-              checks=["unique(photo_id)", "expression(views_7d >= 0 and likes_7d >= 0)"])(models.photo_engagement),
-        model(inputs={"photos": "raw.photos", "photo_engagement": "photo_engagement",
-                      "user_activity_daily": "user_activity_daily", "users": "raw.users",
-                      "classifier": "raw.classifier"},
-              checks=["unique(photo_id)", "not_null(photo_id, user_id, uploaded_at)",
-                      "relationships(photo_id, raw.photos.photo_id)"])(models.photo_features),
-        model(inputs={"photo_features": "photo_features"}, tags=["ml"],
-              checks=["unique(photo_id)", "warn: row_count(min=1)"])(models.training_set),
-    ])
-
+from engine.demo.pipeline import make_pipeline
 
 pipeline = make_pipeline(os.environ.get("PHOTO_POPULARITY_DATA", "data/photo_popularity"))

@@ -1,0 +1,45 @@
+"""The photo popularity pipeline: app database, event logs and classifier output in; a daily
+training set out, whose uploader features are joined point in time from `user_activity_daily`
+(nothing a photo's uploader did on or after its upload day), and `user_features_latest`, each
+user's newest features for online lookup.
+
+Each run lands only what is new: users by id, photos by `updated_at` merged on `photo_id` (an
+edited photo replaces its row), event logs and classifier outputs file by file.
+`examples/photo_popularity/pipeline.py` is this pipeline as a file for `headwater run`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import sources
+from engine.demo import models
+from engine.pipeline import Pipeline
+from engine.transform.models import model
+
+
+def make_pipeline(data_dir: str | Path) -> Pipeline:
+    """The pipeline over the generated data in `data_dir` (see `generate.py`)."""
+    data_dir = Path(data_dir)
+    db = f"sqlite:///{data_dir / 'photos.sqlite'}"
+    users = sources.sql("users", url=db, table="users", cursor="user_id")
+    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at",  # edits land as updates
+                         primary_key="photo_id", write="merge")
+    events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
+    classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
+    return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[
+        model(inputs={"events": "raw.events", "photos": "raw.photos"}, tags=["features"],
+              checks=["unique(user_id, day)", "not_null(user_id, day, known_at)"])(models.user_activity_daily),
+        model(inputs={"users": "raw.users", "user_activity_daily": "user_activity_daily"}, tags=["features"],
+              checks=["unique(user_id)", "relationships(user_id, raw.users.user_id)"])(
+            models.user_features_latest),
+        model(inputs={"photos": "raw.photos", "events": "raw.events"},
+              checks=["unique(photo_id)", "expression(views_7d >= 0 and likes_7d >= 0)"])(models.photo_engagement),
+        model(inputs={"photos": "raw.photos", "photo_engagement": "photo_engagement",
+                      "user_activity_daily": "user_activity_daily", "users": "raw.users",
+                      "classifier": "raw.classifier"},
+              checks=["unique(photo_id)", "not_null(photo_id, user_id, uploaded_at)",
+                      "relationships(photo_id, raw.photos.photo_id)"])(models.photo_features),
+        model(inputs={"photo_features": "photo_features"}, tags=["ml"],
+              checks=["unique(photo_id)", "warn: row_count(min=1)"])(models.training_set),
+    ])
+

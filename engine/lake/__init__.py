@@ -1,0 +1,12 @@
+"""The lake: Delta tables under one root, each land or write one commit carrying its state.
+
+`Lake` (store.py) names, reads and writes tables; `types` maps Arrow types to what Delta stores;
+`write` is the parallel Parquet writer, `merge` the keyed upsert, `changes` what changed between
+two versions, `storage` the object-store settings and errors, `faults` the crash points of the
+exactly-once tests.
+"""
+from engine.lake.store import META_PREFIX, ZONES, Commit, Lake
+from engine.lake.types import as_delta, cast, conform, delta_schema, delta_type
+
+__all__ = ["META_PREFIX", "ZONES", "Commit", "Lake", "as_delta", "cast", "conform", "delta_schema",
+           "delta_type"]

@@ -1,0 +1,249 @@
+"""The lake: Delta tables under one root (local folder or s3://), with state in commit metadata.
+
+Tables are named `raw.<source>` (landed data), `models.<model>` (model outputs),
+`quarantine.<source>` (rows that could not be landed, see engine/load/quarantine.py); a bare name
+means the model if it exists, else the raw table. Each land or write is one Delta commit,
+whose `custom_metadata` carries the run id and the state that belongs with those rows.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from engine.lake import write as lake_write
+from engine.errors import HeadwaterError
+from engine.lake.faults import reached
+from engine.lake.merge import merge_load
+from engine.lake.types import as_delta, conform, delta_schema
+from engine.lake.storage import (
+    arrow_dataset,
+    check_bucket,
+    delta_options,
+    fsspec_options,
+    storage_errors,
+)
+
+ZONES = ("raw", "models", "quarantine")
+META_PREFIX = "headwater."
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one land or write produced."""
+
+    table: str
+    version: int | None  # None when nothing was committed (no rows)
+    rows: int  # for a merge: rows merged, one per key
+    inserted: int | None = None  # a merge's new keys (None for appends and overwrites)
+    updated: int | None = None  # a merge's existing keys whose rows were replaced
+
+
+class Lake:
+    """Delta tables under `root`, read and written with `storage_options` (for s3://: over the
+    AWS environment, see `engine.lake.storage.delta_options`)."""
+
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+        self.root = root.rstrip("/") if "://" in root else str(Path(root).resolve())
+        self.storage_options = delta_options(self.root, storage_options)
+
+    # -- naming ---------------------------------------------------------------------------
+    def qualify(self, name: str) -> str:
+        """`zone.table` for a user-given name (a bare name: the model if it exists, else raw)."""
+        zone, _, table = name.partition(".")
+        if table and zone in ZONES + ("_headwater",):
+            return name
+        if self.exists(f"models.{name}") or not self.exists(f"raw.{name}"):
+            return f"models.{name}"
+        return f"raw.{name}"
+
+    def uri(self, name: str) -> str:
+        """The Delta table URI of a qualified name."""
+        zone, _, table = self.qualify(name).partition(".")
+        return f"{self.root}/{zone}/{table}"
+
+    def exists(self, name: str) -> bool:
+        zone, _, table = name.partition(".")
+        uri = f"{self.root}/{zone}/{table}"
+        with storage_errors(f"cannot read the lake at {uri}"):
+            return DeltaTable.is_deltatable(uri, self.storage_options)
+
+    def tables(self) -> list[str]:
+        """Qualified names of every table in the lake."""
+        if "://" in self.root and not self.root.startswith("file://"):
+            import fsspec
+
+            with storage_errors(f"cannot list the lake at {self.root}"):
+                fs, base = fsspec.core.url_to_fs(self.root, **fsspec_options(self.storage_options or {}))
+                fs.invalidate_cache()  # tables written since an earlier listing must show
+                check_bucket(fs, base)
+                listing = {z: [Path(p).name for p in fs.ls(f"{base}/{z}", detail=False)]
+                           for z in ZONES if fs.exists(f"{base}/{z}")}
+        else:
+            root = Path(self.root.removeprefix("file://"))
+            listing = {z: sorted(p.name for p in (root / z).iterdir() if p.is_dir())
+                       for z in ZONES if (root / z).is_dir()}
+        return [f"{z}.{t}" for z, names in listing.items() for t in sorted(names)
+                if self.exists(f"{z}.{t}")]
+
+    # -- reading --------------------------------------------------------------------------
+    def table(self, name: str, version: int | None = None) -> DeltaTable:
+        """The DeltaTable for `name`, at `version` (latest when None)."""
+        uri = self.uri(name)
+        try:
+            with storage_errors(f"cannot read the lake table at {uri}"):
+                return DeltaTable(uri, version=version, storage_options=self.storage_options)
+        except TableNotFoundError as exc:
+            raise HeadwaterError(f"no lake table {self.qualify(name)!r} at {uri}",
+                                 "run the pipeline first, or check the name with `headwater show`") from exc
+        except Exception as exc:  # delta-rs raises a generic error for a missing version
+            if version is not None and "version" in str(exc).lower():
+                raise HeadwaterError(f"table {self.qualify(name)!r} has no version {version}",
+                                     "see `headwater history` for the versions it has") from exc
+            raise
+
+    def version(self, name: str) -> int | None:
+        """The latest version of `name`, or None when it does not exist yet."""
+        return self.table(name).version() if self.exists(self.qualify(name)) else None
+
+    def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
+        """The rows of `name` at `version` as an Arrow table."""
+        return self.dataset(name, version).to_table(columns=columns)
+
+    def dataset(self, name: str, version: int | None = None) -> ds.Dataset:
+        """The rows of `name` at `version` as a pyarrow dataset (filters and projections push down)."""
+        return arrow_dataset(self.table(name, version), self.storage_options)
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits of `name`, newest first, with Headwater's metadata decoded."""
+        out = []
+        for commit in self.table(name).history(limit):
+            entry = {k: v for k, v in commit.items() if not k.startswith(META_PREFIX)}
+            for key, value in commit.items():
+                if key.startswith(META_PREFIX):
+                    entry[key.removeprefix(META_PREFIX)] = json.loads(value)
+            out.append(entry)
+        return out
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """Headwater metadata of the newest commit that has any ({} for a new table)."""
+        if not self.exists(self.qualify(name)):
+            return {}
+        newest = self.history(name, 1)  # the usual case: one commit read, not the whole log
+        if newest and "run_id" in newest[0]:
+            return newest[0]
+        for commit in self.history(name):
+            if "run_id" in commit:
+                return commit
+        return {}
+
+    def state(self, name: str) -> dict[str, Any]:
+        """The source state committed with the latest landing of `name` ({} when none)."""
+        return self.metadata(name).get("state", {})
+
+    # -- writing --------------------------------------------------------------------------
+    def land(self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str,
+             state: dict[str, Any], mode: str = "append", origin: str = "",
+             key: list[str] | None = None, schema: pa.Schema | None = None,
+             meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None) -> Commit:
+        """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
+
+        `mode` is "append", "overwrite" or "merge" (upsert on the columns `key`, the last row
+        of each key in the load winning: see `engine.lake.merge`). Appending or merging no
+        rows commits nothing, so a run with nothing new leaves the table (and its state) as it
+        was, unless `commit_empty()` says otherwise once the stream is exhausted (rows were
+        quarantined: the state must still be committed); overwriting an existing table with no
+        rows empties it. `schema` is the planned schema (engine/load/schema.py); without it the
+        first batch's schema is used. `meta` goes into the commit's metadata too.
+        """
+        it = iter(batches)
+        first = next((b for b in it if b.num_rows), None)
+        if first is None:
+            exists = self.exists(self.qualify(name))
+            if commit_empty is not None and commit_empty():
+                mode = "append" if mode == "merge" else mode  # nothing to merge: commit the state
+                first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
+                                                   pa.schema(self.table(name).schema().to_arrow()) if exists
+                                                   else pa.schema([]))
+            elif mode != "overwrite" or not exists or not self.dataset(name).count_rows():
+                return Commit(self.qualify(name), None, 0)
+            else:
+                first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
+        schema = delta_schema(schema if schema is not None else first.schema)
+        if self.exists(self.qualify(name)) and mode != "overwrite":
+            current = pa.schema(self.table(name).schema().to_arrow())
+            schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
+        counted = [0]
+        failure: list[BaseException] = []
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in itertools.chain([first], it):
+                    if batch.num_rows or batch is first:
+                        counted[0] += batch.num_rows
+                        yield conform(batch, schema, origin or name)
+                reached("before_commit")
+            except BaseException as exc:  # delta-rs wraps it; keep the original to re-raise
+                failure.append(exc)
+                raise
+
+        commit_meta = {"run_id": run_id, "state": state, **(meta or {})}
+        try:
+            if mode == "merge":
+                merged = merge_load(self.uri(name), pa.RecordBatchReader.from_batches(schema, stream()),
+                                    schema, key or [], commit_properties=_props(commit_meta),
+                                    storage_options=self.storage_options, origin=origin or name)
+            else:
+                version = self._write(name, stream(), schema, mode, commit_meta)
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
+        reached("after_commit")
+        if mode == "merge":
+            return Commit(self.qualify(name), merged.version, merged.rows, merged.inserted, merged.updated)
+        return Commit(self.qualify(name), version, counted[0])
+
+    def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
+        """Replace the contents of `name` with `table` in one commit carrying `meta`."""
+        table = as_delta(table)
+        version = self._write(name, table.to_batches(), table.schema, "overwrite", {"run_id": run_id, **meta})
+        return Commit(self.qualify(name), version, table.num_rows)
+
+    def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
+        """Append `table` to `name` in one commit carrying `meta` (used for quarantine entries)."""
+        version = self._write(name, table.to_batches(), table.schema, "append", {"run_id": run_id, **meta})
+        return Commit(self.qualify(name), version, table.num_rows)
+
+    def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: str,
+               meta: dict[str, Any]) -> int:
+        """Append or overwrite `name` with `batches` of `schema` in one commit carrying `meta`: in
+        parallel (engine/lake/write.py) where `fast_path` allows, else by delta-rs' writer."""
+        uri = self.uri(name)
+        with storage_errors(f"cannot write the lake table at {uri}"):
+            table = self.table(name) if self.exists(self.qualify(name)) else None
+            if lake_write.fast_path(uri, table, schema, mode):
+                actions, rows = lake_write.write_files(uri, batches, schema, storage_options=self.storage_options,
+                                                       target=lake_write.target_file_size(table))
+                # delta-rs' operationMetrics count rows only for its own writer: say it here
+                props = _props({**meta, "rows_added": rows})
+                return lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options)
+            write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, iter(batches)), mode=mode,
+                            schema_mode="overwrite" if mode == "overwrite" else "merge",
+                            storage_options=self.storage_options, commit_properties=_props(meta))
+            return DeltaTable(uri, storage_options=self.storage_options).version()
+
+
+def _props(meta: dict[str, Any]) -> CommitProperties:
+    """Commit properties that put `meta` into the commit's `custom_metadata`, JSON-encoded."""
+    return CommitProperties(custom_metadata={
+        META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
+

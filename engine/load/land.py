@@ -1,0 +1,104 @@
+"""Landing one source's extraction: plan the schema, commit the quarantine, then the rows with
+their state (see quarantine.py for why in that order)."""
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
+
+from engine.errors import HeadwaterError
+from engine.lake import Commit, Lake
+from engine.load.extraction import Extraction
+from engine.load.quarantine import Quarantine
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What one load did: the landing commit, the entries quarantined, columns dropped."""
+
+    commit: Commit
+    quarantined: int = 0
+    dropped: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = []
+        if self.quarantined:
+            parts.append(f"{self.quarantined} quarantined")
+        if self.dropped:
+            parts.append(f"dropped {len(self.dropped)} new column(s): {', '.join(self.dropped)}")
+        if self.changes:
+            parts.append("; ".join(self.changes))
+        return ", ".join(parts)
+
+
+def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin: str = "") -> Landing:
+    """Land `extraction` into `table`: plan the schema, quarantine first, then the landing commit."""
+    plan, quarantine = extraction.plan, extraction.quarantine
+    mode, batches = extraction.mode, extraction.batches
+    schema, rewritten = None, 0
+    if plan is not None:
+        current = None
+        # a replace checks its contract against the table it replaces; it evolves from scratch
+        if (mode != "overwrite" or plan.contract != "evolve") and lake.exists(lake.qualify(table)):
+            current = pa.schema(lake.table(table).schema().to_arrow())
+        schema = plan.resolve(current)
+        if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
+            dataset = lake.dataset(table)  # streamed: the table is never held in memory
+            lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="overwrite",
+                      schema=pa.schema([schema.field(n) for n in dataset.schema.names]), meta={"widened": True})
+        elif plan.rewrite and mode != "overwrite":  # widen existing columns: the old rows are rewritten in the same commit
+            dataset = lake.dataset(table)
+            rewritten = dataset.count_rows()  # not landed by this run: left out of its count
+            batches, mode = itertools.chain(dataset.to_batches(), batches), "overwrite"
+    meta: dict = {}
+    if quarantine is None:
+        commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
+                           origin=origin, schema=schema, key=extraction.key)
+        commit = replace(commit, rows=commit.rows - rewritten)
+        return Landing(commit, 0, tuple(plan.dropped) if plan else ())
+    qtable = f"quarantine.{table.partition('.')[2]}"
+    before = lake.version(qtable)
+    expected = 0 if before is None else before + 1
+    meta["quarantine"] = {"table": qtable, "version_if_any": expected}
+
+    def commit_quarantine() -> None:
+        if not quarantine.count:
+            return
+        # runs while delta-rs pulls the landing stream, so it must not use that thread's runtime
+        done: list[int | BaseException] = []
+        worker = threading.Thread(target=_write_quarantine, args=(lake, qtable, quarantine, run_id, done))
+        worker.start()
+        worker.join()
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        if done[0] != expected:
+            raise HeadwaterError(f"{qtable} moved to version {done[0]} during the run (expected {expected})",
+                                 "run one load of a source at a time")
+
+    commit = lake.land(table, _then(batches, commit_quarantine), run_id=run_id, state=extraction.state,
+                       mode=mode, origin=origin, schema=schema, meta=meta, key=extraction.key,
+                       commit_empty=lambda: quarantine.count > 0)
+    if rewritten:
+        commit = replace(commit, rows=commit.rows - rewritten)
+    return Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),
+                   tuple(plan.changes) if plan else ())
+
+
+def _write_quarantine(lake: Lake, qtable: str, quarantine: Quarantine, run_id: str,
+                      done: list[int | BaseException]) -> None:
+    try:
+        commit = lake.write_append(qtable, quarantine.table(), run_id=run_id,
+                                   meta={"quarantined": quarantine.count})
+        done.append(commit.version if commit.version is not None else -1)
+    except BaseException as exc:  # handed back to the landing thread
+        done.append(exc)
+
+
+
+def _then(batches: Iterator[pa.RecordBatch], tail: Callable[[], None]) -> Iterator[pa.RecordBatch]:
+    yield from batches
+    tail()

@@ -1,0 +1,38 @@
+"""Publish model outputs (Arrow tables) to a SQL warehouse through SQLAlchemy.
+
+`connect(url)` picks the implementation: DuckDB URLs get the Arrow fast path and lake queries,
+`postgresql+psycopg://` URLs COPY, any other SQLAlchemy URL the generic path (executemany).
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from engine.errors import HeadwaterError
+from engine.publish.base import BOOKKEEPING, MODES, Warehouse
+
+__all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect"]
+
+
+def connect(url: str) -> Warehouse:
+    """The warehouse at SQLAlchemy `url` (`duckdb:///path.duckdb`, `duckdb:///:memory:`,
+    `postgresql+psycopg://…`, `sqlite:///…`). Connects lazily: nothing is opened yet."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise HeadwaterError(f"warehouse URL {url!r} is not a SQLAlchemy URL",
+                             "use e.g. duckdb:///warehouse.duckdb or postgresql+psycopg://user@host/db") from exc
+    try:
+        if parsed.get_backend_name() == "duckdb":
+            from engine.publish.duckdb import DuckDBWarehouse
+
+            return DuckDBWarehouse(url)
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+            from engine.publish.postgres import PostgresWarehouse
+
+            return PostgresWarehouse(url, sa.create_engine(parsed))
+        from engine.publish.generic import GenericWarehouse
+
+        return GenericWarehouse(url, sa.create_engine(parsed))
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise HeadwaterError(f"no driver for warehouse URL {parsed.render_as_string(hide_password=True)}: {exc}",
+                             "install the driver (PostgreSQL: pip install 'headwater[postgres]')") from exc

@@ -1,0 +1,254 @@
+"""What every warehouse shares: the `Warehouse` API and its publish modes (replace by swap,
+append, merge), the bookkeeping table, name and column checks, and error translation."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from engine.errors import HeadwaterError
+from engine.publish.types import Rows
+
+if TYPE_CHECKING:
+    import pyarrow.dataset
+
+BOOKKEEPING = "_headwater_published"
+STAGING_SUFFIX = "__hw_new"
+MAX_NAME = 63 - len(STAGING_SUFFIX)  # PostgreSQL truncates identifiers at 63 bytes
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+MODES = ("replace", "append", "merge")
+
+_meta = sa.MetaData()
+published = sa.Table(
+    BOOKKEEPING, _meta,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("lake_version", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(255), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+def check_name(name: str) -> None:
+    """Raise HeadwaterError unless `name` can be a warehouse table name."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise HeadwaterError(f"invalid warehouse table name {name!r}",
+                             "use only letters, digits and underscores (e.g. 'photo_features'); rename the model")
+    if len(name) > MAX_NAME:
+        raise HeadwaterError(f"warehouse table name {name!r} is {len(name)} characters long",
+                             f"use at most {MAX_NAME}; rename the model")
+    if name == BOOKKEEPING or name.endswith(STAGING_SUFFIX):
+        raise HeadwaterError(f"warehouse table name {name!r} is reserved by headwater",
+                             f"pick another name (not {BOOKKEEPING!r}, not ending in {STAGING_SUFFIX!r})")
+
+
+def check_rows(name: str, schema: pa.Schema, mode: str, key: tuple[str, ...]) -> None:
+    """Raise HeadwaterError unless rows of `schema` can be published to `name` in `mode` on `key`."""
+    if schema.names == []:
+        raise HeadwaterError(f"cannot publish {name!r}: the table has no columns",
+                             "the model must return at least one column")
+    dupes = sorted({c for c in schema.names if schema.names.count(c) > 1})
+    if dupes:
+        raise HeadwaterError(f"cannot publish {name!r}: duplicate column names {dupes}",
+                             "rename the columns in the model so each name appears once")
+    if mode not in MODES:
+        raise HeadwaterError(f"cannot publish {name!r}: unknown mode {mode!r}",
+                             f"use one of {', '.join(MODES)}")
+    if mode == "merge" and not key:
+        raise HeadwaterError(f"cannot merge into {name!r} without a key",
+                             "pass key=[...] with the column(s) that identify a row (the model's key)")
+    missing = [k for k in key if k not in schema.names]
+    if missing:
+        raise HeadwaterError(f"cannot publish {name!r}: key column(s) {missing} are not in the table "
+                             f"(columns: {schema.names})",
+                             "return the key columns from the model, or fix the model's key")
+
+
+def check_columns(name: str, schema: pa.Schema, existing: list[str], mode: str) -> None:
+    """Raise HeadwaterError unless the rows have the columns of the table they go into."""
+    if sorted(existing) != sorted(schema.names):
+        raise HeadwaterError(
+            f"cannot {mode} into {name!r}: the warehouse table has columns {sorted(existing)}, "
+            f"the rows have {sorted(schema.names)}",
+            "return the table's columns from the model, or publish once with mode='replace' "
+            "to give the table the new columns")
+
+
+# -- the base class ------------------------------------------------------------------------------
+class Warehouse:
+    """A SQL warehouse reached through SQLAlchemy; subclasses implement one dialect's publish and query."""
+
+    url: str
+    dialect: str
+    driver_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, url: str, engine: sa.Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.where})"
+
+    @property
+    def where(self) -> str:
+        """Where the warehouse is, safe to print (no password)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- public API -------------------------------------------------------------------------------
+    def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
+                mode: str = "replace", key: str | Sequence[str] = ()) -> int:
+        """Publish `table` (a table, or a stream of record batches read once) to warehouse table
+        `name` in one transaction; returns the rows written. `mode`:
+
+        * `replace`: the table becomes exactly these rows (and columns);
+        * `append`: the rows are added (for incremental models: pass only the new rows);
+        * `merge`: rows whose `key` matches a row of the table replace it, the others are added.
+
+        Append and merge create the table if it doesn't exist. In the same transaction,
+        (name, lake_version, run_id, rows in the table, published_at UTC) is upserted into the
+        bookkeeping table `_headwater_published`. Readers see the table before or after, never between."""
+        check_name(name)
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        rows = Rows(table)
+        check_rows(name, rows.schema, mode, keys)
+        with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
+                self._transaction() as conn:
+            exists = sa.inspect(conn).has_table(name)
+            if exists and mode != "replace":
+                check_columns(name, rows.schema, self._columns(conn, name), mode)
+            if mode == "replace":
+                self._swap(conn, name, rows)
+            elif mode == "append":
+                self._load(conn, name, rows, create=not exists)
+            else:
+                self._merge(conn, name, rows, keys, exists)
+            total = rows.count if mode == "replace" else self._count(conn, name)
+            published.create(conn, checkfirst=True)
+            conn.execute(published.delete().where(published.c.name == name))
+            conn.execute(published.insert().values(
+                name=name, lake_version=int(lake_version), run_id=str(run_id), rows=total,
+                published_at=datetime.now(timezone.utc)))
+        return rows.count
+
+    def published_version(self, name: str) -> int | None:
+        """The lake version last published to `name` (None if never, or if the table was dropped)."""
+        check_name(name)
+        with self._errors(f"reading what was published to {name!r}"), self.engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(BOOKKEEPING) or not inspector.has_table(name):
+                return None
+            version = conn.execute(sa.select(published.c.lake_version)
+                                   .where(published.c.name == name)).scalar()
+        return None if version is None else int(version)
+
+    def tables(self) -> list[str]:
+        """User tables in the warehouse, sorted (bookkeeping and half-built tables left out)."""
+        with self._errors("listing tables"), self.engine.connect() as conn:
+            names = sa.inspect(conn).get_table_names()
+        return sorted(n for n in names if n != BOOKKEEPING and not n.endswith(STAGING_SUFFIX))
+
+    def query(self, sql: str, lake: dict[str, pyarrow.dataset.Dataset] | None = None) -> pa.Table:
+        """Run SQL on the warehouse (read-only), result as Arrow."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for `headwater doctor`: dialect, server or library version, where, table count."""
+        with self._errors("connecting"):
+            version = self._version()
+            count = len(self.tables())
+        return f"{self.dialect} {version} at {self.where}, {count} tables"
+
+    def dispose(self) -> None:
+        """Close every pooled connection (and so release a DuckDB file)."""
+        self.engine.dispose()
+
+    # -- for subclasses ---------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A connection inside one transaction: committed if the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
+        """Insert `rows` into table `target` (created from their schema first if `create`)."""
+        raise NotImplementedError
+
+    def _swap(self, conn: sa.Connection, name: str, rows: Rows) -> None:
+        """Replace table `name` by `rows`: load them into a staging table, drop the old, rename."""
+        staging = self._staging(conn, name)
+        self._load(conn, staging, rows, create=True)
+        quote = self.engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
+        conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(name)}")
+
+    def _merge(self, conn: sa.Connection, name: str, rows: Rows, key: tuple[str, ...], exists: bool) -> None:
+        """Upsert `rows` into `name` on `key`: stage them, refuse null or repeated keys, delete the
+        table's rows with a staged key, insert the staged rows."""
+        staging = self._staging(conn, name)
+        self._load(conn, staging, rows, create=True)
+        quote = self.engine.dialect.identifier_preparer.quote
+        keys = ", ".join(quote(k) for k in key)
+        null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+        if conn.exec_driver_sql(f"SELECT 1 FROM {quote(staging)} WHERE {null} LIMIT 1").first():
+            raise HeadwaterError(f"cannot merge into {name!r}: a row has a null key {list(key)}",
+                                 "a null key never matches: drop or fill those rows in the model")
+        twice = conn.exec_driver_sql(f"SELECT {keys} FROM {quote(staging)} GROUP BY {keys} "
+                                     "HAVING count(*) > 1 LIMIT 1").first()
+        if twice:
+            raise HeadwaterError(f"cannot merge into {name!r}: key {dict(zip(key, twice, strict=True))} "
+                                 "is in the rows more than once",
+                                 "make the key unique in the model's output (e.g. keep the latest row per key)")
+        if not exists:
+            conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(name)}")
+            return
+        lhs = f"({keys})" if len(key) > 1 else keys
+        conn.exec_driver_sql(f"DELETE FROM {quote(name)} WHERE {lhs} IN (SELECT {keys} FROM {quote(staging)})")
+        cols = ", ".join(quote(c) for c in rows.schema.names)
+        conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({cols}) SELECT {cols} FROM {quote(staging)}")
+        conn.exec_driver_sql(f"DROP TABLE {quote(staging)}")
+
+    def _staging(self, conn: sa.Connection, name: str) -> str:
+        """The name of a fresh staging table for `name` (one left by a crash is dropped)."""
+        staging = name + STAGING_SUFFIX
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.engine.dialect.identifier_preparer.quote(staging)}")
+        return staging
+
+    def _columns(self, conn: sa.Connection, name: str) -> list[str]:
+        """The column names of table `name` (from an empty select: every dialect answers that)."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        result = conn.exec_driver_sql(f"SELECT * FROM {quote(name)} WHERE 1 = 0")
+        names = list(result.keys())
+        result.close()
+        return names
+
+    def _count(self, conn: sa.Connection, name: str) -> int:
+        quote = self.engine.dialect.identifier_preparer.quote
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(name)}").scalar() or 0)
+
+    def _version(self) -> str:
+        with self.engine.connect() as conn:
+            info = conn.dialect.server_version_info or ()
+        return ".".join(str(part) for part in info) or "?"
+
+    def _hint(self, exc: BaseException) -> str:
+        """What the user can do about `exc` (the driver's exception, or SQLAlchemy's)."""
+        text = str(exc).lower()
+        if any(word in text for word in ("connect", "unable to open", "password", "host", "timeout")):
+            return f"check the warehouse URL ({self.where}) and that the database is up and reachable"
+        return "the database refused it: fix what the message names and run again"
+
+    @contextmanager
+    def _errors(self, action: str, hint_prefix: str = "") -> Iterator[None]:
+        """Turn database errors raised inside into a one-line HeadwaterError with a hint."""
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, *self.driver_errors) as exc:
+            cause = getattr(exc, "orig", None) or exc
+            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise HeadwaterError(f"{action} on {self.dialect} warehouse {self.where} failed: {detail}",
+                                 hint_prefix + self._hint(cause)) from exc

@@ -1,0 +1,24 @@
+"""What a publish sends: the whole model table, or only the rows added since the published version."""
+from __future__ import annotations
+
+import pyarrow.dataset as ds
+
+from engine.lake import Lake
+from engine.lake.changes import changes
+
+
+def publication(lake: Lake, name: str, materialized: str, published: int | None,
+                version: int) -> tuple[str, ds.Dataset]:
+    """How to bring the warehouse copy of model table `name` from lake version `published` to
+    `version`: ("replace", every row), ("append", the rows added) or ("merge", the rows added).
+
+    Incremental and merge models publish only their new rows, unless a full build happened
+    since the published version (then the whole table replaces the old one).
+    """
+    if materialized == "table" or published is None or published > version:
+        return "replace", lake.dataset(name, version)
+    full = any(c.get("incremental") is False or "incremental" not in c
+               for c in lake.history(name) if published < c.get("version", -1) <= version)
+    if full:
+        return "replace", lake.dataset(name, version)
+    return ("merge" if materialized == "merge" else "append"), changes(lake, name, published, version).dataset

@@ -1,0 +1,149 @@
+"""DuckDB file (or in-memory) warehouse: publish straight from Arrow (a table, or a stream of
+batches) with CREATE OR REPLACE / INSERT … BY NAME, and query the warehouse together with the
+lake's Delta tables."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool, StaticPool
+
+from engine.errors import HeadwaterError
+from engine.publish.base import Warehouse
+from engine.publish.types import Rows
+
+if TYPE_CHECKING:
+    import pyarrow.dataset
+
+ATTACHED = "warehouse"  # catalog name of the warehouse file inside a query's in-memory connection
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB database file (or `:memory:`). Every call opens the file and closes it again, so
+    other processes can use it in between: DuckDB allows one writer process per file."""
+
+    driver_errors = (duckdb.Error,)
+
+    def __init__(self, url: str) -> None:
+        parsed = sa.make_url(url)
+        database = parsed.database or ":memory:"
+        self.path = None if database == ":memory:" or database.startswith("md:") else Path(database)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one shared connection keeps a :memory: database alive; a file is opened per use
+        pool = StaticPool if database == ":memory:" else NullPool
+        super().__init__(url, sa.create_engine(parsed.set(database=database), poolclass=pool))
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else ":memory:"
+
+    def _swap(self, conn: sa.Connection, name: str, rows: Rows) -> None:
+        """One CREATE OR REPLACE from Arrow: DuckDB swaps the table when the transaction commits."""
+        with _registered(conn, rows) as source:
+            conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {self._quote(name)} AS SELECT * FROM {source}")
+
+    def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
+        with _registered(conn, rows) as source:
+            if create:
+                conn.exec_driver_sql(f"CREATE TABLE {self._quote(target)} AS SELECT * FROM {source}")
+            else:
+                conn.exec_driver_sql(f"INSERT INTO {self._quote(target)} BY NAME SELECT * FROM {source}")
+
+    def _quote(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    def query(self, sql: str, lake: dict[str, pyarrow.dataset.Dataset] | None = None) -> pa.Table:
+        """Run SQL on the warehouse (read-only), result as Arrow. Every entry of `lake`, keyed
+        like "raw.photos", is queryable under that dotted name; bare names are warehouse tables."""
+        with self._errors("query"), self._reader() as con:
+            with _lake_views(con, lake or {}):
+                result = con.sql(sql)
+                return result.to_arrow_table() if result is not None else pa.table({})
+
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection whose bare table names are the warehouse's (attached read-only)
+        and whose default catalog can hold the lake's schemas and views."""
+        if self.path is None:
+            with self.engine.connect() as conn:
+                yield conn.connection.driver_connection
+            return
+        con = duckdb.connect()
+        try:
+            if self.path.exists():
+                literal = "'" + str(self.path).replace("'", "''") + "'"
+                con.execute(f"ATTACH {literal} AS {ATTACHED} (READ_ONLY)")
+                con.execute(f"SET search_path = 'memory.main,{ATTACHED}.main'")
+            yield con
+        finally:
+            con.close()
+
+    def _version(self) -> str:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT version()").scalar() or duckdb.__version__
+
+    def _hint(self, exc: BaseException) -> str:
+        text = str(exc)
+        if "lock" in text.lower():
+            return ("another process has the DuckDB file open for writing (one writer at a time): "
+                    "wait for it to finish or stop it")
+        if "not a valid DuckDB database" in text or "Serialization Error" in text:
+            return (f"{self.where} is not a DuckDB file this duckdb {duckdb.__version__} can read: "
+                    "point the URL at another file")
+        return super()._hint(exc)
+
+
+@contextmanager
+def _registered(conn: sa.Connection, rows: Rows) -> Iterator[str]:
+    """The name under which `rows` (a whole Arrow table, or a stream) can be scanned on `conn`
+    for the duration of the block."""
+    source = f"__hw_publish_{uuid.uuid4().hex}"
+    con = conn.connection.driver_connection  # the duckdb connection under duckdb-engine
+    con.complete()  # finish what SQLAlchemy left pending (its inspector's reads), as DuckDB 2 asks
+    con.register(source, rows.arrow())
+    try:
+        yield source
+    except BaseException:
+        with suppress(duckdb.Error):  # the transaction is aborted: the first error is the one to report
+            con.unregister(source)
+        raise
+    con.complete()
+    con.unregister(source)
+
+
+@contextmanager
+def _lake_views(con: duckdb.DuckDBPyConnection, lake: dict[str, pyarrow.dataset.Dataset]) -> Iterator[None]:
+    """Views named `zone.table` over the lake's datasets in `con`'s default catalog, for the
+    duration of the block (DuckDB's delta extension would download itself; datasets don't)."""
+    zones = sorted({_split(key)[0] for key in lake})
+    sources = {key: f"__hw_lake_{i}_{uuid.uuid4().hex[:8]}" for i, key in enumerate(sorted(lake))}
+    try:
+        for zone in zones:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{zone}"')
+        for key, source in sources.items():
+            zone, table = _split(key)
+            con.register(source, lake[key])
+            con.execute(f'CREATE OR REPLACE VIEW "{zone}"."{table}" AS SELECT * FROM "{source}"')
+        yield
+    finally:
+        for key, source in sources.items():
+            zone, table = _split(key)
+            con.execute(f'DROP VIEW IF EXISTS "{zone}"."{table}"')
+            con.unregister(source)
+        for zone in zones:
+            con.execute(f'DROP SCHEMA IF EXISTS "{zone}"')
+
+
+def _split(key: str) -> tuple[str, str]:
+    zone, _, table = key.partition(".")
+    if not (zone.replace("_", "a").isalnum() and table.replace("_", "a").isalnum()):
+        raise HeadwaterError(f"lake table key {key!r} is not of the form zone.table",
+                             "name lake tables like 'raw.photos' or 'models.training_set'")
+    return zone, table

@@ -1,0 +1,193 @@
+"""Building one model: decide full or incremental, read its inputs, run it, check, commit.
+
+A build commits `models.<name>` with metadata naming the input versions it read and the
+model's code hash; the next build compares against them. `table` models rebuild from all
+input rows; `incremental` and `merge` models see only the input rows landed since their last
+build (see `engine.lake.changes`) and append or upsert their output. A failed `error` check
+commits nothing, so the previous version stays the model's latest.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from engine.transform import checks
+from engine.errors import HeadwaterError
+from engine.lake.changes import changes
+from engine.lake import Lake, as_delta
+from engine.lake.merge import last_per_key
+from engine.transform.models import Context, Model, input_table
+from engine.transform.reads import SharedReads
+
+if TYPE_CHECKING:
+    from engine.transform.backends import Backend
+
+
+@dataclass
+class Plan:
+    """How a model will be built: `incremental` or not, and why."""
+
+    incremental: bool
+    reason: str
+    since: dict[str, int] = field(default_factory=dict)  # input ref -> version read last time
+
+
+def plan(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
+         full_refresh: bool = False) -> Plan:
+    """Whether `model` can build incrementally from the inputs it read last time (`last` is
+    its newest commit's metadata) to `versions`."""
+    if model.materialized == "table":
+        return Plan(False, "table")
+    if full_refresh:
+        return Plan(False, "full refresh")
+    before = last.get("inputs")
+    if not before:
+        return Plan(False, "first build")
+    if last.get("code") != model.code_hash:
+        return Plan(False, "code changed: full rebuild")
+    if set(before) != set(versions):
+        return Plan(False, "inputs changed: full rebuild")
+    # A rewritten input (merge load, overwrite, compaction) hands back rows seen before, mixed
+    # with the new ones: appending them would duplicate them, and a merge model that adds to
+    # its previous output (ctx.previous) would count them twice. Rebuild from everything.
+    for param, ref in model.inputs.items():
+        if param not in model.full_inputs and changes(lake, input_table(ref), before[ref], versions[ref]).rewritten:
+            return Plan(False, f"input {ref} was rewritten since the last build: full rebuild")
+    return Plan(True, "incremental", {ref: int(v) for ref, v in before.items()})
+
+
+def read_columns(model: Model, param: str, names: list[str]) -> list[str] | None:
+    """The columns of input `param` that `model` reads (None: all), checked against `names`."""
+    wanted = model.columns.get(param)
+    if wanted is None:
+        return None
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise HeadwaterError(f"model {model.name!r}: columns {missing} of input {param!r} "
+                             f"({model.inputs[param]}) do not exist",
+                             f"its columns are {', '.join(names)}")
+    return list(wanted)
+
+
+def read_input(model: Model, param: str, lake: Lake, backend: Backend, version: int,
+               shared: SharedReads | None = None) -> Any:
+    """Input `param` of `model`, whole, at `version`, as the backend's frame (read once for
+    all the run's models that read it, when `shared` is given)."""
+    name = input_table(model.inputs[param])
+    table = lake.table(name, version)
+    names = [f.name for f in table.schema().fields]
+    columns = read_columns(model, param, names)
+    if shared is None:
+        return backend.read(table, columns=columns)
+    return shared.read(backend, name, version, names, columns, lambda wanted: backend.read(table, columns=wanted))
+
+
+@dataclass
+class Built:
+    """What a build wrote (or why it wrote nothing)."""
+
+    rows: int
+    version: int | None
+    detail: str
+    checks: list[dict[str, Any]]
+    failed: str | None = None  # the failing error checks: nothing was committed
+
+
+def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
+          how: Plan, shared: SharedReads | None = None) -> Built:
+    """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
+    output, and commit it to `models.<name>`; whole inputs come through `shared` when given."""
+    table = f"models.{model.name}"
+    planned = lake.version(table)
+    frames: dict[str, Any] = {}
+    for param, ref in model.inputs.items():
+        name = input_table(ref)
+        if how.incremental and param not in model.full_inputs:
+            rows = changes(lake, name, how.since[ref], versions[ref]).dataset
+            frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
+        else:
+            frames[param] = read_input(model, param, lake, backend, versions[ref], shared)
+    if model.wants_ctx:
+        previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
+        frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,
+                                is_incremental=how.incremental, previous=previous)
+    result = backend.to_arrow(model(**frames))
+    results = _check(model, result, lake, backend)
+    checked = [r.to_dict() for r in results]
+    failed = checks.failure_error(model.name, results)
+    if failed is not None:
+        return Built(0, None, how.reason, checked, failed=str(failed))
+    meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
+            "materialized": model.materialized, "incremental": how.incremental}
+    _still_at(lake, table, planned)
+    if model.materialized == "merge":
+        _check_key(model, result)
+        if not how.incremental:  # one row per key, the last, as a merge keeps
+            result = result.filter(last_per_key(result.select(list(model.key)), list(model.key)))
+    if not how.incremental:
+        commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows})
+        return Built(commit.rows, commit.version, _with(_detail(backend, how), results), checked)
+    if result.num_rows == 0:  # nothing new: record the input versions read, commit no rows
+        commit = lake.write_append(table, as_delta(result.slice(0, 0)).cast(_schema(lake, table, result)),
+                                   run_id=run_id, meta={**meta, "rows": _count(lake, table)})
+        return Built(0, commit.version, _with(_detail(backend, how) + ", no new rows", results), checked)
+    if model.materialized == "merge":
+        result = as_delta(result).cast(_schema(lake, table, result))
+        commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
+                           key=list(model.key), meta=meta, origin=f"model {model.name!r}")
+        detail = f"{_detail(backend, how)}, merged: {commit.inserted:,} new, {commit.updated:,} updated"
+    else:
+        commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id, meta=meta)
+        detail = _detail(backend, how) + f", appended {commit.rows:,}"
+    return Built(commit.rows, commit.version, _with(detail, results), checked)
+
+
+def _detail(backend: Backend, how: Plan) -> str:
+    return f"on {backend.name}" + ("" if how.reason == "table" else f", {how.reason}")
+
+
+def _with(detail: str, results: list[checks.CheckResult]) -> str:
+    return f"{detail}; {checks.describe(results)}" if results else detail
+
+
+def _count(lake: Lake, table: str) -> int:
+    return lake.dataset(table).count_rows()
+
+
+def _schema(lake: Lake, table: str, result: pa.Table) -> pa.Schema:
+    """The table's schema when `result` fits it (an incremental append must not change types)."""
+    current = pa.schema(lake.table(table).schema().to_arrow())
+    if sorted(current.names) != sorted(result.column_names):
+        raise HeadwaterError(f"{table}: an incremental build returned columns {result.column_names}, "
+                             f"the table has {current.names}",
+                             "return the same columns every build, or rebuild with --full-refresh")
+    return pa.schema([current.field(n) for n in result.column_names])
+
+
+def _still_at(lake: Lake, table: str, planned: int | None) -> None:
+    """Raise unless `table` is still at the version this build started from: another run
+    committed to it meanwhile, and committing too would apply the same input rows twice."""
+    now = lake.version(table)
+    if now != planned:
+        raise HeadwaterError(f"{table} moved from version {planned} to {now} while this build ran: "
+                             "another run is building it", "runs of one pipeline must not overlap; "
+                             "rerun once the other run is done (on Prefect, the deployments allow one "
+                             "run at a time)")
+
+
+def _check_key(model: Model, result: pa.Table) -> None:
+    missing = [k for k in model.key if k not in result.column_names]
+    if missing:
+        raise HeadwaterError(f"model {model.name!r}: merge key {missing} is not in its output",
+                             f"output columns are {', '.join(result.column_names)}")
+
+
+def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend) -> list[checks.CheckResult]:
+    """Every check of `model` on the rows this build writes."""
+    if not model.checks:
+        return []
+    resolve: Callable[[str], Any] = lambda ref: lake.dataset(input_table(ref))  # noqa: E731
+    return checks.run_checks(model.checks, result, resolve=resolve, to_frame=backend.from_arrow)

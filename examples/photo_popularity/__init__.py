@@ -1,1 +1,0 @@
-"""Photo popularity: a daily training set for a model that predicts which photos get liked."""
