@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 
 DEFAULTS: dict[str, str | None] = {"lake": "./lake", "warehouse": "duckdb:///warehouse.duckdb",
                                    "backend": "auto", "dask_address": None, "dask_cluster": None}
@@ -64,7 +64,7 @@ class Config:
                 values[key] = value
                 sources.append("arguments")
         if values["backend"] not in BACKENDS:
-            raise HeadwaterError(
+            raise ConfigError(
                 f"unknown backend {values['backend']!r}",
                 f"set HEADWATER_BACKEND or backend= to one of {', '.join(BACKENDS)}",
             )
@@ -77,23 +77,23 @@ def check_dask(address: str | None, cluster: str | None) -> None:
     """Raise HeadwaterError unless the Dask settings make sense: a known cluster kind, and not
     both a scheduler to connect to and a cluster to start."""
     if cluster and cluster not in DASK_CLUSTERS:
-        raise HeadwaterError(f"unknown Dask cluster {cluster!r}",
-                             f"set HEADWATER_DASK_CLUSTER (dask_cluster) to one of {', '.join(DASK_CLUSTERS)}")
+        raise ConfigError(f"unknown Dask cluster {cluster!r}",
+                          f"set HEADWATER_DASK_CLUSTER (dask_cluster) to one of {', '.join(DASK_CLUSTERS)}")
     if address and cluster:
-        raise HeadwaterError(f"both a Dask scheduler address ({address}) and a cluster to start "
-                             f"({cluster}) are set", "unset HEADWATER_DASK_ADDRESS or HEADWATER_DASK_CLUSTER")
+        raise ConfigError(f"both a Dask scheduler address ({address}) and a cluster to start "
+                          f"({cluster}) are set", "unset HEADWATER_DASK_ADDRESS or HEADWATER_DASK_CLUSTER")
 
 
 def _apply_toml(values: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise HeadwaterError(f"{path} is not valid TOML: {exc}", "fix the file or remove it") from exc
+        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file or remove it") from exc
     section = data.get("headwater", data)
     unknown = set(section) - set(DEFAULTS) - {"storage_options", "headwater"}
     if unknown:
-        raise HeadwaterError(f"{path}: unknown setting(s) {sorted(unknown)}",
-                             f"known settings are {sorted(DEFAULTS)} and [storage_options]")
+        raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}",
+                          f"known settings are {sorted(DEFAULTS)} and [storage_options]")
     out = dict(values)
     for key in DEFAULTS:
         if key in section:

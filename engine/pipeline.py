@@ -1,4 +1,5 @@
-"""Pipeline: named sources and models; loaded from a Python file or module that defines `pipeline`."""
+"""Pipeline: named sources and models, and their graph; loaded from a Python file or module that
+defines `pipeline`."""
 from __future__ import annotations
 
 import importlib
@@ -8,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import HeadwaterError
-from engine.transform.models import Model, dag_order
+from engine.errors import ConfigError
+from engine.graph import Graph
 from engine.load.extraction import Source
+from engine.transform.models import Model
 
 
 @dataclass
@@ -28,13 +30,15 @@ class Pipeline:
             names = [i.name for i in items]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
-                raise HeadwaterError(f"pipeline {self.name!r}: duplicate {kind} name(s) {dupes}",
-                                     f"give each {kind} a unique name")
+                raise ConfigError(f"pipeline {self.name!r}: duplicate {kind} name(s) {dupes}",
+                                  f"give each {kind} a unique name")
         for m in self.models:
             if not isinstance(m, Model):
-                raise HeadwaterError(f"pipeline {self.name!r}: {m!r} is not a model",
-                                     "decorate model functions with @model(inputs=...)")
-        self.ordered_models = dag_order(self.models, [s.name for s in self.sources])
+                raise ConfigError(f"pipeline {self.name!r}: {m!r} is not a model",
+                                  "decorate model functions with @model(inputs=...)")
+        self.graph = Graph.build([s.name for s in self.sources], list(self.models))
+        by_name = {m.name: m for m in self.models}
+        self.ordered_models = [by_name[name] for name in self.graph.models]  # each after what it reads
 
     def source(self, name: str) -> Source:
         """The source called `name`."""
@@ -49,8 +53,8 @@ def _find(items: Sequence, name: str, kind: str, pipeline: str):  # type: ignore
     for item in items:
         if item.name == name:
             return item
-    raise HeadwaterError(f"pipeline {pipeline!r} has no {kind} {name!r}",
-                         f"{kind}s are {sorted(i.name for i in items)}")
+    raise ConfigError(f"pipeline {pipeline!r} has no {kind} {name!r}",
+                      f"{kind}s are {sorted(i.name for i in items)}")
 
 
 def load_pipeline(target: str | Path) -> Pipeline:
@@ -61,7 +65,7 @@ def load_pipeline(target: str | Path) -> Pipeline:
         if path.is_dir():
             path = path / "pipeline.py"
         if not path.is_file():
-            raise HeadwaterError(f"no pipeline file at {target}", "pass a .py file or a module name")
+            raise ConfigError(f"no pipeline file at {target}", "pass a .py file or a module name")
         module_name = f"headwater_pipeline_{abs(hash(str(path.resolve())))}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec and spec.loader
@@ -73,13 +77,13 @@ def load_pipeline(target: str | Path) -> Pipeline:
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
-            raise HeadwaterError(f"cannot import pipeline module {target!r}: {exc}",
-                                 "pass a path to a .py file, or a module on PYTHONPATH") from exc
+            raise ConfigError(f"cannot import pipeline module {target!r}: {exc}",
+                              "pass a path to a .py file, or a module on PYTHONPATH") from exc
         base = Path(module.__file__ or ".").resolve().parent
     pipeline = getattr(module, "pipeline", None)
     if not isinstance(pipeline, Pipeline):
-        raise HeadwaterError(f"{target} defines no `pipeline` (a headwater.Pipeline)",
-                             "add `pipeline = Pipeline(name, sources=[...], models=[...])` at module level")
+        raise ConfigError(f"{target} defines no `pipeline` (a headwater.Pipeline)",
+                          "add `pipeline = Pipeline(name, sources=[...], models=[...])` at module level")
     if pipeline.base_dir is None:
         pipeline.base_dir = base
     if pipeline.source_file is None:

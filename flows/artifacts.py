@@ -1,6 +1,6 @@
 """The artifacts a Headwater flow run leaves in the Prefect UI: the run summary (markdown), the
 lineage (markdown with a Mermaid graph), the tables (rows, versions, seconds) and the progress
-of the transform."""
+of the run's steps."""
 from __future__ import annotations
 
 from uuid import UUID
@@ -54,7 +54,7 @@ def summary(run_id: str, pipeline: str, steps: list[StepDict]) -> None:
 
 
 class Progress:
-    """A progress artifact over `total` transform steps, moved on as each one finishes."""
+    """A progress artifact over a run's `total` steps, moved on as each one finishes."""
 
     def __init__(self, artifact_id: UUID, total: int) -> None:
         self.id, self.total, self.done = artifact_id, total, 0
@@ -63,7 +63,7 @@ class Progress:
     def create(cls, total: int, run_id: str) -> Progress:
         """A new progress artifact at 0% (attached to the flow run that creates it)."""
         artifact_id = create_progress_artifact(0.0 if total else 100.0, key=PROGRESS_KEY,
-                                               description=f"Models built and published by Headwater run {run_id}")
+                                               description=f"Steps finished by Headwater run {run_id}")
         return cls(artifact_id, total)
 
     def advance(self, what: str, steps: int = 1) -> None:

@@ -12,7 +12,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 
 PREFECT_FILE = "prefect.yaml"  # looked for in the project folder `headwater deploy` runs from
 DEFAULT_DEPLOYMENT = "photo-popularity-process"
@@ -24,16 +24,16 @@ def deployments(prefect_file: Path | None = None) -> dict[str, dict[str, Any]]:
     """The deployments `prefect_file` (default: ./prefect.yaml) declares, by name."""
     prefect_file = prefect_file or Path.cwd() / PREFECT_FILE
     if not prefect_file.is_file():
-        raise HeadwaterError(f"no Prefect project file at {prefect_file}",
-                             "run from your project's folder (the one with prefect.yaml), or pass --prefect-file")
+        raise ConfigError(f"no Prefect project file at {prefect_file}",
+                          "run from your project's folder (the one with prefect.yaml), or pass --prefect-file")
     try:
         spec = yaml.safe_load(prefect_file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise HeadwaterError(f"{prefect_file} is not valid YAML: {exc}", "fix the file") from exc
+        raise ConfigError(f"{prefect_file} is not valid YAML: {exc}", "fix the file") from exc
     found = {d.get("name"): d for d in spec.get("deployments") or [] if isinstance(d, dict)}
     if not found or None in found:
-        raise HeadwaterError(f"{prefect_file} declares no named deployments",
-                             "add a `deployments:` list whose entries have a `name`")
+        raise ConfigError(f"{prefect_file} declares no named deployments",
+                          "add a `deployments:` list whose entries have a `name`")
     return found
 
 
@@ -50,8 +50,8 @@ def deploy(names: list[str] | None = None, pool: str | None = None,
     names = list(dict.fromkeys(names or [DEFAULT_DEPLOYMENT]))
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise HeadwaterError(f"no deployment {', '.join(map(repr, unknown))} in {prefect_file}",
-                             f"deployments are {', '.join(known)}")
+        raise ConfigError(f"no deployment {', '.join(map(repr, unknown))} in {prefect_file}",
+                          f"deployments are {', '.join(known)}")
     for name in names:
         _check_pool(pool or (known[name].get("work_pool") or {}).get("name"))
     command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(prefect_file)]
@@ -63,21 +63,21 @@ def deploy(names: list[str] | None = None, pool: str | None = None,
                           capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise HeadwaterError(f"prefect deploy failed (exit {done.returncode}):\n{tail}",
-                             "see the output above; PREFECT_API_URL must name a running Prefect server")
+        raise ConfigError(f"prefect deploy failed (exit {done.returncode}):\n{tail}",
+                          "see the output above; PREFECT_API_URL must name a running Prefect server")
     return [f"headwater-elt/{name}" for name in names]
 
 
 def _check_pool(pool: str | None) -> None:
     if not pool:
-        raise HeadwaterError("the deployment names no work pool", "pass --pool NAME")
+        raise ConfigError("the deployment names no work pool", "pass --pool NAME")
     with get_client(sync_client=True) as client:
         try:
             client.read_work_pool(pool)
         except ObjectNotFound:
             kind = POOL_TYPES.get(pool, "process")
-            raise HeadwaterError(f"work pool {pool!r} does not exist on {client.api_url}",
-                                 f"create it: prefect work-pool create {pool} --type {kind}") from None
+            raise ConfigError(f"work pool {pool!r} does not exist on {client.api_url}",
+                              f"create it: prefect work-pool create {pool} --type {kind}") from None
 
 
 def serve(pipeline: str, name: str, cron: str | None = None, select: str | None = None,

@@ -1,7 +1,11 @@
-"""The `headwater-elt` Prefect flow: an `extract-load` subflow lands every selected source in
-parallel, then a `transform` subflow builds the selected models in DAG order (each as soon as
-the models it reads are built) and publishes each after its build, one warehouse writer at a
-time; the run leaves lineage, summary, table and progress artifacts.
+"""The `headwater-elt` Prefect flow: the run plan `headwater run` executes, driven as tasks.
+
+`elt` makes the plan once (engine/runs/plan.py), then its `steps` subflow submits each step as a
+task (load a source, build a model, publish a model) as soon as the steps it needs are done:
+loads in parallel, each build after the loads and builds of what it reads, each publish after
+its build, one warehouse writer at a time. A step whose needs failed is skipped, naming the
+failed step; the rest still run, as with `headwater run`. The run leaves lineage, summary,
+table and progress artifacts and a row in the lake's run manifest.
 
     python -m flows.elt PIPELINE [--select …] [--exclude …] [--full-refresh] [--lake URI]
                                  [--warehouse URL] [--backend NAME] [--task-runner threads|dask]
@@ -23,9 +27,9 @@ from prefect.states import State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from engine.config import BACKENDS, Config
-from engine.errors import HeadwaterError
-from engine.transform.models import input_table
+from engine.errors import ConfigError, HeadwaterError
 from engine.pipeline import Pipeline
+from engine.runs.plan import PlannedStep, RunPlan, skipped_detail
 from engine.runs.runner import Runner
 from engine.runs.steps import RunSummary, Step, new_run_id
 from flows import artifacts, tasks
@@ -33,9 +37,8 @@ from flows.artifacts import COLUMNS, LINEAGE_KEY, PROGRESS_KEY, SUMMARY_KEY, TAB
 from flows.tasks import Settings, StepDict, StepFailed, pipeline_at, target_of
 
 __all__ = ["COLUMNS", "LINEAGE_KEY", "PROGRESS_KEY", "SUMMARY_KEY", "TABLES_KEY", "PipelineFailed",
-           "StepFailed", "elt", "extract_load", "main", "transform"]
+           "StepFailed", "elt", "main", "steps"]
 TASK_RUNNERS = ("threads", "dask")
-DASK_ADDRESS_ENV = "HEADWATER_DASK_ADDRESS"
 
 
 class PipelineFailed(Exception):
@@ -55,61 +58,61 @@ class PipelineFailed(Exception):
 # Flow signatures spell their types out (no aliases): Prefect resolves them to validate
 # parameters, also when it loads this file by path under another module name (`headwater serve`).
 
-# -- subflows ------------------------------------------------------------------------------------
-@flow(name="headwater-extract-load", flow_run_name="extract-load", task_runner=ThreadPoolTaskRunner())
-def extract_load(pipeline: str, settings: dict[str, str | None], sources: list[str],
-                 run_id: str) -> list[dict[str, Any]]:
-    """Land what is new in each source, all in parallel, each task retried with backoff.
+# -- the plan's steps as tasks -------------------------------------------------------------------
+@flow(name="headwater-steps", flow_run_name="steps", task_runner=ThreadPoolTaskRunner())
+def steps(pipeline: str, settings: dict[str, str | None], plan: list[dict[str, Any]], run_id: str,
+          full_refresh: bool = False, progress_id: str | None = None) -> list[dict[str, Any]]:
+    """Run every step of `plan` (a `RunPlan.to_dicts()`) as a task, each as soon as the steps it
+    needs are done; a step whose needs failed or were skipped is skipped itself.
 
-    Returns each source's step; raises `PipelineFailed` (with `.steps`) when a load failed."""
+    Returns every step's dict, in plan order; raises `PipelineFailed` (with `.steps`) when one
+    failed or was skipped."""
+    the_plan = RunPlan.from_dicts(plan, full_refresh)
     loaded_at = datetime.now(timezone.utc).isoformat()
-    loads = {s: tasks.load_source.submit(pipeline, settings, s, run_id, loaded_at) for s in sources}
-    steps = [_outcome(f, Step("load", name, f"raw.{name}", "")) for name, f in loads.items()]
-    _raise_if_bad(run_id, steps)
-    return steps
+    progress = artifacts.Progress(UUID(progress_id), len(the_plan.steps)) if progress_id else None
+    done: dict[str, StepDict] = {}
+    statuses: dict[str, str] = {}
+    running: dict[PrefectFuture[StepDict], PlannedStep] = {}
+    submitted: dict[str, PrefectFuture[StepDict]] = {}
+    waiting = list(the_plan.steps)
 
-
-@flow(name="headwater-transform", flow_run_name="transform", task_runner=ThreadPoolTaskRunner())
-def transform(pipeline: str, settings: dict[str, str | None], models: list[str], run_id: str,
-              full_refresh: bool = False, missing: list[str] | None = None,
-              progress_id: str | None = None) -> list[dict[str, Any]]:
-    """Build `models` in DAG order, each after the models it reads, and publish each after its
-    build under the warehouse concurrency limit; a model reading a table in `missing` (a source
-    whose load did not complete) is skipped, with everything downstream of it.
-
-    Returns the build steps, then the publish steps; raises `PipelineFailed` when one failed."""
-    loaded = pipeline_at(pipeline)
-    blocked = set(missing or ())
-    builds: dict[str, PrefectFuture[StepDict] | None] = {}
-    publishes: dict[str, PrefectFuture[StepDict] | None] = {}
-    for name in models:  # DAG order: every upstream model is submitted already
-        model = loaded.model(name)
-        reads = {input_table(ref) for ref in model.inputs.values()}
-        if reads & blocked:
-            blocked.add(f"models.{name}")
-            builds[name] = None
-        else:
-            upstream = [f for t in sorted(reads) if (f := builds.get(t.removeprefix("models."))) is not None]
-            builds[name] = tasks.build_model.submit(pipeline, settings, name, run_id, full_refresh,
-                                                    wait_for=upstream)
-        if model.publish:
-            build = builds[name]
-            publishes[name] = None if build is None else tasks.publish_model.submit(
-                pipeline, settings, name, run_id, wait_for=[build])
-
-    futures = {f: f"{kind} {name}" for kind, group in (("build", builds), ("publish", publishes))
-               for name, f in group.items() if f is not None}
-    progress = artifacts.Progress(UUID(progress_id), len(builds) + len(publishes)) if progress_id else None
-    if progress and len(futures) < progress.total:
-        progress.advance("skipped: upstream load failed", progress.total - len(futures))
-    for done in as_completed(list(futures)):
+    def finished(planned: PlannedStep, step: StepDict) -> None:
+        done[planned.id], statuses[planned.id] = step, step["status"]
         if progress:
-            progress.advance(futures[done])
+            progress.advance(f"{planned.describe()} {step['status']}")
 
-    steps = [_outcome(f, Step("model", n, input_table(n), "")) for n, f in builds.items()]
-    steps += [_outcome(f, Step("publish", n, n, "")) for n, f in publishes.items()]
-    _raise_if_bad(run_id, steps)
-    return steps
+    def start_ready() -> None:
+        """Submit (or skip, when what it needs failed) every waiting step whose needs are done."""
+        while ready := [s for s in waiting if the_plan.ready(s, statuses)]:
+            for planned in ready:
+                waiting.remove(planned)
+                root = the_plan.blocked_by(planned, statuses)
+                if root is not None:
+                    finished(planned, _blank(planned, "skipped", skipped_detail(root)))
+                    continue
+                wait_for = [submitted[n] for n in planned.needs]  # done already: drawn as edges in the UI
+                future = _submit(planned, pipeline, settings, run_id, loaded_at, full_refresh, wait_for)
+                submitted[planned.id], running[future] = future, planned
+
+    start_ready()
+    while running:
+        for future in as_completed(list(running)):
+            planned = running.pop(future)
+            finished(planned, _outcome(future, planned))
+            break
+        start_ready()
+    result = [done[s.id] for s in the_plan.steps]
+    _raise_if_bad(run_id, result)
+    return result
+
+
+def _submit(planned: PlannedStep, pipeline: str, settings: Settings, run_id: str, loaded_at: str,
+            full_refresh: bool, wait_for: list[PrefectFuture[StepDict]]) -> PrefectFuture[StepDict]:
+    if planned.kind == "load":
+        return tasks.load_source.submit(pipeline, settings, planned.name, run_id, loaded_at, wait_for=wait_for)
+    if planned.kind == "model":
+        return tasks.build_model.submit(pipeline, settings, planned.name, run_id, full_refresh, wait_for=wait_for)
+    return tasks.publish_model.submit(pipeline, settings, planned.name, run_id, wait_for=wait_for)
 
 
 # -- the flow ------------------------------------------------------------------------------------
@@ -131,50 +134,43 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     `raw.<source>`; several separated by spaces or commas); by default everything runs.
     `full_refresh` rebuilds incremental models from all their input rows. Settings left as None
     come from the environment, `headwater.toml` beside the pipeline, or the defaults.
-    `task_runner` is `threads` (this process) or `dask` (the Dask scheduler at
-    $HEADWATER_DASK_ADDRESS, else a local cluster). Returns every step as a dict; raises
-    `PipelineFailed` (with `.steps`) when a step failed, after the artifacts are written.
+    `task_runner` is `threads` (this process) or `dask` (the Dask scheduler the settings name,
+    HEADWATER_DASK_ADDRESS, else a local cluster). Returns every step as a dict; raises
+    `PipelineFailed` (with `.steps`) when a step failed or was skipped, after the artifacts are
+    written.
     """
     logger = get_run_logger()
     target = target_of(pipeline)
     loaded = pipeline_at(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
     config = Config.load(loaded.base_dir, **settings)  # a bad setting fails here, before any task
-    chosen = Runner(loaded, config).select(select, exclude)  # so does a selector that matches nothing
-    runner = _task_runner(task_runner)
+    the_plan = Runner(loaded, config).plan(select, exclude, full_refresh)  # so does a bad selector
+    runner = _task_runner(task_runner, config)
     run_id, started = new_run_id(), datetime.now(timezone.utc)
-    logger.info("run %s of pipeline %r: %d source(s), %d model(s); lake %s, backend %s, %s tasks "
-                "(settings from %s)", run_id, loaded.name, len(chosen.sources), len(chosen.models),
-                config.lake, config.backend, task_runner, config.source)
-    artifacts.lineage(loaded, chosen)
+    logger.info("run %s of pipeline %r: %d source(s), %d model(s), %d step(s); lake %s, backend %s, "
+                "%s tasks (settings from %s)", run_id, loaded.name, len(the_plan.selection.sources),
+                len(the_plan.selection.models), len(the_plan.steps), config.lake, config.backend,
+                task_runner, config.source)
+    artifacts.lineage(loaded, the_plan.selection)
 
-    steps: list[StepDict] = []
-    if chosen.sources:
-        state = extract_load.with_options(task_runner=runner)(
-            target, settings, chosen.sources, run_id, return_state=True)
-        steps += _subflow_steps(state, [Step("load", s, f"raw.{s}", "") for s in chosen.sources])
-    if chosen.models:
-        if any(loaded.model(m).publish for m in chosen.models):
+    done: list[StepDict] = []
+    if the_plan.steps:
+        if the_plan.of_kind("publish"):
             logger.info("publishes hold the %r concurrency limit (%d slot(s))", tasks.WAREHOUSE_LIMIT,
                         tasks.ensure_warehouse_limit())
-        total = len(chosen.models) + sum(loaded.model(m).publish for m in chosen.models)
-        progress = artifacts.Progress.create(total, run_id)
-        missing = [s["table"] for s in steps if s["status"] in ("failed", "skipped")]
-        state = transform.with_options(task_runner=_task_runner(task_runner))(
-            target, settings, chosen.models, run_id, full_refresh, missing, str(progress.id),
-            return_state=True)
-        blanks = [Step("model", m, input_table(m), "") for m in chosen.models]
-        blanks += [Step("publish", m, m, "") for m in chosen.models if loaded.model(m).publish]
-        steps += _subflow_steps(state, blanks)
+        progress = artifacts.Progress.create(len(the_plan.steps), run_id)
+        state = steps.with_options(task_runner=runner)(
+            target, settings, the_plan.to_dicts(), run_id, full_refresh, str(progress.id), return_state=True)
+        done = _subflow_steps(state, the_plan)
 
-    artifacts.summary(run_id, loaded.name, steps)
-    _record(loaded, config, run_id, started, steps, {"select": select, "exclude": exclude,
-                                                     "full_refresh": full_refresh})
-    for s in steps:
+    artifacts.summary(run_id, loaded.name, done)
+    _record(loaded, config, run_id, started, done, {"select": select, "exclude": exclude,
+                                                    "full_refresh": full_refresh})
+    for s in done:
         logger.info("%-7s %-28s %-9s %8s rows  version %s", s["kind"], s["table"], s["status"],
                     s["rows"], "-" if s["version"] is None else s["version"])
-    _raise_if_bad(run_id, steps)
-    return steps
+    _raise_if_bad(run_id, done)
+    return done
 
 
 def _record(pipeline: Pipeline, config: Config, run_id: str, started: datetime, steps: list[StepDict],
@@ -182,59 +178,53 @@ def _record(pipeline: Pipeline, config: Config, run_id: str, started: datetime, 
     """Write the run to the lake's run manifest, as `headwater run` does."""
     summary = RunSummary(run_id, pipeline.name, started_at=started, selection=selection,
                          steps=[Step(**s) for s in steps])
-    bad = [s for s in summary.steps if s.status == "failed"]
-    summary.error = f"{bad[0].kind} {bad[0].name!r} failed: {bad[0].detail}" if bad else None
+    summary.error = summary.describe_failure()
     Runner(pipeline, config).record(summary)
-    if summary.error and not bad:  # the manifest itself could not be written
+    if summary.error and not summary.failed:  # the manifest itself could not be written
         get_run_logger().warning("%s", summary.error)
 
 
-def _task_runner(name: str) -> TaskRunner[Any]:
-    """A fresh task runner of the kind `name` says."""
+def _task_runner(name: str, config: Config) -> TaskRunner[Any]:
+    """A fresh task runner of the kind `name` says (Dask: at the scheduler `config` names)."""
     if name == "threads":
         return ThreadPoolTaskRunner()
     if name == "dask":
         try:
             from prefect_dask import DaskTaskRunner
         except ImportError as exc:
-            raise HeadwaterError("task_runner='dask' needs prefect-dask",
-                                 "pip install -e '.[dask]'") from exc
-        return DaskTaskRunner(address=os.environ.get(DASK_ADDRESS_ENV))
-    raise HeadwaterError(f"unknown task runner {name!r}", f"use one of {', '.join(TASK_RUNNERS)}")
+            raise ConfigError("task_runner='dask' needs prefect-dask", "pip install -e '.[dask]'") from exc
+        return DaskTaskRunner(address=config.dask_address)
+    raise ConfigError(f"unknown task runner {name!r}", f"use one of {', '.join(TASK_RUNNERS)}")
 
 
-def _subflow_steps(state: State[list[StepDict]], blanks: list[Step]) -> list[StepDict]:
-    """The steps a subflow returned, or carried on its `PipelineFailed`; when it died another
-    way, `blanks` marked failed with its error."""
+def _blank(planned: PlannedStep, status: str, detail: str) -> StepDict:
+    return Step(planned.kind, planned.name, planned.table, status, detail=detail).to_dict()  # type: ignore[arg-type]
+
+
+def _subflow_steps(state: State[list[StepDict]], plan: RunPlan) -> list[StepDict]:
+    """The steps the subflow returned, or carried on its `PipelineFailed`; when it died another
+    way, every step marked failed with its error."""
     if state.is_completed():
         return state.result()
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, PipelineFailed):
         return exc.steps
     detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
-    for blank in blanks:
-        blank.status, blank.detail = "failed", detail
-    return [b.to_dict() for b in blanks]
+    return [_blank(s, "failed", detail) for s in plan.steps]
 
 
-def _outcome(future: PrefectFuture[StepDict] | None, blank: Step) -> StepDict:
-    """The step a task returned; for a task that raised or never ran, `blank` marked so."""
-    if future is None:
-        blank.status, blank.detail = "skipped", "an upstream load did not complete"
-        return blank.to_dict()
+def _outcome(future: PrefectFuture[StepDict], planned: PlannedStep) -> StepDict:
+    """The step a task returned or carried on its `StepFailed`; a task that died outside its
+    Runner step (e.g. a bad pipeline file) is a failed step with its error."""
     future.wait()
     state = future.state
     if state.is_completed():
         return future.result()
-    if state.is_failed() or state.is_crashed() or state.is_cancelled():
-        exc = state.result(raise_on_failure=False)
-        if isinstance(exc, StepFailed):
-            return exc.step
-        blank.status = "failed"  # the task died outside its Runner step (e.g. a bad pipeline file)
-        blank.detail = f"{type(exc).__name__}: {exc}" if exc else str(state.message)
-        return blank.to_dict()
-    blank.status, blank.detail = "skipped", "an upstream step did not complete"
-    return blank.to_dict()
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, StepFailed):
+        return exc.step
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
+    return _blank(planned, "failed", detail)
 
 
 def _raise_if_bad(run_id: str, steps: list[StepDict]) -> None:
@@ -259,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse", help="warehouse SQLAlchemy URL")
     parser.add_argument("--backend", choices=BACKENDS, help="which backend runs models")
     parser.add_argument("--task-runner", choices=TASK_RUNNERS, default="threads",
-                        help=f"where tasks run (dask: the scheduler at ${DASK_ADDRESS_ENV}, else local)")
+                        help="where tasks run (dask: the scheduler at $HEADWATER_DASK_ADDRESS, else local)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -273,6 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from flows.elt import main as imported_main  # the module `flows` imported, not this copy
-
-    sys.exit(imported_main())
+    sys.exit(main())

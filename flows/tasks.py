@@ -1,22 +1,33 @@
 """Prefect tasks over single Runner steps: load one source, build one model, publish one model.
 
-Tasks pass only strings and small dicts. Each task rebuilds its own `Runner` from the pipeline
-path and the flow's settings, so no frame, connection or pipeline object crosses a task boundary
-(and tasks run the same on threads and on Dask workers in other processes).
+Tasks pass only strings and small dicts. Each task makes its own `Runner` from the pipeline
+path and the flow's settings (and closes it, with the backend it resolved, when the step is
+done), so no frame, connection or pipeline object crosses a task boundary, and tasks run the
+same on threads and on Dask workers in other processes.
+
+A failed step raises `StepFailed` from the step's own exception, so the task run fails with the
+user's traceback in its log. Every task retries, with backoff, only a step whose error is
+retryable (a store or warehouse that cannot be reached, a lock, another run's commit); a bad
+setting or a model that raises fails at once.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.logging.handlers import APILogHandler
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from engine.config import Config
@@ -24,9 +35,9 @@ from engine.pipeline import Pipeline, load_pipeline
 from engine.runs.runner import Runner
 from engine.runs.steps import Step
 
-LOAD_RETRIES = 2
-LOAD_BACKOFF_SECONDS = 2.0  # first retry after ~2 s, the second after ~4 s
-LOAD_RETRY_JITTER = 0.5  # each delay varies by up to ±50%, so parallel loads do not retry in step
+RETRIES = 2
+BACKOFF_SECONDS = 2.0  # first retry after ~2 s, the second after ~4 s
+RETRY_JITTER = 0.5  # each delay varies by up to ±50%, so parallel tasks do not retry in step
 WAREHOUSE_LIMIT = "headwater-warehouse"  # global concurrency limit held by every publish
 WAREHOUSE_SLOTS = 1  # created with one slot: DuckDB takes one writer; raise it for a server warehouse
 
@@ -35,11 +46,16 @@ StepDict = dict[str, Any]  # a `Step.to_dict()`
 
 
 class StepFailed(Exception):
-    """A Runner step ended `failed`: the message is the step's detail, `.step` the whole step."""
+    """A Runner step ended `failed`: the message is the step's detail, `.step` the whole step,
+    `.retryable` whether running it again unchanged may succeed."""
 
     def __init__(self, detail: str, step: StepDict) -> None:
         super().__init__(detail, step)  # both in args, so the exception pickles
         self.step = step
+
+    @property
+    def retryable(self) -> bool:
+        return bool(self.step.get("retryable"))
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -47,6 +63,30 @@ class StepFailed(Exception):
     def __repr__(self) -> str:  # logs show the message, not every step
         return f"{type(self).__name__}({self.args[0]!r})"
 
+
+def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect's `retry_condition_fn`: retry a failed step only when its error is retryable."""
+    return bool(getattr(state.result(raise_on_failure=False), "retryable", False))
+
+
+class _RunLogHandler(APILogHandler):
+    """Sends the engine's log records (the `headwater` loggers) to the Prefect API while a flow
+    or task run is active here, so they show in that run's log; silent outside runs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            super().emit(record)
+
+
+def _capture_engine_logs() -> None:
+    engine_log = logging.getLogger("headwater")
+    if not any(isinstance(h, _RunLogHandler) for h in engine_log.handlers):
+        engine_log.addHandler(_RunLogHandler(level=logging.INFO))
+        if engine_log.level == logging.NOTSET or engine_log.level > logging.INFO:
+            engine_log.setLevel(logging.INFO)
+
+
+_capture_engine_logs()
 
 _loaded: dict[tuple[str, float], Pipeline] = {}
 _loading = threading.Lock()
@@ -74,38 +114,43 @@ def runner_for(pipeline: str, settings: Settings) -> Runner:
 
 
 def _finish(step: Step) -> StepDict:
-    """The step as a dict; a failed step raises, so Prefect marks the task run failed."""
+    """The step as a dict; a failed step logs its traceback and raises, so Prefect marks the task
+    run failed (and retries it when the error is retryable)."""
     if step.status == "failed":
-        raise StepFailed(step.detail, step.to_dict())
-    get_run_logger().info("%s %s: %s, %d rows, version %s, %.3f s%s", step.kind, step.table,
-                          step.status, step.rows, step.version, step.seconds,
-                          f" ({step.detail})" if step.detail else "")
+        if step.traceback:
+            get_run_logger().error("%s %s failed: %s\n%s", step.kind, step.table, step.detail, step.traceback)
+        raise StepFailed(step.detail, step.to_dict()) from step.error
     return step.to_dict()
 
 
-@task(task_run_name="load-{source}", retries=LOAD_RETRIES,
-      retry_delay_seconds=exponential_backoff(backoff_factor=LOAD_BACKOFF_SECONDS),
-      retry_jitter_factor=LOAD_RETRY_JITTER, cache_policy=NO_CACHE)
+_RETRIES: dict[str, Any] = {
+    "retries": RETRIES, "retry_delay_seconds": exponential_backoff(backoff_factor=BACKOFF_SECONDS),
+    "retry_jitter_factor": RETRY_JITTER, "retry_condition_fn": retry_if_retryable, "cache_policy": NO_CACHE}
+
+
+@task(task_run_name="load-{source}", **_RETRIES)
 def load_source(pipeline: str, settings: Settings, source: str, run_id: str, loaded_at: str) -> StepDict:
     """Land what is new in one source as one Delta commit."""
-    return _finish(runner_for(pipeline, settings).load(source, run_id, datetime.fromisoformat(loaded_at)))
+    with runner_for(pipeline, settings) as runner:
+        return _finish(runner.load(source, run_id, datetime.fromisoformat(loaded_at)))
 
 
-@task(task_run_name="build-{model}", cache_policy=NO_CACHE)
+@task(task_run_name="build-{model}", **_RETRIES)
 def build_model(pipeline: str, settings: Settings, model: str, run_id: str,
                 full_refresh: bool = False) -> StepDict:
     """Build one model into the lake, unless its inputs and code are unchanged."""
-    return _finish(runner_for(pipeline, settings).build(model, run_id, full_refresh))
+    with runner_for(pipeline, settings) as runner:
+        return _finish(runner.build(model, run_id, full_refresh))
 
 
-@task(task_run_name="publish-{model}", cache_policy=NO_CACHE)
+@task(task_run_name="publish-{model}", **_RETRIES)
 def publish_model(pipeline: str, settings: Settings, model: str, run_id: str) -> StepDict:
     """Publish one model's latest lake version to the warehouse, unless already there.
 
     Holds a slot of the `headwater-warehouse` global concurrency limit while it writes, so
     publishes of every flow run on this Prefect server take turns."""
-    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=True):
-        return _finish(runner_for(pipeline, settings).publish(model, run_id))
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=True), runner_for(pipeline, settings) as runner:
+        return _finish(runner.publish(model, run_id))
 
 
 def ensure_warehouse_limit() -> int:

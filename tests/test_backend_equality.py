@@ -18,7 +18,7 @@ from engine import Config, HeadwaterError, Runner
 from engine.transform.backends import Backend, resolve
 from engine.runs.compare import FLOAT_RTOL, differences
 from engine.lake import Lake
-from engine.transform.models import Context, input_table
+from engine.transform.models import Context
 from engine.pipeline import Pipeline
 from engine.demo.generate import generate
 from engine.demo.pipeline import make_pipeline
@@ -32,9 +32,8 @@ def run_models(pipeline: Pipeline, lake: Lake, backend: Backend) -> dict[str, pa
     for model in pipeline.ordered_models:
         frames: dict[str, Any] = {}
         for param, ref in model.inputs.items():
-            table = input_table(ref)
-            frames[param] = (backend.read(lake.table(table)) if table.startswith("raw.")
-                             else backend.from_arrow(out[table.removeprefix("models.")]))
+            frames[param] = (backend.read(lake.table(str(ref))) if ref.zone == "raw"
+                             else backend.from_arrow(out[ref.name]))
         if model.wants_ctx:
             frames["ctx"] = Context(model.name, "equality", backend.name, backend.xp)
         out[model.name] = backend.to_arrow(model(**frames))

@@ -34,7 +34,8 @@ from engine.transform.checks import (
 )
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from engine.transform.models import input_table, model
+from engine.graph import TableRef
+from engine.transform.models import model
 
 KINDS_OF_EVENT = ["view", "like", "login"]
 
@@ -173,7 +174,7 @@ def test_relationships_to_a_raw_delta_table(tmp_path: Path, rows, table) -> None
     expected = sum(r["photo_id"] is not None and r["photo_id"] not in set(kept) for r in rows)
 
     def resolve(ref: str) -> Any:
-        return lake.dataset(input_table(ref))
+        return lake.dataset(str(TableRef.parse(ref)))
 
     result = one("relationships(photo_id, raw.photos.photo_id)", table, resolve=resolve)
     assert (result.passed, result.failing_rows) == (False, expected)
@@ -375,7 +376,7 @@ def test_parse_all_names_the_model_and_a_bad_spec_stops_run_checks(table) -> Non
 
 
 def test_specs_on_a_model_parse_with_parse_all() -> None:
-    @model(inputs={"e": "raw.events"}, key="photo_id",
+    @model(inputs={"e": "raw.events"}, primary_key="photo_id",
            checks=["unique(photo_id)", "warn: expression(likes >= 0)", lambda df: True])
     def features(e):  # type: ignore[no-untyped-def]
         return e

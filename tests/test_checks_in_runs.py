@@ -71,7 +71,8 @@ def test_a_failed_error_check_keeps_the_previous_lake_and_warehouse_versions(roo
     warned = [c for c in step.checks if c["status"] == "warn"]
     assert [(c["name"], c["failing_rows"]) for c in warned] == [("row_count(max=4)", 1)]  # 5 rows, max 4
     assert r.lake.version("models.clean_events") == version  # nothing committed
-    assert not [s for s in summary.steps if s.kind == "publish"]  # the run stopped before publishing
+    assert [(s.name, s.status, s.detail) for s in summary.steps if s.kind == "publish"] == [
+        ("clean_events", "skipped", "upstream model 'clean_events' failed")]  # never published
     assert warehouse_ids(root) == [1, 2, 3]  # the warehouse still has the previous table
 
 

@@ -1,11 +1,11 @@
 """The `headwater-elt` Prefect flow against a temporary Prefect server: a CSV source and a SQLite
-source landed (the `extract-load` subflow), two models built (one reading the other) and
-published to a DuckDB warehouse (the `transform` subflow), artifacts read back from the server."""
+source landed, two models built (one reading the other) and published to a DuckDB warehouse, each
+step a task of the `steps` subflow; artifacts, task logs and retries read back from the server."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (  # noqa: E402
     FlowRunFilterParentFlowRunId,
     LogFilter,
     LogFilterFlowRunId,
+    LogFilterTaskRunId,
 )
 from prefect.concurrency.sync import concurrency  # noqa: E402
 from prefect.logging.handlers import APILogWorker  # noqa: E402
@@ -168,7 +169,7 @@ def read_artifacts(flow_run_id: Any, keys: list[str]) -> dict[str, Any]:
 
 
 def task_runs(flow_run_id: Any) -> list[Any]:
-    """The task runs of a flow run's subflows (extract-load and transform)."""
+    """The task runs of a flow run's subflow (`steps`: every step of the run plan)."""
     with get_client(sync_client=True) as client:
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
@@ -210,25 +211,26 @@ def test_progress_artifact_reaches_100_as_models_finish(first_run: dict[str, Any
             type=ArtifactFilterType(any_=["progress"]),
             flow_run_id=ArtifactFilterFlowRunId(any_=[first_run["flow_run_id"]])))
         assert progress.key == elt_module.PROGRESS_KEY and float(progress.data) == 100.0
-        (transform_run,) = [r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        (steps_run,) = [r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[first_run["flow_run_id"]])))
-            if r.name == "transform"]
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[transform_run.id])))
-    # one update per build and per publish, in the order they finished
-    steps = [s for s in first_run["steps"] if s["kind"] != "load"]
+            if r.name == "steps"]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[steps_run.id])))
+    # one update per step, in the order they finished
+    steps = first_run["steps"]
     done = [m.message.split(" ")[1] for m in sorted(logs, key=lambda m: m.timestamp)
             if m.message.startswith("progress ")]
     assert done == [f"{i}/{len(steps)}" for i in range(1, len(steps) + 1)]
 
 
 def test_task_graph(first_run: dict[str, Any]) -> None:
-    """Loads wait for nothing, builds for the models they read, publishes for their build."""
+    """Loads wait for nothing, builds for the loads and builds of what they read, publishes for
+    their build: the run plan's needs, drawn as the task graph."""
     runs = task_runs(first_run["flow_run_id"])
     names = {r.id: r.name for r in runs}
     waits = {r.name: {names[i.id] for i in r.task_inputs.get("wait_for", [])} for r in runs}
     assert waits == {
         "load-orders": set(), "load-customers": set(),
-        "build-order_totals": set(),  # its inputs are raw tables, landed by the extract-load subflow
+        "build-order_totals": {"load-orders", "load-customers"},
         "build-big_customers": {"build-order_totals"},
         "publish-order_totals": {"build-order_totals"},
         "publish-big_customers": {"build-big_customers"}}
@@ -275,13 +277,15 @@ def test_second_run_changes_nothing(first_run: dict[str, Any], shop: dict[str, A
     assert [s["version"] for s in steps] == [s["version"] for s in first_run["steps"]]
 
 
-def test_unreadable_source_fails_the_flow_after_retries(
+def test_unreadable_source_fails_the_flow_without_retries(
         harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    load = tasks.load_source
-    backoff = tasks.LOAD_BACKOFF_SECONDS
-    assert load.retries == 2 and load.retry_delay_seconds == [backoff, 2 * backoff]  # exponential
-    assert load.retry_jitter_factor == tasks.LOAD_RETRY_JITTER > 0
-    monkeypatch.setattr(tasks, "load_source", load.with_options(retry_delay_seconds=0))  # no waiting
+    """A file nobody can read is a source error: retrying cannot help, so the task runs once."""
+    for step_task in (tasks.load_source, tasks.build_model, tasks.publish_model):
+        backoff = tasks.BACKOFF_SECONDS
+        assert step_task.retries == 2 and step_task.retry_delay_seconds == [backoff, 2 * backoff]  # exponential
+        assert step_task.retry_jitter_factor == tasks.RETRY_JITTER > 0
+        assert step_task.retry_condition_fn is tasks.retry_if_retryable
+    monkeypatch.setattr(tasks, "load_source", tasks.load_source.with_options(retry_delay_seconds=0))
     (tmp_path / "bad.data").write_text("a,b\n1,2\n")  # bad rows are quarantined; an unknown format fails
     path = tmp_path / "broken.py"
     path.write_text(BAD_PIPELINE.format(path=str(tmp_path / "bad.data")))
@@ -296,7 +300,7 @@ def test_unreadable_source_fails_the_flow_after_retries(
     assert steps["model", "models.copy_of_bad"]["status"] == "skipped"
     assert steps["publish", "copy_of_bad"]["status"] == "skipped"
     load_run = next(r for r in task_runs(state.state_details.flow_run_id) if r.name == "load-bad")
-    assert load_run.run_count == 3 and load_run.state.is_failed()
+    assert load_run.run_count == 1 and load_run.state.is_failed()
     summary = read_artifacts(state.state_details.flow_run_id, [elt_module.SUMMARY_KEY])
     assert "cannot tell the format" in summary[elt_module.SUMMARY_KEY].data  # written before failing
 
@@ -319,7 +323,7 @@ def test_dask_task_runner_runs_the_tasks_on_a_dask_cluster(
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
-        monkeypatch.setenv(elt_module.DASK_ADDRESS_ENV, cluster.scheduler_address)
+        monkeypatch.setenv("HEADWATER_DASK_ADDRESS", cluster.scheduler_address)  # through Config
         settings = {**shop["settings"], "lake": str(tmp_path / "lake"),
                     "warehouse": f"duckdb:///{tmp_path / 'wh.duckdb'}"}
         with get_task_stream(client) as stream:
@@ -366,10 +370,12 @@ def test_failed_model_skips_downstream_and_the_rest_still_runs(
     assert state.is_failed()
     steps = by_table(state.result(raise_on_failure=False).steps)
     rows = sum(len(f) for f in ORDERS)
+    line = path.read_text().splitlines().index('    raise ValueError("boom at row " + str(len(orders)))') + 1
     assert steps["model", "models.boom"]["status"] == "failed"
-    assert steps["model", "models.boom"]["detail"] == f"ValueError: boom at row {rows}"
+    assert steps["model", "models.boom"]["detail"] == f"half.py:{line} in boom: ValueError: boom at row {rows}"
     assert [steps[k]["status"] for k in [("model", "models.after_boom"), ("publish", "boom"),
                                          ("publish", "after_boom")]] == ["skipped"] * 3
+    assert steps["publish", "after_boom"]["detail"] == "upstream model 'boom' failed"
     assert (steps["model", "models.fine"]["status"], steps["publish", "fine"]["status"]) == ("built", "published")
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM fine").fetchone()[0] == rows
@@ -378,6 +384,48 @@ def test_failed_model_skips_downstream_and_the_rest_still_runs(
             type=ArtifactFilterType(any_=["progress"]),
             flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     assert float(progress.data) == 100.0  # skipped steps count as finished
+    runs = {r.name: r for r in task_runs(state.state_details.flow_run_id)}
+    assert "build-after_boom" not in runs and runs["build-boom"].run_count == 1  # a model error: no retry
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[runs["build-boom"].id])))
+    text = "\n".join(m.message for m in logs)
+    assert f'half.py", line {line}, in boom' in text  # the user's traceback is in the task's log
+    assert "ValueError: boom at row" in text
+
+
+def test_engine_logs_reach_the_task_run_log(first_run: dict[str, Any]) -> None:
+    APILogWorker.drain_all(timeout=10)
+    runs = {r.name: r for r in task_runs(first_run["flow_run_id"])}
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[runs["load-orders"].id])))
+    engine = [m for m in logs if m.name == "headwater.runs"]
+    assert [m.message.split(",")[0] for m in engine] == ["load raw.orders: landed"]
+
+
+def test_a_transient_storage_error_is_retried(harness: None, shop: dict[str, Any], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lake whose S3 endpoint refuses connections fails every load with a retryable storage
+    error: each load task runs three times (the first try and two retries) before the flow fails."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for var, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+        monkeypatch.setenv(var, value)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "pipeline.py").write_text(Path(shop["path"]).read_text())
+    (folder / "headwater.toml").write_text('[storage_options]\nmax_retries = "0"\n')  # fail fast inside delta-rs
+    monkeypatch.setattr(tasks, "load_source", tasks.load_source.with_options(retry_delay_seconds=0))
+    state = elt(str(folder / "pipeline.py"), lake="s3://no-bucket/lake", warehouse=f"duckdb:///{tmp_path}/wh.duckdb",
+                backend="pandas", return_state=True)
+    assert state.is_failed()
+    steps = by_table(state.result(raise_on_failure=False).steps)
+    assert steps["load", "raw.orders"]["status"] == "failed" and steps["load", "raw.orders"]["retryable"]
+    assert "the endpoint cannot be reached" in steps["load", "raw.orders"]["detail"]
+    runs = {r.name: r for r in task_runs(state.state_details.flow_run_id)}
+    assert runs["load-orders"].run_count == runs["load-customers"].run_count == 3
 
 
 def test_flow_runs_are_recorded_in_the_run_manifest(first_run: dict[str, Any], shop: dict[str, Any]) -> None:

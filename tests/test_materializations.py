@@ -86,7 +86,7 @@ def pipeline(root: Path, incremental: Any = views) -> Pipeline:
         model(inputs={"events": "raw.events"}, publish=False)(views_full),
         model(inputs={"events": "raw.events", "users": "raw.users"}, materialized="incremental",
               full_inputs=["users"], publish=False)(enriched),
-        model(inputs={"events": "raw.events"}, materialized="merge", key="user_id", publish=False)(per_user),
+        model(inputs={"events": "raw.events"}, materialized="merge", primary_key="user_id", publish=False)(per_user),
         model(inputs={"events": "raw.events"}, publish=False)(per_user_full),
     ])
 
@@ -172,7 +172,7 @@ def test_a_rewritten_input_rebuilds_incremental_and_merge_models(root: Path) -> 
 
     p = Pipeline("rw", sources=[users], models=[
         model(inputs={"users": "raw.users"}, materialized="incremental", publish=False, name="appended")(countries),
-        model(inputs={"users": "raw.users"}, materialized="merge", key="id", publish=False, name="merged")(countries),
+        model(inputs={"users": "raw.users"}, materialized="merge", primary_key="id", publish=False, name="merged")(countries),
     ])
     run(root, p)
     make_users(root, [(2, "at", "b")])  # an edit: the merge load rewrites the file holding user 2
@@ -212,7 +212,7 @@ def test_incremental_models_publish_only_their_new_rows(root: Path) -> None:
     events = sources.files("events", f"{root}/events/*.jsonl", format="jsonl")
     p = Pipeline("pub", sources=[events], models=[
         model(inputs={"events": "raw.events"}, materialized="incremental", name="views")(views),
-        model(inputs={"events": "raw.events"}, materialized="merge", key="user_id")(per_user),
+        model(inputs={"events": "raw.events"}, materialized="merge", primary_key="user_id")(per_user),
     ])
     cfg = Config.load(root, lake=str(root / "lake"), warehouse=f"duckdb:///{root}/wh.duckdb", backend="pandas")
 
@@ -297,7 +297,7 @@ def test_a_full_build_of_a_merge_model_keeps_the_last_row_per_key(root: Path) ->
 
     events = sources.files("events", f"{root}/events/*.jsonl", format="jsonl")
     p = Pipeline("dupes", sources=[events], models=[model(
-        inputs={"events": "raw.events"}, materialized="merge", key="user_id", publish=False)(last_event)])
+        inputs={"events": "raw.events"}, materialized="merge", primary_key="user_id", publish=False)(last_event)])
     runner, _ = run(root, p)
     assert len(table(runner, "last_event")) == 3
     assert table(runner, "last_event").set_index("user_id")["event_id"].to_dict() == {1: 5, 2: 3, 3: 4}

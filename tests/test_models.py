@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import HeadwaterError
-from engine.transform.models import dag_order, input_table, model
+from engine.graph import Graph, TableRef
+from engine.transform.models import model
 from engine.pipeline import Pipeline, load_pipeline
 from engine.sources import files
 
@@ -15,25 +16,42 @@ def make(name: str, **inputs: str):  # type: ignore[no-untyped-def]
     return model(inputs=inputs)(namespace[name])
 
 
-def test_dag_order_puts_every_model_after_what_it_reads() -> None:
+def test_graph_puts_every_model_after_what_it_reads() -> None:
     a = make("a", e="raw.events")
     b = make("b", x="a", y="raw.photos")
     c = make("c", p="b", q="models.a")
-    order = [m.name for m in dag_order([c, b, a], ["events", "photos"])]
+    graph = Graph.build(["events", "photos"], [c, b, a])
+    order = list(graph.models)
     assert order.index("a") < order.index("b") < order.index("c")
-    assert input_table("a") == "models.a" and input_table("raw.e") == "raw.e"
+    assert graph.inputs(TableRef.model("c")) == [TableRef.model("a"), TableRef.model("b")]
+    assert graph.readers(TableRef.raw("events")) == [TableRef.model("a")]
+    assert graph.upstream([TableRef.model("c")]) == {TableRef.model("a"), TableRef.model("b"),
+                                                      TableRef.raw("events"), TableRef.raw("photos")}
+    assert graph.downstream([TableRef.raw("photos")]) == {TableRef.model("b"), TableRef.model("c")}
+    assert [str(t) for t in graph.tables] == ["raw.events", "raw.photos", *(f"models.{m}" for m in order)]
+
+
+def test_table_refs_parse_every_way_a_table_is_named() -> None:
+    assert TableRef.parse("a") == TableRef.parse("models.a") == TableRef("models", "a")
+    assert TableRef.parse("raw.e") == TableRef.raw("e") and str(TableRef.raw("e")) == "raw.e"
+    assert TableRef.parse("quarantine.e").zone == "quarantine"
+    assert TableRef.parse("other.thing") == TableRef("models", "other.thing")  # not a zone: a model's name
+    with pytest.raises(HeadwaterError, match="names no table"):
+        TableRef.parse("raw.")
 
 
 def test_cycle_is_named() -> None:
     with pytest.raises(HeadwaterError, match=r"cycle: (a -> b -> a|b -> a -> b)"):
-        dag_order([make("a", x="b"), make("b", y="a")], [])
+        Graph.build([], [make("a", x="b"), make("b", y="a")])
 
 
 def test_unknown_inputs_are_named_with_the_choices() -> None:
     with pytest.raises(HeadwaterError, match=r"input e='raw.evnts' names no source.*\['events'\]"):
-        dag_order([make("a", e="raw.evnts")], ["events"])
-    with pytest.raises(HeadwaterError, match=r"input x='nope' is neither a model nor a raw table"):
-        dag_order([make("a", x="nope")], [])
+        Graph.build(["events"], [make("a", e="raw.evnts")])
+    with pytest.raises(HeadwaterError, match=r"input x='models.nope' is neither a model nor a raw table"):
+        Graph.build([], [make("a", x="nope")])
+    with pytest.raises(HeadwaterError, match=r"input x='quarantine.e' is not a raw or model table"):
+        Graph.build(["e"], [make("a", x="quarantine.e")])
 
 
 def test_model_decorator_checks_inputs_against_parameters() -> None:

@@ -382,10 +382,11 @@ def test_pipeline_wires_the_models(tmp_path: Path) -> None:
 
     p = make_pipeline(tmp_path)
     assert [s.name for s in p.sources] == ["users", "photos", "events", "classifier"]
-    assert p.model("photo_features").inputs == {
-        "photos": "raw.photos", "photo_engagement": "photo_engagement",
-        "user_activity_daily": "user_activity_daily", "users": "raw.users", "classifier": "raw.classifier"}
-    assert p.model("user_features_latest").inputs == {"users": "raw.users",
-                                                      "user_activity_daily": "user_activity_daily"}
+    assert {param: str(ref) for param, ref in p.model("photo_features").inputs.items()} == {
+        "photos": "raw.photos", "photo_engagement": "models.photo_engagement",
+        "user_activity_daily": "models.user_activity_daily", "users": "raw.users",
+        "classifier": "raw.classifier"}
+    assert {param: str(ref) for param, ref in p.model("user_features_latest").inputs.items()} == {
+        "users": "raw.users", "user_activity_daily": "models.user_activity_daily"}
     assert p.model("training_set").fn is m.training_set
     assert all(mod.wants_ctx for mod in p.models)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine import HeadwaterError, model
-from engine.transform.models import dag_order
+from engine.graph import Graph
 from engine.runs.selection import select
 
 
@@ -14,13 +14,12 @@ def _m(name: str, inputs: dict[str, str], tags: tuple[str, ...] = ()):  # noqa: 
     return model(inputs=inputs, name=name, tags=tags)(fn)
 
 
-MODELS = dag_order([
+GRAPH = Graph.build(["s1", "s2"], [
+    _m("c", {"b": "b"}, ("daily", "ml")),  # declared out of order: the graph orders them
     _m("a", {"x": "raw.s1"}, ("daily",)),
     _m("b", {"a": "a"}),
-    _m("c", {"b": "b"}, ("daily", "ml")),
-    _m("d", {"a": "a", "y": "raw.s2"}),
-], ["s1", "s2"])
-SOURCES = ["s1", "s2"]
+    _m("d", {"a": "models.a", "y": "raw.s2"}),
+])
 
 
 @pytest.mark.parametrize("include, exclude, models, sources", [
@@ -39,14 +38,14 @@ SOURCES = ["s1", "s2"]
     (None, ["tag:daily"], ["b", "d"], ["s1", "s2"]),  # excluding models leaves every source in
 ])
 def test_selectors(include, exclude, models, sources) -> None:  # noqa: ANN001
-    chosen = select(SOURCES, MODELS, include, exclude)
+    chosen = select(GRAPH, include, exclude)
     assert chosen.models == models
     assert chosen.sources == sources
 
 
 def test_a_selector_that_matches_nothing_names_what_exists() -> None:
     with pytest.raises(HeadwaterError, match="matches no model") as info:
-        select(SOURCES, MODELS, ["nope+"])
+        select(GRAPH, ["nope+"])
     assert "a, b" in info.value.hint or "raw.s1" in str(info.value.hint)
     with pytest.raises(HeadwaterError, match="tag:nope"):
-        select(SOURCES, MODELS, ["tag:nope"])
+        select(GRAPH, ["tag:nope"])

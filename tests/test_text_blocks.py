@@ -109,3 +109,26 @@ def test_a_stream_with_nothing_ready_is_an_error_not_an_empty_file() -> None:
 
     with pytest.raises(OSError, match="non-blocking"):
         list(text_blocks(Empty(b"a\n", 1), 16))
+
+
+class KeepsViews(io.RawIOBase):
+    """A stream whose `readinto` keeps every buffer it was given, as a sampling profiler (a
+    Dask worker's) keeps the frames, and so the views, of the code it samples."""
+
+    def __init__(self, data: bytes) -> None:
+        self.source, self.kept = io.BytesIO(data), []
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        self.kept.append(b)
+        return self.source.readinto(b)
+
+
+def test_blocks_are_cut_while_something_holds_the_views_they_were_read_through() -> None:
+    data = b"".join(f"{i},{'x' * (i % 13)}\n".encode() for i in range(500))
+    stream = KeepsViews(data)
+    blocks = list(text_blocks(stream, 1000))  # BufferError before the views were released
+    assert b"".join(block for _, block in blocks) == data and len(blocks) > 5
+    assert len(stream.kept) > 5  # it did hold on to them

@@ -69,7 +69,7 @@ def test_append_creates_then_adds(wh: Warehouse) -> None:
 def test_merge_updates_matching_keys_and_adds_the_rest(wh: Warehouse) -> None:
     wh.publish("t", rows(range(100), value=lambda i: i * 1.0), lake_version=1, run_id="r1")
     change = rows(range(50, 150, 2), value=lambda i: i * -10.0)
-    assert wh.publish("t", change, lake_version=2, run_id="r2", mode="merge", key="id") == 50
+    assert wh.publish("t", change, lake_version=2, run_id="r2", mode="merge", primary_key="id") == 50
     want = {i: (i, str(i), i * 1.0) for i in range(100)}
     want.update({i: (i, str(i), i * -10.0) for i in range(50, 150, 2)})
     assert content(wh, "t") == [want[i] for i in sorted(want)]
@@ -82,7 +82,7 @@ def test_merge_on_a_composite_key(wh: Warehouse) -> None:
     wh.publish("t", first, lake_version=1, run_id="r1")
     change = pa.concat_tables([rows([3, 20], value=lambda i: -1.0, shard=lambda _: "a"),
                                rows([3], value=lambda i: -2.0, shard=lambda _: "c")])
-    wh.publish("t", change, lake_version=2, run_id="r2", mode="merge", key=["id", "shard"])
+    wh.publish("t", change, lake_version=2, run_id="r2", mode="merge", primary_key=["id", "shard"])
     want = {(r[0], r[1]): r for r in content_of(first)}
     want.update({(r[0], r[1]): r for r in content_of(change)})
     assert content(wh, "t") == sorted(want.values())
@@ -93,13 +93,13 @@ def content_of(table: pa.Table) -> list[tuple]:
 
 
 def test_merge_into_a_missing_table_creates_it(wh: Warehouse) -> None:
-    assert wh.publish("t", rows(range(3)), lake_version=4, run_id="r4", mode="merge", key=["id"]) == 3
+    assert wh.publish("t", rows(range(3)), lake_version=4, run_id="r4", mode="merge", primary_key=["id"]) == 3
     assert content(wh, "t") == content_of(rows(range(3)))
     assert book(wh, "t") == (4, "r4", 3) and user_tables(wh) == {"t"}
 
 
 def test_replace_after_merge_changes_columns(wh: Warehouse) -> None:
-    wh.publish("t", rows(range(3)), lake_version=1, run_id="r1", mode="merge", key="id")
+    wh.publish("t", rows(range(3)), lake_version=1, run_id="r1", mode="merge", primary_key="id")
     assert wh.publish("t", pa.table({"x": ["only"]}), lake_version=2, run_id="r2") == 1
     assert wh.query("SELECT * FROM t").to_pydict() == {"x": ["only"]}
     assert book(wh, "t") == (2, "r2", 1)
@@ -109,8 +109,8 @@ def test_bad_merges_and_appends_are_refused_and_change_nothing(wh: Warehouse) ->
     wh.publish("t", rows(range(3)), lake_version=1, run_id="r1")
     before = content(wh, "t")
     cases = [
-        (dict(mode="merge"), "without a key", "key=["),
-        (dict(mode="merge", key="nope"), r"key column\(s\) \['nope'\] are not in the table", "model's key"),
+        (dict(mode="merge"), "without a primary key", "primary_key=["),
+        (dict(mode="merge", primary_key="nope"), r"key column\(s\) \['nope'\] are not in the table", "model's primary_key"),
         (dict(mode="upsert"), "unknown mode 'upsert'", "replace, append, merge"),
     ]
     for kwargs, message, hint in cases:
@@ -122,9 +122,9 @@ def test_bad_merges_and_appends_are_refused_and_change_nothing(wh: Warehouse) ->
     assert "mode='replace'" in err.value.hint
     with pytest.raises(HeadwaterError, match="null key"):
         wh.publish("t", pa.table({"id": [7, None], "shard": ["x", "y"], "value": [1.0, 2.0]}, schema=SCHEMA),
-                   lake_version=2, run_id="r2", mode="merge", key="id")
+                   lake_version=2, run_id="r2", mode="merge", primary_key="id")
     with pytest.raises(HeadwaterError, match=r"key \{'id': 1\} is in the rows more than once"):
-        wh.publish("t", rows([5, 1, 1]), lake_version=2, run_id="r2", mode="merge", key="id")
+        wh.publish("t", rows([5, 1, 1]), lake_version=2, run_id="r2", mode="merge", primary_key="id")
     assert content(wh, "t") == before and book(wh, "t") == (1, "r1", 3)
     assert user_tables(wh) == {"t"}
 
@@ -156,7 +156,7 @@ def test_stream_of_batches_is_published_without_holding_it(wh: Warehouse, mode: 
         alive.append(sum(ref() is not None for ref in held[:-1]))  # earlier batches still referenced
 
     n, size = 12, 500
-    written = wh.publish("t", batches(n, size, count_alive, held), lake_version=2, run_id="r2", mode=mode, key="id")
+    written = wh.publish("t", batches(n, size, count_alive, held), lake_version=2, run_id="r2", mode=mode, primary_key="id")
     assert written == n * size
     assert max(alive) <= 2, alive  # a batch or two in flight, never the whole stream
     new = [(i, str(i), float(i)) for i in range(1000, 1000 + n * size)]
@@ -195,7 +195,7 @@ def test_readers_see_the_old_table_until_commit(wh: Warehouse, tmp_path: Path, m
     read = reader_count(wh, tmp_path)
     seen: list[tuple[int, int | None]] = []
     wh.publish("t", batches(4, 100, lambda i: seen.append(read())), lake_version=2, run_id="r2",
-               mode=mode, key="id")
+               mode=mode, primary_key="id")
     assert seen == [(10, 1)] * 4  # between every batch, another connection sees the old table
     assert read() == (10 + 400 if mode != "replace" else 400, 2)
 
@@ -213,7 +213,7 @@ def test_failure_mid_stream_leaves_table_and_bookkeeping(wh: Warehouse, mode: st
             raise DiskGone("the lake went away after three batches")
 
     with pytest.raises((HeadwaterError, DiskGone), match="the lake went away"):
-        wh.publish("t", batches(6, 100, fail), lake_version=2, run_id="r2", mode=mode, key="id")
+        wh.publish("t", batches(6, 100, fail), lake_version=2, run_id="r2", mode=mode, primary_key="id")
     assert content(wh, "t") == content_of(rows(range(10)))
     assert book(wh, "t") == (1, "r1", 10)
     assert user_tables(wh) == {"t"}  # no staging table left behind
@@ -238,7 +238,7 @@ def test_postgres_loads_through_copy_not_inserts(pg_url: str) -> None:  # noqa: 
     sa.event.listen(wh.engine, "before_cursor_execute",
                     lambda conn, cursor, statement, *rest: statements.append(statement))
     for mode in ("replace", "append", "merge"):  # 5,000 rows, then 10,000, then 5,000 merged over both
-        wh.publish("t", rows(range(5000)), lake_version=1, run_id="r1", mode=mode, key="id")
+        wh.publish("t", rows(range(5000)), lake_version=1, run_id="r1", mode=mode, primary_key="id")
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT") and BOOKKEEPING not in s]
     assert inserts == [f'INSERT INTO t (id, shard, value) SELECT id, shard, value FROM t{STAGING_SUFFIX}']
     assert wh.query("SELECT count(*) AS n FROM t").to_pydict() == {"n": [5000]}

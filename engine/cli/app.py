@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from engine.errors import HeadwaterError
+from engine.errors import HeadwaterError, ModelError, user_traceback
 
 app = typer.Typer(help="Headwater: extract and load into a Delta lake, transform on GPU or CPU, "
                        "publish to a SQL warehouse.", no_args_is_help=True, add_completion=False)
@@ -25,20 +27,43 @@ ClusterOpt = Annotated[str | None, typer.Option("--cluster", help=(
     "HEADWATER_DASK_ADDRESS connects to a running one)"))]
 
 
+class Failed(HeadwaterError):
+    """A command's work ended with failures already shown (a run's failed steps); `tracebacks`
+    are theirs, printed under HEADWATER_DEBUG=1."""
+
+    def __init__(self, message: str, tracebacks: list[str]) -> None:
+        super().__init__(message)
+        self.tracebacks = tracebacks
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn failures into one line on stderr and exit code 1 (HEADWATER_DEBUG=1 shows tracebacks)."""
+    """Turn failures into one line on stderr and exit code 1. HEADWATER_DEBUG=1 prints the
+    traceback first: for a model that raised, from the user's own code down."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(os.environ.get("HEADWATER_DEBUG"))
         try:
             return fn(*args, **kwargs)
         except HeadwaterError as exc:
-            if os.environ.get("HEADWATER_DEBUG"):
-                raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            if debug:
+                _print_tracebacks(exc)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-            if os.environ.get("HEADWATER_DEBUG"):
-                raise
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} "
+            if debug:
+                _print_tracebacks(exc)
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} "
                               "(set HEADWATER_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     return wrapper
+
+
+def _print_tracebacks(exc: BaseException) -> None:
+    """The traceback(s) behind `exc` on stderr, as Python prints them."""
+    if isinstance(exc, Failed):
+        texts = exc.tracebacks
+    elif isinstance(exc, ModelError) and exc.__cause__ is not None:
+        texts = [user_traceback(exc.__cause__)]
+    else:
+        texts = ["".join(traceback.format_exception(exc))]
+    for text in texts:
+        err_console.print(text.rstrip(), highlight=False, markup=False, soft_wrap=True)

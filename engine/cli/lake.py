@@ -11,7 +11,7 @@ from rich.tree import Tree
 from engine.runs import manifest
 from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, app, console, friendly
 from engine.config import Config
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine.lake import Lake
 from engine.pipeline import load_pipeline
 from engine.cli.report import arrow_table, rows_table
@@ -80,7 +80,6 @@ def _rows_added(commit: dict[str, Any]) -> str:
 
 
 def _ms(value: Any) -> str:
-    from datetime import datetime, timezone
 
     return datetime.fromtimestamp(value / 1000, timezone.utc).isoformat(timespec="seconds") if value else ""
 
@@ -131,7 +130,7 @@ def lineage(table: Annotated[str, typer.Argument(help="a lake table, e.g. models
         lines = ["digraph lineage {", "    rankdir=LR;"] + [f'    "{a}" -> "{b}";' for a, b in edges(root)]
         console.print("\n".join(lines + [f'    "{label(root)}";', "}"]), highlight=False)
     else:
-        raise HeadwaterError(f"unknown lineage format {format!r}", "use text, mermaid or dot")
+        raise ConfigError(f"unknown lineage format {format!r}", "use text, mermaid or dot")
 
 
 @app.command("reproduce")
@@ -149,7 +148,7 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="a run id (or a uni
     run = manifest.find(the_lake, run_id)
     target = pipeline or run.get("pipeline_file")
     if not target:
-        raise HeadwaterError(f"run {run['run_id']} recorded no pipeline file", "pass --pipeline")
+        raise ConfigError(f"run {run['run_id']} recorded no pipeline file", "pass --pipeline")
     p = load_pipeline(target)
     if pipeline is None and run.get("pipeline_hash") and manifest.file_hash(Path(target)) != run["pipeline_hash"]:
         console.print(f"[yellow]note:[/] {target} changed since the run (its model code is checked next)")

@@ -61,9 +61,9 @@ def summary_table(summary: RunSummary) -> Table:
     table.add_column("detail", overflow="ellipsis", no_wrap=True)
     for s in summary.steps:
         style = STATUS_STYLE.get(s.status, "")
-        table.add_row(s.kind, s.table, f"[{style}]{s.status}[/]", f"{s.rows:,}",
+        table.add_row(s.kind, Text(s.table), f"[{style}]{s.status}[/]", f"{s.rows:,}",
                       f"{s.quarantined:,}" if s.quarantined else "",
-                      "" if s.version is None else str(s.version), f"{s.seconds:.2f}", s.detail)
+                      "" if s.version is None else str(s.version), f"{s.seconds:.2f}", Text(s.detail))
     return table
 
 
@@ -78,8 +78,8 @@ def checks_table(summary: RunSummary) -> Table | None:
     table.add_column("detail", overflow="ellipsis", no_wrap=True)
     for model, c in rows:
         style = {"pass": "green", "warn": "yellow", "fail": "red"}.get(c["status"], "")
-        table.add_row(model, c["name"], c["severity"], f"[{style}]{c['status']}[/]", f"{c['failing_rows']:,}",
-                      c.get("detail") or "")
+        table.add_row(Text(model), Text(c["name"]), c["severity"], f"[{style}]{c['status']}[/]",
+                      f"{c['failing_rows']:,}", Text(c.get("detail") or ""))
     return table
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from engine.cli.app import BackendOpt, ClusterOpt, LakeOpt, WarehouseOpt, app, console, friendly
+from engine.cli.app import BackendOpt, ClusterOpt, Failed, LakeOpt, WarehouseOpt, app, console, friendly
 from engine.cli.report import RichReporter, checks_table, summary_table
 from engine.config import DEFAULTS, Config
-from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.pipeline import Pipeline, load_pipeline
 from engine.runs.runner import Runner
@@ -34,7 +34,9 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection:
     console.print(f"[dim]landed {summary.rows_landed():,} new rows{quarantined}; lake {config.lake}; "
                   f"warehouse {config.warehouse}[/]")
     if not summary.ok:
-        raise HeadwaterError(summary.error or "the run failed")
+        tracebacks = [s.traceback for s in summary.failed if s.traceback]
+        hint = "HEADWATER_DEBUG=1 prints the traceback" if tracebacks else None
+        raise Failed(summary.describe_failure(hint) or summary.error or "the run failed", tracebacks)
     return summary
 
 
@@ -46,12 +48,16 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
                 "tag:x, raw.<source>; repeatable"))] = None,
             exclude: Annotated[list[str] | None, typer.Option("--exclude", help="same syntax; removed from the selection")] = None,
             full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild incremental models from all rows")] = False,
+            fail_fast: Annotated[bool, typer.Option("--fail-fast", help=(
+                "stop at the first failed step (default: skip only what depends on it, run the rest)"))] = False,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
             cluster: ClusterOpt = None) -> None:
-    """Load the sources, build the models, publish to the warehouse (all, or a selection)."""
+    """Load the sources, build the models, publish to the warehouse (all, or a selection).
+
+    A failed step skips only the steps that depend on it; the exit status is 1 if any failed."""
     p = load_pipeline(pipeline)
     _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend, dask_cluster=cluster),
-         select=select, exclude=exclude, full_refresh=full_refresh)
+         select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast)
 
 
 @app.command()
@@ -119,10 +125,10 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     ]
     for name, check in checks:
         try:
-            console.print(f"[green]ok[/]   {name}: {check()}", highlight=False)
+            console.print(f"[green]ok[/]   {name}: {escape(check())}", highlight=False)
         except Exception as exc:  # noqa: BLE001 - doctor reports every failure, then exits non-zero
             failures += 1
-            console.print(f"[red]FAIL[/] {name}: {exc}", highlight=False)
+            console.print(f"[red]FAIL[/] {name}: {escape(str(exc))}", highlight=False)
     if failures:
         raise typer.Exit(1)
 

@@ -6,7 +6,7 @@ two versions, `storage` the object-store settings and errors, `faults` the crash
 exactly-once tests.
 """
 from engine.lake.store import META_PREFIX, ZONES, Commit, Lake
-from engine.lake.types import as_delta, cast, conform, delta_schema, delta_type
+from engine.lake.types import WriteMode, as_delta, cast, conform, delta_schema, delta_type
 
-__all__ = ["META_PREFIX", "ZONES", "Commit", "Lake", "as_delta", "cast", "conform", "delta_schema",
-           "delta_type"]
+__all__ = ["META_PREFIX", "ZONES", "Commit", "Lake", "WriteMode", "as_delta", "cast", "conform",
+           "delta_schema", "delta_type"]

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, SchemaError
 
 ROW = "_hw_row"
 
@@ -43,20 +43,21 @@ class Merged:
     updated: int
 
 
-def merge_load(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, key: list[str], *,
+def merge_load(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, primary_key: list[str], *,
                commit_properties: CommitProperties, storage_options: dict[str, str] | None,
                origin: str = "") -> Merged:
-    """Merge `batches` (all of `schema`) into the Delta table at `uri` on `key`, in one commit.
+    """Merge `batches` (all of `schema`) into the Delta table at `uri` on `primary_key`, in one commit.
 
     A table that does not exist yet is created with the load's rows (one per key).
     """
+    key = primary_key
     if not key:
-        raise HeadwaterError(f"{origin or 'a merge'}: write='merge' needs primary_key=",
-                             "name the column(s) that identify a row")
+        raise ConfigError(f"{origin or 'a merge'}: write='merge' needs primary_key=",
+                          "name the column(s) that identify a row")
     missing = [k for k in key if k not in schema.names]
     if missing:
-        raise HeadwaterError(f"{origin or 'a merge'}: primary key column(s) {missing} are not in the data",
-                             f"columns are {', '.join(schema.names)}")
+        raise SchemaError(f"{origin or 'a merge'}: primary key column(s) {missing} are not in the data",
+                          f"columns are {', '.join(schema.names)}")
     with tempfile.TemporaryDirectory(prefix="headwater-merge-") as tmp:
         spool = Path(tmp) / "load.arrow"
         keys = _spool(batches, schema, key, spool, origin)
@@ -110,8 +111,8 @@ def _spool(batches: Iterable[pa.RecordBatch], schema: pa.Schema, key: list[str],
     keys = pa.Table.from_batches(key_batches, schema=pa.schema([schema.field(k) for k in key]))
     nulls = {k: keys.column(k).null_count for k in key if keys.column(k).null_count}
     if nulls:
-        raise HeadwaterError(f"{origin or 'a merge'}: null primary key values {nulls}",
-                             "a merge matches rows by key; rows without one cannot be merged")
+        raise SchemaError(f"{origin or 'a merge'}: null primary key values {nulls}",
+                          "a merge matches rows by key; rows without one cannot be merged")
     return keys
 
 

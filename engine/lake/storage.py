@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import pyarrow.fs as pafs
 
-from engine.errors import HeadwaterError
+from engine.errors import HeadwaterError, StorageError
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -136,26 +136,33 @@ def check_bucket(fs: Any, path: str) -> None:
         raise FileNotFoundError(f"NoSuchBucket: {bucket}") from exc
 
 
-# Error codes S3 (and S3-compatible stores) answer with, and what they mean to a user.
+# Error codes S3 (and S3-compatible stores) answer with, what they mean to a user, and whether the
+# same request may succeed later unchanged (retryable). delta-rs raises one exception type for
+# every object-store failure and quotes the store's answer in its message, so the code is read
+# from the text: there is no type to match on.
 _CAUSES = [
     (r"NoSuchBucket|bucket does not exist", "the bucket does not exist",
-     "check the bucket name, or create the bucket"),
+     "check the bucket name, or create the bucket", False),
     (r"InvalidAccessKeyId|SignatureDoesNotMatch|signature we calculated does not match|AccessDenied|"
      r"ExpiredToken|InvalidToken|\bForbidden\b|lacked the necessary privileges|Unable to locate credentials|"
      r"NoCredentials|^PermissionError", "access was refused",
-     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or storage_options) and the key's permissions"),
+     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or storage_options) and the key's permissions", False),
     (r"Connection refused|error sending request|dns error|Could not connect to the endpoint",
-     "the endpoint cannot be reached",
-     "check AWS_ENDPOINT_URL (or storage_options) and the network"),
+     "the endpoint cannot be reached", "check AWS_ENDPOINT_URL (or storage_options) and the network", True),
+    (r"SlowDown|ServiceUnavailable|RequestTimeout|<Code>InternalError</Code>",
+     "the store is overloaded or failed the request", "run again; if it persists, check the store's status", True),
 ]
 
 
-def storage_failure(exc: BaseException) -> tuple[str, str] | None:
-    """(what went wrong, what to do) when `exc` is an object store refusing a request, else None."""
+def storage_failure(exc: BaseException) -> tuple[str, str, bool] | None:
+    """(what went wrong, what to do, retryable) when `exc` is an object store refusing a request,
+    else None."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return "the endpoint cannot be reached", "check AWS_ENDPOINT_URL (or storage_options) and the network", True
     text = f"{type(exc).__name__}: {exc}"
-    for pattern, cause, hint in _CAUSES:
+    for pattern, cause, hint, retryable in _CAUSES:
         if re.search(pattern, text):
-            return cause, hint
+            return cause, hint, retryable
     return None
 
 
@@ -173,7 +180,8 @@ def detail(exc: BaseException, limit: int = 160) -> str:
 
 @contextmanager
 def storage_errors(what: str) -> Iterator[None]:
-    """Turn an object store's refusal (no bucket, bad credentials, no endpoint) into a HeadwaterError."""
+    """Turn an object store's refusal (no bucket, bad credentials, no endpoint) into a StorageError,
+    retryable when the store may answer later (unreachable, overloaded)."""
     try:
         yield
     except HeadwaterError:
@@ -182,5 +190,5 @@ def storage_errors(what: str) -> Iterator[None]:
         failure = storage_failure(exc)
         if failure is None:
             raise
-        cause, hint = failure
-        raise HeadwaterError(f"{what}: {cause} ({detail(exc)})", hint) from exc
+        cause, hint, retryable = failure
+        raise StorageError(f"{what}: {cause} ({detail(exc)})", hint, retryable=retryable) from exc

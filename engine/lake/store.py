@@ -17,13 +17,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from engine.lake import write as lake_write
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine.lake.faults import reached
 from engine.lake.merge import merge_load
-from engine.lake.types import as_delta, conform, delta_schema
+from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_schema
 from engine.lake.storage import (
     arrow_dataset,
     check_bucket,
@@ -100,15 +100,22 @@ class Lake:
         uri = self.uri(name)
         try:
             with storage_errors(f"cannot read the lake table at {uri}"):
-                return DeltaTable(uri, version=version, storage_options=self.storage_options)
+                table = DeltaTable(uri, storage_options=self.storage_options)
         except TableNotFoundError as exc:
-            raise HeadwaterError(f"no lake table {self.qualify(name)!r} at {uri}",
-                                 "run the pipeline first, or check the name with `headwater show`") from exc
-        except Exception as exc:  # delta-rs raises a generic error for a missing version
-            if version is not None and "version" in str(exc).lower():
-                raise HeadwaterError(f"table {self.qualify(name)!r} has no version {version}",
-                                     "see `headwater history` for the versions it has") from exc
-            raise
+            raise ConfigError(f"no lake table {self.qualify(name)!r} at {uri}",
+                              "run the pipeline first, or check the name with `headwater show`") from exc
+        if version is None or version == table.version():
+            return table
+        try:
+            if not 0 <= version < table.version():
+                raise ValueError(version)
+            with storage_errors(f"cannot read the lake table at {uri}"):
+                table.load_as_version(version)
+        except (ValueError, DeltaError) as exc:  # DeltaError: its log no longer reaches that far back
+            raise ConfigError(f"table {self.qualify(name)!r} has no version {version} "
+                              f"(its versions end at {table.version()})",
+                              "see `headwater history` for the versions it has") from exc
+        return table
 
     def version(self, name: str) -> int | None:
         """The latest version of `name`, or None when it does not exist yet."""
@@ -151,12 +158,12 @@ class Lake:
 
     # -- writing --------------------------------------------------------------------------
     def land(self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str,
-             state: dict[str, Any], mode: str = "append", origin: str = "",
-             key: list[str] | None = None, schema: pa.Schema | None = None,
+             state: dict[str, Any], mode: WriteMode = "append", origin: str = "",
+             primary_key: list[str] | None = None, schema: pa.Schema | None = None,
              meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
-        `mode` is "append", "overwrite" or "merge" (upsert on the columns `key`, the last row
+        `mode` is "append", "replace" or "merge" (upsert on the columns `primary_key`, the last row
         of each key in the load winning: see `engine.lake.merge`). Appending or merging no
         rows commits nothing, so a run with nothing new leaves the table (and its state) as it
         was, unless `commit_empty()` says otherwise once the stream is exhausted (rows were
@@ -173,12 +180,12 @@ class Lake:
                 first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
                                                    pa.schema(self.table(name).schema().to_arrow()) if exists
                                                    else pa.schema([]))
-            elif mode != "overwrite" or not exists or not self.dataset(name).count_rows():
+            elif mode != "replace" or not exists or not self.dataset(name).count_rows():
                 return Commit(self.qualify(name), None, 0)
             else:
                 first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
         schema = delta_schema(schema if schema is not None else first.schema)
-        if self.exists(self.qualify(name)) and mode != "overwrite":
+        if self.exists(self.qualify(name)) and mode != "replace":
             current = pa.schema(self.table(name).schema().to_arrow())
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
         counted = [0]
@@ -199,7 +206,7 @@ class Lake:
         try:
             if mode == "merge":
                 merged = merge_load(self.uri(name), pa.RecordBatchReader.from_batches(schema, stream()),
-                                    schema, key or [], commit_properties=_props(commit_meta),
+                                    schema, primary_key or [], commit_properties=_props(commit_meta),
                                     storage_options=self.storage_options, origin=origin or name)
             else:
                 version = self._write(name, stream(), schema, mode, commit_meta)
@@ -215,7 +222,7 @@ class Lake:
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
         """Replace the contents of `name` with `table` in one commit carrying `meta`."""
         table = as_delta(table)
-        version = self._write(name, table.to_batches(), table.schema, "overwrite", {"run_id": run_id, **meta})
+        version = self._write(name, table.to_batches(), table.schema, "replace", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 
     def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
@@ -223,9 +230,9 @@ class Lake:
         version = self._write(name, table.to_batches(), table.schema, "append", {"run_id": run_id, **meta})
         return Commit(self.qualify(name), version, table.num_rows)
 
-    def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: str,
+    def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: WriteMode,
                meta: dict[str, Any]) -> int:
-        """Append or overwrite `name` with `batches` of `schema` in one commit carrying `meta`: in
+        """Append to or replace `name` with `batches` of `schema` in one commit carrying `meta`: in
         parallel (engine/lake/write.py) where `fast_path` allows, else by delta-rs' writer."""
         uri = self.uri(name)
         with storage_errors(f"cannot write the lake table at {uri}"):
@@ -236,8 +243,8 @@ class Lake:
                 # delta-rs' operationMetrics count rows only for its own writer: say it here
                 props = _props({**meta, "rows_added": rows})
                 return lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options)
-            write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, iter(batches)), mode=mode,
-                            schema_mode="overwrite" if mode == "overwrite" else "merge",
+            write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, iter(batches)), mode=delta_mode(mode),
+                            schema_mode="overwrite" if mode == "replace" else "merge",
                             storage_options=self.storage_options, commit_properties=_props(meta))
             return DeltaTable(uri, storage_options=self.storage_options).version()
 

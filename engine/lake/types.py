@@ -1,9 +1,20 @@
 """Arrow types as Delta stores them, and casting batches to a table's schema."""
 from __future__ import annotations
 
+from typing import Literal
+
 import pyarrow as pa
 
-from engine.errors import HeadwaterError
+from engine.errors import SchemaError
+
+WriteMode = Literal["append", "replace", "merge"]  # one word per write mode, from source to warehouse
+
+
+def delta_mode(mode: WriteMode) -> Literal["append", "overwrite"]:
+    """What delta-rs calls an append or a replace (a merge is not a write mode of delta-rs' writer)."""
+    if mode == "merge":
+        raise ValueError("a merge is written by engine.lake.merge, not by delta-rs' writer")
+    return "overwrite" if mode == "replace" else "append"
 
 
 def delta_type(t: pa.DataType) -> pa.DataType:
@@ -43,7 +54,7 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.Re
     """Cast `batch` to `schema`: missing columns become nulls; an unknown column is an error."""
     extra = set(batch.schema.names) - set(schema.names)
     if extra:
-        raise HeadwaterError(
+        raise SchemaError(
             f"{origin or 'a batch'} has column(s) {sorted(extra)} that are not in the table's schema",
             "declare the column with schema=, or land these files under another source")
     arrays = []
@@ -56,7 +67,7 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.Re
         try:
             arrays.append(cast(col, field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise HeadwaterError(
+            raise SchemaError(
                 f"{origin or 'a batch'}: column {field.name!r} is {col.type}, the table has {field.type}: {exc}",
                 "make the types agree, or land the data under a new source name") from exc
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

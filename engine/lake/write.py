@@ -35,6 +35,7 @@ from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from engine.lake.storage import protocol, table_filesystem
+from engine.lake.types import WriteMode, delta_mode
 
 CHUNK_BYTES = 64 << 20  # Arrow bytes handed to a writer at a time: one Parquet row group
 DICTIONARY_PAGE_LIMIT = 256 << 10  # a column with a bigger dictionary falls back to plain sooner
@@ -56,8 +57,8 @@ def writer_count() -> int:
     return max(1, min(os.cpu_count() or 1, MAX_WRITERS))
 
 
-def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: str) -> bool:
-    """True when an append or overwrite (`mode`) of `schema` into the table at `uri` (`table`
+def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: WriteMode) -> bool:
+    """True when an append or replace (`mode`) of `schema` into the table at `uri` (`table`
     None: a new table) may bypass delta-rs' writer: the table is on local disk (against an S3
     server on loopback delta-rs' uploads were faster, bench/RESULTS.md), keeps its schema, is
     unpartitioned and asks for nothing that files written here would skip (CHECK constraints,
@@ -76,7 +77,7 @@ def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: str) 
     metadata = table.metadata()
     config = metadata.configuration
     if (metadata.partition_columns or any(k.startswith("delta.constraints.") for k in config)
-            or (mode == "overwrite" and config.get("delta.appendOnly", "").lower() == "true")
+            or (mode == "replace" and config.get("delta.appendOnly", "").lower() == "true")
             or "delta.invariants" in table.schema().to_json()):
         return False
     return pa.schema(table.schema().to_arrow()) == schema
@@ -226,14 +227,14 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
     return actions, sum(w.metadata.num_rows for w in written)
 
 
-def commit(uri: str, table: DeltaTable | None, actions: list[AddAction], mode: str, schema: pa.Schema,
+def commit(uri: str, table: DeltaTable | None, actions: list[AddAction], mode: WriteMode, schema: pa.Schema,
            properties: CommitProperties, storage_options: dict[str, str] | None = None) -> int:
     """Commit `actions` to the table at `uri` (created when `table` is None); the new version."""
     if table is None:
         create_table_with_add_actions(uri, Schema.from_arrow(schema), actions, mode="append",
                                       storage_options=storage_options, commit_properties=properties)
     else:
-        table.create_write_transaction(actions, mode, schema, commit_properties=properties)
+        table.create_write_transaction(actions, delta_mode(mode), schema, commit_properties=properties)
     return DeltaTable(uri, storage_options=storage_options).version()
 
 

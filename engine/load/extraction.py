@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from engine.lake import WriteMode
 from engine.load.quarantine import Quarantine
 from engine.load.schema import SchemaPlan
 
@@ -25,8 +26,8 @@ class Extraction:
     state: dict[str, Any]
     planned: str = ""  # a short human description: "3 new files", "rows with updated_at in (a, b]"
     units: list[str] = field(default_factory=list)  # what is being read, for progress
-    mode: str = "append"  # "overwrite" when the batches are the whole source; "merge" on `key`
-    key: list[str] = field(default_factory=list)  # the primary key columns of a merge
+    mode: WriteMode = "append"  # "replace" when the batches are the whole source; "merge" on `primary_key`
+    primary_key: list[str] = field(default_factory=list)  # the key columns of a merge
     plan: SchemaPlan | None = None  # the schema to land, resolved against the table's before reading
     quarantine: Quarantine | None = None  # filled with the rows the batches leave out
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from engine.errors import HeadwaterError
+from engine.errors import ConcurrentRunError
 from engine.lake import Commit, Lake
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
@@ -43,21 +43,21 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
     if plan is not None:
         current = None
         # a replace checks its contract against the table it replaces; it evolves from scratch
-        if (mode != "overwrite" or plan.contract != "evolve") and lake.exists(lake.qualify(table)):
+        if (mode != "replace" or plan.contract != "evolve") and lake.exists(lake.qualify(table)):
             current = pa.schema(lake.table(table).schema().to_arrow())
         schema = plan.resolve(current)
         if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
             dataset = lake.dataset(table)  # streamed: the table is never held in memory
-            lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="overwrite",
+            lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="replace",
                       schema=pa.schema([schema.field(n) for n in dataset.schema.names]), meta={"widened": True})
-        elif plan.rewrite and mode != "overwrite":  # widen existing columns: the old rows are rewritten in the same commit
+        elif plan.rewrite and mode != "replace":  # widen existing columns: the old rows are rewritten in the same commit
             dataset = lake.dataset(table)
             rewritten = dataset.count_rows()  # not landed by this run: left out of its count
-            batches, mode = itertools.chain(dataset.to_batches(), batches), "overwrite"
+            batches, mode = itertools.chain(dataset.to_batches(), batches), "replace"
     meta: dict = {}
     if quarantine is None:
         commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
-                           origin=origin, schema=schema, key=extraction.key)
+                           origin=origin, schema=schema, primary_key=extraction.primary_key)
         commit = replace(commit, rows=commit.rows - rewritten)
         return Landing(commit, 0, tuple(plan.dropped) if plan else ())
     qtable = f"quarantine.{table.partition('.')[2]}"
@@ -76,11 +76,11 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
         if isinstance(done[0], BaseException):
             raise done[0]
         if done[0] != expected:
-            raise HeadwaterError(f"{qtable} moved to version {done[0]} during the run (expected {expected})",
-                                 "run one load of a source at a time")
+            raise ConcurrentRunError(f"{qtable} moved to version {done[0]} during the run (expected {expected})",
+                                     "run one load of a source at a time")
 
     commit = lake.land(table, _then(batches, commit_quarantine), run_id=run_id, state=extraction.state,
-                       mode=mode, origin=origin, schema=schema, meta=meta, key=extraction.key,
+                       mode=mode, origin=origin, schema=schema, meta=meta, primary_key=extraction.primary_key,
                        commit_empty=lambda: quarantine.count > 0)
     if rewritten:
         commit = replace(commit, rows=commit.rows - rewritten)

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, SchemaError
 from engine.lake import cast, delta_type
 
 CONTRACTS = ("evolve", "freeze", "discard_columns")
@@ -46,9 +46,9 @@ def _type_from_string(column: str, text: str) -> pa.DataType:
     try:
         return pa.type_for_alias(text)
     except ValueError as exc:
-        raise HeadwaterError(f"schema=: column {column!r} has unknown type {text!r}",
-                             "use an Arrow type name such as int64, float64, string, bool, "
-                             "date32, timestamp[us]") from exc
+        raise ConfigError(f"schema=: column {column!r} has unknown type {text!r}",
+                          "use an Arrow type name such as int64, float64, string, bool, "
+                          "date32, timestamp[us]") from exc
 
 
 def _rank(t: pa.DataType) -> tuple[str, int] | None:
@@ -95,8 +95,8 @@ class SchemaPlan:
 
     def __post_init__(self) -> None:
         if self.contract not in CONTRACTS:
-            raise HeadwaterError(f"source {self.source!r}: unknown contract {self.contract!r}",
-                                 f"use one of {', '.join(CONTRACTS)}")
+            raise ConfigError(f"source {self.source!r}: unknown contract {self.contract!r}",
+                              f"use one of {', '.join(CONTRACTS)}")
 
     def resolve(self, current: pa.Schema | None) -> pa.Schema:
         """The target schema given the table's `current` one (None: no table yet)."""
@@ -124,9 +124,9 @@ class SchemaPlan:
     def _add(self, fields: dict[str, pa.DataType], existing: set[str], name: str,
              new: pa.DataType, origin: str) -> None:
         if existing and self.contract == "freeze":
-            raise HeadwaterError(f"source {self.source!r}: {origin} has new column {name!r} ({new}) "
-                                 "and the contract is freeze",
-                                 "add the column to the table on purpose, or use contract='evolve'")
+            raise SchemaError(f"source {self.source!r}: {origin} has new column {name!r} ({new}) "
+                              "and the contract is freeze",
+                              "add the column to the table on purpose, or use contract='evolve'")
         if existing and self.contract == "discard_columns":
             self.dropped.append(name)
             return
@@ -138,9 +138,9 @@ class SchemaPlan:
                new: pa.DataType, origin: str) -> None:
         old = fields[name]
         if name in existing and self.contract == "freeze":
-            raise HeadwaterError(f"source {self.source!r}: {origin}: column {name!r} is {new}, "
-                                 f"the table has {old}, and the contract is freeze",
-                                 "make the types agree, or use contract='evolve'")
+            raise SchemaError(f"source {self.source!r}: {origin}: column {name!r} is {new}, "
+                              f"the table has {old}, and the contract is freeze",
+                              "make the types agree, or use contract='evolve'")
         fields[name] = new
         if name in existing:
             self.rewrite = True
@@ -165,8 +165,8 @@ def coerce(table: pa.Table, types: Mapping[str, pa.DataType], *, extras: str = "
             continue
         col = table.column(name)
         if extras == "freeze":
-            raise HeadwaterError(f"{origin}: new column {name!r} ({col.type}) and the contract is freeze",
-                                 "add the column to the table on purpose, or use contract='evolve'")
+            raise SchemaError(f"{origin}: new column {name!r} ({col.type}) and the contract is freeze",
+                              "add the column to the table on purpose, or use contract='evolve'")
         if extras == "discard_columns":
             if dropped is not None:
                 dropped.add(name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine.publish.base import BOOKKEEPING, MODES, Warehouse
 
 __all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect"]
@@ -19,8 +19,8 @@ def connect(url: str) -> Warehouse:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise HeadwaterError(f"warehouse URL {url!r} is not a SQLAlchemy URL",
-                             "use e.g. duckdb:///warehouse.duckdb or postgresql+psycopg://user@host/db") from exc
+        raise ConfigError(f"warehouse URL {url!r} is not a SQLAlchemy URL",
+                          "use e.g. duckdb:///warehouse.duckdb or postgresql+psycopg://user@host/db") from exc
     try:
         if parsed.get_backend_name() == "duckdb":
             from engine.publish.duckdb import DuckDBWarehouse
@@ -34,5 +34,5 @@ def connect(url: str) -> Warehouse:
 
         return GenericWarehouse(url, sa.create_engine(parsed))
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise HeadwaterError(f"no driver for warehouse URL {parsed.render_as_string(hide_password=True)}: {exc}",
-                             "install the driver (PostgreSQL: pip install 'headwater[postgres]')") from exc
+        raise ConfigError(f"no driver for warehouse URL {parsed.render_as_string(hide_password=True)}: {exc}",
+                          "install the driver (PostgreSQL: pip install 'headwater[postgres]')") from exc

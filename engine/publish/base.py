@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, WarehouseError
+from engine.lake import WriteMode
 from engine.publish.types import Rows
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ BOOKKEEPING = "_headwater_published"
 STAGING_SUFFIX = "__hw_new"
 MAX_NAME = 63 - len(STAGING_SUFFIX)  # PostgreSQL truncates identifiers at 63 bytes
 _NAME = re.compile(r"[A-Za-z0-9_]+")
-MODES = ("replace", "append", "merge")
+MODES: tuple[WriteMode, ...] = ("replace", "append", "merge")
 
 _meta = sa.MetaData()
 published = sa.Table(
@@ -36,42 +37,42 @@ published = sa.Table(
 def check_name(name: str) -> None:
     """Raise HeadwaterError unless `name` can be a warehouse table name."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise HeadwaterError(f"invalid warehouse table name {name!r}",
-                             "use only letters, digits and underscores (e.g. 'photo_features'); rename the model")
+        raise ConfigError(f"invalid warehouse table name {name!r}",
+                          "use only letters, digits and underscores (e.g. 'photo_features'); rename the model")
     if len(name) > MAX_NAME:
-        raise HeadwaterError(f"warehouse table name {name!r} is {len(name)} characters long",
-                             f"use at most {MAX_NAME}; rename the model")
+        raise ConfigError(f"warehouse table name {name!r} is {len(name)} characters long",
+                          f"use at most {MAX_NAME}; rename the model")
     if name == BOOKKEEPING or name.endswith(STAGING_SUFFIX):
-        raise HeadwaterError(f"warehouse table name {name!r} is reserved by headwater",
-                             f"pick another name (not {BOOKKEEPING!r}, not ending in {STAGING_SUFFIX!r})")
+        raise ConfigError(f"warehouse table name {name!r} is reserved by headwater",
+                          f"pick another name (not {BOOKKEEPING!r}, not ending in {STAGING_SUFFIX!r})")
 
 
-def check_rows(name: str, schema: pa.Schema, mode: str, key: tuple[str, ...]) -> None:
+def check_rows(name: str, schema: pa.Schema, mode: WriteMode, key: tuple[str, ...]) -> None:
     """Raise HeadwaterError unless rows of `schema` can be published to `name` in `mode` on `key`."""
     if schema.names == []:
-        raise HeadwaterError(f"cannot publish {name!r}: the table has no columns",
+        raise WarehouseError(f"cannot publish {name!r}: the table has no columns",
                              "the model must return at least one column")
     dupes = sorted({c for c in schema.names if schema.names.count(c) > 1})
     if dupes:
-        raise HeadwaterError(f"cannot publish {name!r}: duplicate column names {dupes}",
+        raise WarehouseError(f"cannot publish {name!r}: duplicate column names {dupes}",
                              "rename the columns in the model so each name appears once")
     if mode not in MODES:
-        raise HeadwaterError(f"cannot publish {name!r}: unknown mode {mode!r}",
+        raise WarehouseError(f"cannot publish {name!r}: unknown mode {mode!r}",
                              f"use one of {', '.join(MODES)}")
     if mode == "merge" and not key:
-        raise HeadwaterError(f"cannot merge into {name!r} without a key",
-                             "pass key=[...] with the column(s) that identify a row (the model's key)")
+        raise WarehouseError(f"cannot merge into {name!r} without a primary key",
+                             "pass primary_key=[...] with the column(s) that identify a row (the model's)")
     missing = [k for k in key if k not in schema.names]
     if missing:
-        raise HeadwaterError(f"cannot publish {name!r}: key column(s) {missing} are not in the table "
+        raise WarehouseError(f"cannot publish {name!r}: key column(s) {missing} are not in the table "
                              f"(columns: {schema.names})",
-                             "return the key columns from the model, or fix the model's key")
+                             "return the key columns from the model, or fix the model's primary_key")
 
 
 def check_columns(name: str, schema: pa.Schema, existing: list[str], mode: str) -> None:
     """Raise HeadwaterError unless the rows have the columns of the table they go into."""
     if sorted(existing) != sorted(schema.names):
-        raise HeadwaterError(
+        raise WarehouseError(
             f"cannot {mode} into {name!r}: the warehouse table has columns {sorted(existing)}, "
             f"the rows have {sorted(schema.names)}",
             "return the table's columns from the model, or publish once with mode='replace' "
@@ -85,6 +86,7 @@ class Warehouse:
     url: str
     dialect: str
     driver_errors: tuple[type[BaseException], ...] = ()
+    transient_errors: tuple[type[BaseException], ...] = ()  # the driver's OperationalError
 
     def __init__(self, url: str, engine: sa.Engine) -> None:
         self.url = url
@@ -101,19 +103,19 @@ class Warehouse:
 
     # -- public API -------------------------------------------------------------------------------
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
-                mode: str = "replace", key: str | Sequence[str] = ()) -> int:
+                mode: WriteMode = "replace", primary_key: str | Sequence[str] = ()) -> int:
         """Publish `table` (a table, or a stream of record batches read once) to warehouse table
         `name` in one transaction; returns the rows written. `mode`:
 
         * `replace`: the table becomes exactly these rows (and columns);
         * `append`: the rows are added (for incremental models: pass only the new rows);
-        * `merge`: rows whose `key` matches a row of the table replace it, the others are added.
+        * `merge`: rows whose `primary_key` matches a row of the table replace it, the others are added.
 
         Append and merge create the table if it doesn't exist. In the same transaction,
         (name, lake_version, run_id, rows in the table, published_at UTC) is upserted into the
         bookkeeping table `_headwater_published`. Readers see the table before or after, never between."""
         check_name(name)
-        keys = (key,) if isinstance(key, str) else tuple(key)
+        keys = (primary_key,) if isinstance(primary_key, str) else tuple(primary_key)
         rows = Rows(table)
         check_rows(name, rows.schema, mode, keys)
         with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
@@ -195,12 +197,12 @@ class Warehouse:
         keys = ", ".join(quote(k) for k in key)
         null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
         if conn.exec_driver_sql(f"SELECT 1 FROM {quote(staging)} WHERE {null} LIMIT 1").first():
-            raise HeadwaterError(f"cannot merge into {name!r}: a row has a null key {list(key)}",
+            raise WarehouseError(f"cannot merge into {name!r}: a row has a null key {list(key)}",
                                  "a null key never matches: drop or fill those rows in the model")
         twice = conn.exec_driver_sql(f"SELECT {keys} FROM {quote(staging)} GROUP BY {keys} "
                                      "HAVING count(*) > 1 LIMIT 1").first()
         if twice:
-            raise HeadwaterError(f"cannot merge into {name!r}: key {dict(zip(key, twice, strict=True))} "
+            raise WarehouseError(f"cannot merge into {name!r}: key {dict(zip(key, twice, strict=True))} "
                                  "is in the rows more than once",
                                  "make the key unique in the model's output (e.g. keep the latest row per key)")
         if not exists:
@@ -235,20 +237,28 @@ class Warehouse:
             info = conn.dialect.server_version_info or ()
         return ".".join(str(part) for part in info) or "?"
 
-    def _hint(self, exc: BaseException) -> str:
-        """What the user can do about `exc` (the driver's exception, or SQLAlchemy's)."""
-        text = str(exc).lower()
-        if any(word in text for word in ("connect", "unable to open", "password", "host", "timeout")):
-            return f"check the warehouse URL ({self.where}) and that the database is up and reachable"
-        return "the database refused it: fix what the message names and run again"
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether `exc` (the driver's exception, or SQLAlchemy's) is operational (the database
+        cannot be reached, a lock or a conflict, a timeout) rather than a refusal of the statement:
+        DB-API drivers raise OperationalError for those."""
+        return isinstance(exc, (sa.exc.OperationalError, sa.exc.DisconnectionError, sa.exc.TimeoutError,
+                                ConnectionError, TimeoutError, *self.transient_errors))
 
     @contextmanager
     def _errors(self, action: str, hint_prefix: str = "") -> Iterator[None]:
-        """Turn database errors raised inside into a one-line HeadwaterError with a hint."""
+        """Turn database errors raised inside into a one-line WarehouseError with a hint,
+        retryable when the failure is operational (see `_transient`)."""
         try:
             yield
         except (sa.exc.SQLAlchemyError, *self.driver_errors) as exc:
             cause = getattr(exc, "orig", None) or exc
             detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise HeadwaterError(f"{action} on {self.dialect} warehouse {self.where} failed: {detail}",
-                                 hint_prefix + self._hint(cause)) from exc
+            transient = self._transient(exc) or self._transient(cause)
+            raise WarehouseError(f"{action} on {self.dialect} warehouse {self.where} failed: {detail}",
+                                 hint_prefix + self._hint(cause, transient), retryable=transient) from exc
+
+    def _hint(self, exc: BaseException, transient: bool) -> str:
+        """What the user can do about `exc` (the driver's exception, or SQLAlchemy's)."""
+        if transient:
+            return f"check the warehouse URL ({self.where}) and that the database is up and reachable"
+        return "the database refused it: fix what the message names and run again"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool, StaticPool
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine.publish.base import Warehouse
 from engine.publish.types import Rows
 
@@ -29,6 +29,7 @@ class DuckDBWarehouse(Warehouse):
     other processes can use it in between: DuckDB allows one writer process per file."""
 
     driver_errors = (duckdb.Error,)
+    transient_errors = (duckdb.OperationalError,)
 
     def __init__(self, url: str) -> None:
         parsed = sa.make_url(url)
@@ -89,7 +90,9 @@ class DuckDBWarehouse(Warehouse):
         with self.engine.connect() as conn:
             return conn.exec_driver_sql("SELECT version()").scalar() or duckdb.__version__
 
-    def _hint(self, exc: BaseException) -> str:
+    def _hint(self, exc: BaseException, transient: bool) -> str:
+        # DuckDB raises one IOException for a held lock and for a file it cannot read: only its
+        # message tells them apart
         text = str(exc)
         if "lock" in text.lower():
             return ("another process has the DuckDB file open for writing (one writer at a time): "
@@ -97,7 +100,7 @@ class DuckDBWarehouse(Warehouse):
         if "not a valid DuckDB database" in text or "Serialization Error" in text:
             return (f"{self.where} is not a DuckDB file this duckdb {duckdb.__version__} can read: "
                     "point the URL at another file")
-        return super()._hint(exc)
+        return super()._hint(exc, transient)
 
 
 @contextmanager
@@ -144,6 +147,6 @@ def _lake_views(con: duckdb.DuckDBPyConnection, lake: dict[str, pyarrow.dataset.
 def _split(key: str) -> tuple[str, str]:
     zone, _, table = key.partition(".")
     if not (zone.replace("_", "a").isalnum() and table.replace("_", "a").isalnum()):
-        raise HeadwaterError(f"lake table key {key!r} is not of the form zone.table",
-                             "name lake tables like 'raw.photos' or 'models.training_set'")
+        raise ConfigError(f"lake table key {key!r} is not of the form zone.table",
+                          "name lake tables like 'raw.photos' or 'models.training_set'")
     return zone, table

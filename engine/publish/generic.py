@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.errors import HeadwaterError
+from engine.errors import WarehouseError
 from engine.publish.base import Warehouse
 from engine.publish.types import Rows, rows_to_arrow, sql_columns, sql_rows
 
@@ -40,7 +40,7 @@ class GenericWarehouse(Warehouse):
         Lake tables can't be named here: they need a DuckDB warehouse."""
         named = [key for key in lake or {} if _names(sql, key)]
         if named:
-            raise HeadwaterError(
+            raise WarehouseError(
                 f"lake table(s) {', '.join(sorted(named))} can't be queried on a {self.dialect} warehouse",
                 "lake tables need a DuckDB warehouse: pass --warehouse duckdb:///some.duckdb, "
                 "or query the published warehouse table by its bare name")

@@ -22,6 +22,7 @@ class PostgresWarehouse(GenericWarehouse):
     """A PostgreSQL database on a `postgresql+psycopg://` URL, loaded with COPY."""
 
     driver_errors = (psycopg.Error,)
+    transient_errors = (psycopg.OperationalError,)
     copy_rows: int = 100_000  # rows per CSV chunk handed to COPY: bounds the text held at once
 
     def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:

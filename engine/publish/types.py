@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.errors import HeadwaterError
+from engine.errors import WarehouseError
 
 
 def plain_type(t: pa.DataType) -> pa.DataType:
@@ -130,7 +130,7 @@ class Rows:
 
     def __init__(self, data: pa.Table | pa.RecordBatchReader) -> None:
         if not isinstance(data, (pa.Table, pa.RecordBatchReader)):
-            raise HeadwaterError(f"cannot publish a {type(data).__name__}",
+            raise WarehouseError(f"cannot publish a {type(data).__name__}",
                                  "pass a pyarrow.Table or a pyarrow.RecordBatchReader")
         self._data: pa.Table | pa.RecordBatchReader | None = data
         self.schema = plain_schema(data.schema)

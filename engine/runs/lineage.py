@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.transform.models import input_table
+from engine.graph import TableRef
 from engine.pipeline import Pipeline
 
 
@@ -20,20 +20,19 @@ class Node:
 
 def graph(pipeline: Pipeline) -> tuple[list[Node], list[tuple[str, str]]]:
     """The nodes (raw tables, models in DAG order, warehouse tables) and the edges between them."""
-    raw = {s.name: Node(f"raw{i}", "raw", f"raw.{s.name}") for i, s in enumerate(pipeline.sources)}
-    models = {m.name: Node(f"model{i}", "model", f"models.{m.name}")
-              for i, m in enumerate(pipeline.ordered_models)}
-    tables = {m.name: Node(f"wh{i}", "warehouse", m.name)
-              for i, m in enumerate(pipeline.ordered_models) if m.publish}
+    dag = pipeline.graph
+    kinds = {t: "raw" if t.zone == "raw" else "model" for t in dag.tables}
+    boxes = {t: Node(f"{kinds[t]}{i}", kinds[t], str(t)) for i, t in enumerate(dag.tables)}
+    published = {m.name for m in pipeline.models if m.publish}
+    tables = {TableRef.model(name): Node(f"wh{i}", "warehouse", name)
+              for i, name in enumerate(dag.models) if name in published}
     edges: list[tuple[str, str]] = []
-    for m in pipeline.ordered_models:
-        for ref in sorted(set(m.inputs.values()), key=input_table):
-            table = input_table(ref)
-            upstream = raw[table[4:]] if table.startswith("raw.") else models[table[7:]]
-            edges.append((upstream.id, models[m.name].id))
-        if m.name in tables:
-            edges.append((models[m.name].id, tables[m.name].id))
-    return [*raw.values(), *models.values(), *tables.values()], edges
+    for name in dag.models:
+        table = TableRef.model(name)
+        edges += [(boxes[ref].id, boxes[table].id) for ref in dag.inputs(table)]
+        if table in tables:
+            edges.append((boxes[table].id, tables[table].id))
+    return [*boxes.values(), *tables.values()], edges
 
 
 _MERMAID_SHAPES = {"raw": '[("{}")]', "model": '["{}"]', "warehouse": '[["{}"]]'}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine._version import __version__
 from engine.lake import Lake
 
@@ -83,10 +83,10 @@ def find(lake: Lake, run_id: str) -> dict[str, Any]:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise HeadwaterError(f"no recorded run {run_id!r} in the lake",
-                             "list runs with `headwater runs`")
-    raise HeadwaterError(f"run id {run_id!r} matches {len(matches)} runs",
-                         "give more of the id: " + ", ".join(r["run_id"] for r in matches[:5]))
+        raise ConfigError(f"no recorded run {run_id!r} in the lake",
+                          "list runs with `headwater runs`")
+    raise ConfigError(f"run id {run_id!r} matches {len(matches)} runs",
+                      "give more of the id: " + ", ".join(r["run_id"] for r in matches[:5]))
 
 
 def file_hash(path: Path) -> str | None:

@@ -14,11 +14,12 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from engine.runs import manifest
-from engine.transform.build import read_input
+from engine.transform.build import call, read_input
 from engine.runs.compare import differences
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine.lake import Lake, as_delta
-from engine.transform.models import Context, input_table
+from engine.graph import TableRef
+from engine.transform.models import Context
 
 if TYPE_CHECKING:
     from engine.transform.backends import Backend
@@ -46,19 +47,19 @@ def commit_meta(lake: Lake, name: str, version: int) -> dict[str, Any]:
             return commit
     if commits:
         return {}
-    raise HeadwaterError(f"table {name!r} has no version {version}", "see `headwater history " + name + "`")
+    raise ConfigError(f"table {name!r} has no version {version}", "see `headwater history " + name + "`")
 
 
 def upstream(lake: Lake, name: str, version: int | None = None) -> Node:
     """The tree of tables and versions that `name` at `version` (latest: None) was built from."""
     name = lake.qualify(name)
     if not lake.exists(name):
-        raise HeadwaterError(f"no lake table {name!r}", "check the name with `headwater show`")
+        raise ConfigError(f"no lake table {name!r}", "check the name with `headwater show`")
     version = lake.version(name) if version is None else version
     meta = commit_meta(lake, name, version) if version is not None else {}
     node = Node(name, version, meta.get("run_id"))
     for ref, v in sorted((meta.get("inputs") or {}).items()):
-        node.inputs.append(upstream(lake, input_table(ref), int(v)))
+        node.inputs.append(upstream(lake, str(TableRef.parse(ref)), int(v)))
     return node
 
 
@@ -97,29 +98,28 @@ def reproduce(lake: Lake, pipeline: Pipeline, backend: Backend, run_id: str, tab
     """Rebuild model `table` as run `run_id` built it, from the lake versions that run read,
     into a Delta table at `out`; compare it with the version the run wrote."""
     run = manifest.find(lake, run_id)
-    name = table.removeprefix("models.")
+    name = TableRef.parse(table).name
     step = next((s for s in run["steps"] if s["kind"] == "model" and s["name"] == name
                  and s["status"] in ("built", "unchanged")), None)
     if step is None or step.get("version") is None:
         built = sorted({s["name"] for s in run["steps"] if s["kind"] == "model"})
-        raise HeadwaterError(f"run {run['run_id']} did not build model {name!r}",
-                             f"models in that run: {', '.join(built) or 'none'}; see `headwater runs`")
+        raise ConfigError(f"run {run['run_id']} did not build model {name!r}",
+                          f"models in that run: {', '.join(built) or 'none'}; see `headwater runs`")
     version = int(step["version"])
     meta = commit_meta(lake, f"models.{name}", version)
     model = pipeline.model(name)
     if meta.get("code") != model.code_hash and not allow_code_change:
-        raise HeadwaterError(
+        raise ConfigError(
             f"model {name!r}: its code changed since run {run['run_id']} (code hash {meta.get('code')} "
             f"then, {model.code_hash} now)",
             f"check out the commit the run recorded ({run.get('git_commit') or 'not in git'}) and rerun, "
             "or pass --allow-code-change to rebuild with today's code")
-    inputs = {ref: int(v) for ref, v in (meta.get("inputs") or {}).items()}
-    frames: dict[str, Any] = {param: read_input(model, param, lake, backend, inputs[ref])
+    inputs = {str(TableRef.parse(ref)): int(v) for ref, v in (meta.get("inputs") or {}).items()}
+    frames: dict[str, Any] = {param: read_input(model, param, lake, backend, inputs[str(ref)])
                               for param, ref in model.inputs.items()}
     if model.wants_ctx:
         frames["ctx"] = Context(model.name, run["run_id"], backend.name, backend.xp)
-    result = backend.to_arrow(model(**frames))
-    result = as_delta(result)
+    result = as_delta(call(model, frames, backend))
     path = str(Path(out) / name) if "://" not in str(out) else f"{str(out).rstrip('/')}/{name}"
     write_deltalake(path, result, mode="overwrite", schema_mode="overwrite",
                     storage_options=lake.storage_options)

@@ -1,37 +1,48 @@
-"""Runs a pipeline end to end without Prefect: load each source, build each model, publish.
+"""Runs a pipeline without Prefect: the three kinds of step, and the local driver of the run plan.
 
-Each step is also callable alone (`Runner.load`, `.build`, `.publish`), which is how the Prefect
-flows run them as tasks. Steps return small `Step` summaries, never frames.
+`Runner.load`, `.build` and `.publish` each run one step and return a small `Step` summary,
+never frames; a step that fails returns a failed `Step` that keeps the exception. `Runner.run`
+makes the run plan (engine/runs/plan.py) and executes it in order in this process: a step
+whose needs failed is skipped, everything else still runs (`fail_fast=True` stops at the
+first failure instead). The Prefect flow (flows/elt.py) drives the same plan with tasks that
+call the same three methods.
 """
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from engine.config import Config
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, HeadwaterError
+from engine.graph import TableRef
 from engine.lake import Lake
-from engine.transform.build import build, plan
-from engine.publish.changes import publication
-from engine.transform.models import input_table
-from engine.pipeline import Pipeline
 from engine.load.land import land
+from engine.pipeline import Pipeline
+from engine.publish.changes import publication
+from engine.runs import manifest
+from engine.runs.plan import PlannedStep, RunPlan, skipped_detail
+from engine.runs.steps import NullReporter, Reporter, RunSummary, Step, StepKind, new_run_id
+from engine.transform.build import build, plan
 from engine.transform.reads import SharedReads
-from engine.runs import manifest, selection
-from engine.runs.selection import Selection
-from engine.runs.steps import NullReporter, Reporter, RunSummary, Step, new_run_id
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
-    from engine.transform.backends import Backend
     from engine.publish import Warehouse
+    from engine.transform.backends import Backend
+
+log = logging.getLogger("headwater.runs")
 
 
 class Runner:
-    """Runs the steps of `pipeline` against the lake and warehouse that `config` names."""
+    """Runs the steps of `pipeline` against the lake and warehouse that `config` names.
+
+    The runner owns the backend it resolves (and, on Dask, the cluster that backend started):
+    `close()`, or leaving a `with Runner(...)` block, releases it."""
 
     def __init__(self, pipeline: Pipeline, config: Config, reporter: Reporter | None = None) -> None:
         self.pipeline = pipeline
@@ -40,6 +51,13 @@ class Runner:
         self.lake = Lake(config.lake, config.storage_options)
         self._backend: tuple[Backend, str] | None = None
         self._shared: SharedReads | None = None  # during run(): whole-table reads its models share
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     @property
     def backend(self) -> tuple[Backend, str]:
@@ -51,24 +69,19 @@ class Runner:
                                     config=self.config)
         return self._backend
 
-    def _timed(self, kind: str, name: str, table: str, work: Any) -> Step:
-        self.reporter.start(kind, name)
-        started = time.perf_counter()
-        try:
-            step = work()
-        except HeadwaterError as exc:
-            step = Step(kind, name, table, "failed", detail=str(exc))
-        except Exception as exc:  # a user's model or a driver failed: keep the type for the user
-            step = Step(kind, name, table, "failed", detail=f"{type(exc).__name__}: {exc}")
-        step.seconds = round(time.perf_counter() - started, 3)
-        self.reporter.finish(step)
-        return step
+    def close(self) -> None:
+        """Release the backend's resources (a Dask client or the cluster it started); safe twice."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            close = getattr(backend[0], "close", None)
+            if close is not None:
+                close()
 
     # -- the three steps ------------------------------------------------------------------
     def load(self, source_name: str, run_id: str, loaded_at: datetime | None = None) -> Step:
         """Land what is new in one source as one Delta commit (with its state)."""
         source = self.pipeline.source(source_name)
-        table = f"raw.{source.name}"
+        table = str(TableRef.raw(source.name))
 
         def work() -> Step:
             state = self.lake.state(table)
@@ -93,10 +106,10 @@ class Runner:
 
         `full_refresh` rebuilds an incremental or merge model from all of its input rows."""
         model = self.pipeline.model(model_name)
-        table = f"models.{model.name}"
+        table = str(TableRef.model(model.name))
 
         def work() -> Step:
-            versions = {ref: self._input_version(model.name, ref) for ref in model.inputs.values()}
+            versions = {str(ref): self._input_version(model.name, ref) for ref in model.inputs.values()}
             last = self.lake.metadata(table)
             if not full_refresh and last.get("inputs") == versions and last.get("code") == model.code_hash:
                 rows = last["rows"] if "rows" in last else self.lake.dataset(table).count_rows()
@@ -104,10 +117,9 @@ class Runner:
                             detail="inputs and code unchanged", inputs=versions)
             how = plan(model, last, versions, self.lake, full_refresh)
             built = build(model, self.lake, self.backend[0], versions, run_id, how, self._shared)
-            if built.failed:
-                return Step("model", model.name, table, "failed", version=self.lake.version(table),
-                            detail=built.failed, inputs=versions,
-                            checks=built.checks)
+            if built.failed is not None:
+                return Step.failed("model", model.name, table, built.failed, version=self.lake.version(table),
+                                   inputs=versions, checks=built.checks)
             return Step("model", model.name, table, "built", built.rows, built.version,
                         detail=built.detail, inputs=versions, checks=built.checks)
 
@@ -120,7 +132,7 @@ class Runner:
     def publish(self, model_name: str, run_id: str, warehouse: Warehouse | None = None) -> Step:
         """Publish the model's latest lake version to the warehouse, unless already there."""
         model = self.pipeline.model(model_name)
-        table = f"models.{model.name}"
+        table = str(TableRef.model(model.name))
 
         def work() -> Step:
             from engine.publish import connect
@@ -129,15 +141,15 @@ class Runner:
             try:
                 version = self.lake.version(table)
                 if version is None:
-                    raise HeadwaterError(f"model {model.name!r} has not been built",
-                                         "run the pipeline so the model is built before publishing")
+                    raise ConfigError(f"model {model.name!r} has not been built",
+                                      "run the pipeline so the model is built before publishing")
                 published = wh.published_version(model.name)
                 if published == version:
                     return Step("publish", model.name, model.name, "unchanged", version=version,
                                 detail=f"lake version {version} already published")
                 mode, rows = publication(self.lake, table, model.materialized, published, version)
                 written = wh.publish(model.name, rows.scanner().to_reader(), lake_version=version,
-                                     run_id=run_id, mode=mode, key=model.key)
+                                     run_id=run_id, mode=mode, primary_key=model.primary_key)
                 return Step("publish", model.name, model.name, "published", written, version,
                             detail=f"to {wh.dialect}" + ("" if mode == "replace" else f", {mode}"))
             finally:
@@ -146,53 +158,62 @@ class Runner:
 
         return self._timed("publish", model.name, model.name, work)
 
-    # -- a whole run ----------------------------------------------------------------------
-    def select(self, select: Iterable[str] | str | None = None,
-               exclude: Iterable[str] | str | None = None) -> Selection:
-        """The sources and models a run with these `--select` / `--exclude` selectors touches."""
-        return selection.select([s.name for s in self.pipeline.sources], self.pipeline.ordered_models,
-                                select, exclude)
+    # -- a whole run: the local driver of the plan ------------------------------------------
+    def plan(self, select: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
+             full_refresh: bool = False) -> RunPlan:
+        """The run plan for these `--select` / `--exclude` selectors (default: everything)."""
+        return RunPlan.make(self.pipeline, select, exclude, full_refresh)
 
     def run(self, run_id: str | None = None, select: Iterable[str] | str | None = None,
-            exclude: Iterable[str] | str | None = None, full_refresh: bool = False) -> RunSummary:
-        """The selected sources (default all), then the selected models in DAG order, then their
-        publishes; stops at the first failed step."""
+            exclude: Iterable[str] | str | None = None, full_refresh: bool = False,
+            fail_fast: bool = False) -> RunSummary:
+        """Execute the run plan here: the selected sources (default all), then the selected
+        models in DAG order, then their publishes. A step whose needs failed is skipped; the
+        rest still run. With `fail_fast`, the first failure stops the run (the steps left are
+        listed as skipped). The summary is recorded in the run manifest; the backend is closed."""
         summary = RunSummary(run_id or new_run_id(), self.pipeline.name, started_at=datetime.now(timezone.utc),
                              selection={"select": select, "exclude": exclude, "full_refresh": full_refresh})
         try:
-            chosen = self.select(select, exclude)
+            the_plan = self.plan(select, exclude, full_refresh)
         except HeadwaterError as exc:
             summary.error = str(exc)
             return summary
+        log.info("run %s of pipeline %r: %d step(s)", summary.run_id, self.pipeline.name, len(the_plan.steps))
+        self._shared = SharedReads(self.pipeline.model(m) for m in the_plan.selection.models)
+        warehouse: Warehouse | None = None
+        statuses: dict[str, str] = {}
+        stopped: Step | None = None  # with fail_fast: the failure that stopped the run
         loaded_at = datetime.now(timezone.utc)
-        self._shared = SharedReads(self.pipeline.model(m) for m in chosen.models)
-        steps = [lambda s=s: self.load(s, summary.run_id, loaded_at) for s in chosen.sources]
-        steps += [lambda m=m: self.build(m, summary.run_id, full_refresh) for m in chosen.models]
-        if chosen.models:
-            steps += [lambda: self._publish_all(summary.run_id, chosen.models)]
         try:
-            for step in steps:
-                done = step()
-                for s in done if isinstance(done, list) else [done]:
-                    summary.steps.append(s)
-                    if s.status == "failed":
-                        summary.error = f"{s.kind} {s.name!r} failed: {s.detail}"
-                if summary.error:
-                    break
+            for planned in the_plan.steps:
+                root = the_plan.blocked_by(planned, statuses)
+                if stopped is not None or root is not None:
+                    why = f"not run: --fail-fast stopped the run after {stopped.kind} {stopped.name!r} failed" \
+                        if stopped is not None else skipped_detail(root)  # type: ignore[arg-type]
+                    step = self._skip(planned, why)
+                elif planned.kind == "load":
+                    step = self.load(planned.name, summary.run_id, loaded_at)
+                elif planned.kind == "model":
+                    step = self.build(planned.name, summary.run_id, full_refresh)
+                else:
+                    from engine.publish import connect
+
+                    warehouse = warehouse or connect(self.config.warehouse)
+                    step = self.publish(planned.name, summary.run_id, warehouse)
+                statuses[planned.id] = step.status
+                summary.steps.append(step)
+                if fail_fast and step.status == "failed" and stopped is None:
+                    stopped = step
         finally:
             self._shared = None  # the frames it holds go with it
+            if warehouse is not None:
+                warehouse.dispose()
+        summary.error = summary.describe_failure()
         if self._backend is not None:
             summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
         self.record(summary)
         self.close()
         return summary
-
-    def close(self) -> None:
-        """Release the backend's resources (a Dask client or the cluster it started)."""
-        if self._backend is not None:
-            close = getattr(self._backend[0], "close", None)
-            if close is not None:
-                close()
 
     def record(self, summary: RunSummary) -> None:
         """Write `summary` to the run manifest (`_headwater.runs`); a run that touched nothing
@@ -204,20 +225,33 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - the data is committed; say the manifest is not
             summary.error = summary.error or f"the run manifest could not be written: {exc}"
 
-    def _publish_all(self, run_id: str, models: list[str]) -> list[Step]:
-        from engine.publish import connect
-
-        wh = connect(self.config.warehouse)
+    # -- helpers ----------------------------------------------------------------------------
+    def _timed(self, kind: StepKind, name: str, table: str, work: Callable[[], Step]) -> Step:
+        self.reporter.start(kind, name)
+        started = time.perf_counter()
         try:
-            return [self.publish(name, run_id, wh) for name in models if self.pipeline.model(name).publish]
-        finally:
-            wh.dispose()
+            step = work()
+        except Exception as exc:  # the step failed: it keeps the exception, the run goes on
+            step = Step.failed(kind, name, table, exc)
+        step.seconds = round(time.perf_counter() - started, 3)
+        _log(step)
+        self.reporter.finish(step)
+        return step
 
-    def _input_version(self, model: str, ref: str) -> int:
-        version = self.lake.version(input_table(ref))
+    def _skip(self, planned: PlannedStep, why: str) -> Step:
+        if planned.kind == "model" and self._shared is not None:
+            self._shared.done(self.pipeline.model(planned.name))  # it will not read its inputs
+        step = Step(planned.kind, planned.name, planned.table, "skipped", detail=why)
+        _log(step)
+        self.reporter.start(planned.kind, planned.name)
+        self.reporter.finish(step)
+        return step
+
+    def _input_version(self, model: str, ref: TableRef) -> int:
+        version = self.lake.version(str(ref))
         if version is None:
-            raise HeadwaterError(f"model {model!r}: input {ref!r} has no data in the lake yet",
-                                 "load its source (or build that model) first")
+            raise ConfigError(f"model {model!r}: input {str(ref)!r} has no data in the lake yet",
+                              "load its source (or build that model) first")
         return version
 
     def _counting(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -226,6 +260,15 @@ class Runner:
             yield batch
 
 
-def run(pipeline: Pipeline, config: Config | None = None, reporter: Reporter | None = None) -> RunSummary:
-    """Run `pipeline` end to end with `config` (default: loaded beside the pipeline)."""
-    return Runner(pipeline, config or Config.load(pipeline.base_dir), reporter).run()
+def _log(step: Step) -> None:
+    """One log line per finished step: warnings for failures and skips, info otherwise."""
+    level = logging.WARNING if step.status in ("failed", "skipped") else logging.INFO
+    log.log(level, "%s %s: %s, %d rows, version %s, %.3f s%s", step.kind, step.table, step.status,
+            step.rows, step.version, step.seconds, f" ({step.detail})" if step.detail else "")
+
+
+def run(pipeline: Pipeline, config: Config | None = None, reporter: Reporter | None = None,
+        **options: Any) -> RunSummary:
+    """Run `pipeline` end to end with `config` (default: loaded beside the pipeline); `options`
+    are `Runner.run`'s (select, exclude, full_refresh, fail_fast)."""
+    return Runner(pipeline, config or Config.load(pipeline.base_dir), reporter).run(**options)

@@ -6,14 +6,16 @@ A source is a name and an `extract` that plans a load and streams Arrow batches:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import get_args
 
 import pyarrow as pa
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
+from engine.lake import WriteMode
 
 DEFAULT_BATCH_ROWS = 65_536
 LOAD_COLUMNS = ("_hw_source_file", "_hw_loaded_at", "_hw_run_id")
-WRITES = {"append": "append", "replace": "overwrite", "merge": "merge"}  # write= -> lake mode
+WRITES: tuple[WriteMode, ...] = get_args(WriteMode)  # write=: how a load changes its raw table
 
 
 def key_columns(primary_key: str | list[str] | None) -> list[str]:
@@ -23,14 +25,14 @@ def key_columns(primary_key: str | list[str] | None) -> list[str]:
     return [primary_key] if isinstance(primary_key, str) else list(primary_key)
 
 
-def check_write(source: str, write: str, primary_key: str | list[str] | None) -> None:
+def check_write(source: str, write: WriteMode, primary_key: str | list[str] | None) -> None:
     """Raise unless `write` is a known disposition and a merge names its primary key."""
     if write not in WRITES:
-        raise HeadwaterError(f"source {source!r}: unknown write={write!r}",
-                             f"use one of {', '.join(WRITES)}")
+        raise ConfigError(f"source {source!r}: unknown write={write!r}",
+                          f"use one of {', '.join(WRITES)}")
     if write == "merge" and not key_columns(primary_key):
-        raise HeadwaterError(f"source {source!r}: write='merge' needs primary_key=",
-                             "name the column (or list of columns) that identifies a row")
+        raise ConfigError(f"source {source!r}: write='merge' needs primary_key=",
+                          "name the column (or list of columns) that identifies a row")
 
 
 def with_load_columns(batch: pa.RecordBatch, *, run_id: str, loaded_at: datetime,

@@ -17,13 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.errors import HeadwaterError
+from engine.errors import HeadwaterError, SourceError
+from engine.lake import WriteMode
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
 from engine.load.schema import SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
-    WRITES,
     check_write,
     key_columns,
     with_load_columns,
@@ -50,8 +50,8 @@ def infer_format(path: str) -> str:
     suffixes = [s for s in Path(path.split("?")[0]).suffixes if s not in (".gz", ".bz2", ".zst", ".xz")]
     fmt = SUFFIXES.get(suffixes[-1].lower()) if suffixes else None
     if fmt is None:
-        raise HeadwaterError(f"cannot tell the format of {path!r} from its name",
-                             f"pass format= one of {', '.join(FORMATS)}")
+        raise SourceError(f"cannot tell the format of {path!r} from its name",
+                          f"pass format= one of {', '.join(FORMATS)}")
     return fmt
 
 
@@ -66,15 +66,15 @@ class FileSource:
     batch_rows: int = DEFAULT_BATCH_ROWS
     csv_delimiter: str = ","
     columns: list[str] | None = None  # only these columns (Parquet reads no others)
-    write: str = "append"  # append | replace | merge
+    write: WriteMode = "append"
     primary_key: str | list[str] | None = None
     schema: Any = None  # pyarrow schema or {column: type}: declared types (engine/load/schema.py)
     contract: str = "evolve"  # evolve | freeze | discard_columns
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
-            raise HeadwaterError(f"source {self.name!r}: unknown format {self.format!r}",
-                                 f"use one of {', '.join(FORMATS)}")
+            raise SourceError(f"source {self.name!r}: unknown format {self.format!r}",
+                              f"use one of {', '.join(FORMATS)}")
         check_write(self.name, self.write, self.primary_key)
         SchemaPlan(self.name, [], self.contract)  # checks the contract name
 
@@ -87,8 +87,8 @@ class FileSource:
         landed = set(state.get("files", []))
         current = self.list_files()
         new = [f for f in current if f not in landed]
-        mode, key = WRITES[self.write], key_columns(self.primary_key)
-        if mode == "overwrite":
+        mode, key = self.write, key_columns(self.primary_key)
+        if mode == "replace":
             if set(current) == landed:
                 return Extraction(iter(()), state, f"no new files ({len(landed)} landed)")
             read, new_state = current, {"files": current}
@@ -123,8 +123,8 @@ class FileSource:
 
     def _missing(self, path: str) -> HeadwaterError:
         """The error for a file that was listed but is gone, or a URL that names nothing."""
-        return HeadwaterError(f"source {self.name!r}: no file at {path}",
-                              "check the path or URL; files are listed when the run starts")
+        return SourceError(f"source {self.name!r}: no file at {path}",
+                           "check the path or URL; files are listed when the run starts")
 
     def _format(self, path: str) -> str:
         return self.format or infer_format(path)
@@ -172,7 +172,7 @@ class FileSource:
 
 def files(name: str, path: str | Path | list[str | Path], format: str | None = None, *,
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-          delimiter: str = ",", columns: list[str] | None = None, write: str = "append",
+          delimiter: str = ",", columns: list[str] | None = None, write: WriteMode = "append",
           primary_key: str | list[str] | None = None, schema: Any = None,
           contract: str = "evolve") -> FileSource:
     """A source of CSV, JSON-lines or Parquet files at `path` (glob, file, folder or URL; local or

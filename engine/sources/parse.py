@@ -40,12 +40,12 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
     new bytearray filled in place after the previous block's unfinished line (which is the only
     part copied)."""
     head = bytearray(len(BOM))
-    carry = head[:_fill(fh, memoryview(head))].removeprefix(BOM)
+    carry = head[:_fill(fh, head, 0)].removeprefix(BOM)
     line = 1
     while True:
         buf = bytearray(len(carry) + size)
         buf[:len(carry)] = carry
-        got = _fill(fh, memoryview(buf)[len(carry):])
+        got = _fill(fh, buf, len(carry))
         del buf[len(carry) + got:]
         if not got:
             if carry:
@@ -61,17 +61,21 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
         line += count_lines(buf)
 
 
-def _fill(fh: Any, view: memoryview) -> int:
-    """Bytes read into `view`: until it is full or the file ends (a stream may hand back less
-    than asked, as an HTTP stream or a zstd frame does)."""
+def _fill(fh: Any, buf: bytearray, start: int) -> int:
+    """Bytes read into `buf` from `start` on: until it is full or the file ends (a stream may
+    hand back less than asked, as an HTTP stream or a zstd frame does). Every view of `buf` is
+    released before returning, so `buf` can be resized after, even while something else holds
+    this frame (a sampling profiler, such as a Dask worker's, keeps frames and their locals)."""
     got = 0
-    while got < len(view):
-        n = fh.readinto(view[got:])
-        if n is None:
-            raise OSError("the file is a non-blocking stream with no data ready")
-        if not n:
-            break
-        got += n
+    with memoryview(buf) as whole:
+        while start + got < len(buf):
+            with whole[start + got:] as part:
+                n = fh.readinto(part)
+            if n is None:
+                raise OSError("the file is a non-blocking stream with no data ready")
+            if not n:
+                break
+            got += n
     return got
 
 
@@ -204,7 +208,7 @@ def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
     try:
         return read(min(size + 1, PARSE_BLOCK))
     except pa.ArrowInvalid as exc:
-        if "straddl" not in str(exc) or size < PARSE_BLOCK:
+        if "straddl" not in str(exc) or size < PARSE_BLOCK:  # ArrowInvalid has no code to tell it by
             raise
         return read(size + 1)
 

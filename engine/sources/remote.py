@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.utils import get_protocol
 
-from engine.errors import HeadwaterError
+from engine.errors import SourceError
 from engine.lake.storage import check_bucket, protocol, source_options, storage_errors
 
 UNLISTABLE = ("http", "https")  # URLs that name one file each: no glob, no folder listing
@@ -67,8 +67,8 @@ def iter_parquet(fh: Any, *, columns: list[str] | None, batch_rows: int,
     if columns is not None:
         missing = [c for c in columns if c.split(".")[0] not in parquet.schema_arrow.names]
         if missing:
-            raise HeadwaterError(f"{origin}: no column(s) {missing}; it has {parquet.schema_arrow.names}",
-                                 "fix columns= in the source")
+            raise SourceError(f"{origin}: no column(s) {missing}; it has {parquet.schema_arrow.names}",
+                              "fix columns= in the source")
     for group in range(parquet.num_row_groups):
         yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
 
@@ -78,6 +78,6 @@ def select(batches: Iterable[pa.RecordBatch], columns: list[str], origin: str) -
     for batch in batches:
         missing = [c for c in columns if c not in batch.schema.names]
         if missing:
-            raise HeadwaterError(f"{origin}: no column(s) {missing}; it has {batch.schema.names}",
-                                 "fix columns= in the source")
+            raise SourceError(f"{origin}: no column(s) {missing}; it has {batch.schema.names}",
+                              "fix columns= in the source")
         yield batch.select(columns)

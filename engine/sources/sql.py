@@ -33,11 +33,11 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, SourceError
+from engine.lake import WriteMode
 from engine.load.extraction import Extraction
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
-    WRITES,
     check_write,
     key_columns,
     with_load_columns,
@@ -79,22 +79,22 @@ class SqlSource:
     batch_rows: int = DEFAULT_BATCH_ROWS
     primary_key: str | list[str] | None = None
     max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS
-    write: str | None = None  # append | replace | merge; None: append with a cursor, else replace
+    write: WriteMode | None = None  # None: append with a cursor, else replace
 
     def __post_init__(self) -> None:
         if (self.table is None) == (self.query is None):
-            raise HeadwaterError(f"source {self.name!r}: give exactly one of table= or query=")
+            raise ConfigError(f"source {self.name!r}: give exactly one of table= or query=")
         if self.batch_rows < 1:
-            raise HeadwaterError(f"source {self.name!r}: batch_rows must be at least 1")
+            raise ConfigError(f"source {self.name!r}: batch_rows must be at least 1")
         if self.write is None:
             self.write = "append" if self.cursor else "replace"
         check_write(self.name, self.write, self.primary_key)
         if self.write == "replace" and self.cursor:
-            raise HeadwaterError(f"source {self.name!r}: write='replace' reads every row, so it takes no cursor",
-                                 "drop cursor=, or use write='append' or 'merge'")
+            raise ConfigError(f"source {self.name!r}: write='replace' reads every row, so it takes no cursor",
+                              "drop cursor=, or use write='append' or 'merge'")
         if self.write == "append" and not self.cursor:
-            raise HeadwaterError(f"source {self.name!r}: write='append' without a cursor would land "
-                                 "every row again on each run", "give cursor=, or use write='replace'")
+            raise ConfigError(f"source {self.name!r}: write='append' without a cursor would land "
+                              "every row again on each run", "give cursor=, or use write='replace'")
 
     @property
     def keys(self) -> list[str]:
@@ -107,8 +107,8 @@ class SqlSource:
             try:
                 return sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=engine)
             except sa.exc.NoSuchTableError as exc:
-                raise HeadwaterError(f"source {self.name!r}: no table {self.table!r} at {_safe(self.url)}",
-                                     "check table= and the database URL") from exc
+                raise SourceError(f"source {self.name!r}: no table {self.table!r} at {_safe(self.url)}",
+                                  "check table= and the database URL") from exc
         with engine.connect() as conn:  # learn the query's columns without reading its rows
             result = conn.execute(sa.text(f"SELECT * FROM ({self.query}) AS hw_q WHERE 1 = 0"))
             names = list(result.keys())
@@ -119,16 +119,16 @@ class SqlSource:
 
     def _column(self, source: sa.FromClause, name: str, role: str) -> sa.ColumnElement[Any]:
         if name not in source.c:
-            raise HeadwaterError(f"source {self.name!r}: {role} column {name!r} not found",
-                                 f"columns are {', '.join(source.c.keys())}")
+            raise SourceError(f"source {self.name!r}: {role} column {name!r} not found",
+                              f"columns are {', '.join(source.c.keys())}")
         return source.c[name]
 
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: dt.datetime) -> Extraction:
         try:
             engine = sa.create_engine(self.url)
         except sa.exc.ArgumentError as exc:
-            raise HeadwaterError(f"source {self.name!r}: bad database URL {_safe(self.url)}: {exc}",
-                                 "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
+            raise ConfigError(f"source {self.name!r}: bad database URL {_safe(self.url)}: {exc}",
+                              "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
         try:  # until the stream owns the engine, any failure must release its connections
             source = self._selectable(engine)
             for key in self.keys:
@@ -154,7 +154,7 @@ class SqlSource:
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at)
                    for b in _stream(engine, stmt, types, self.batch_rows, keep))
         return Extraction(batches, new_state, planned, [self.table or "query"],
-                          WRITES[self.write or "replace"], self.keys)
+                          self.write or "replace", self.keys)
 
     def _plan(self, engine: sa.Engine, source: sa.FromClause, col: sa.ColumnElement[Any],
               state: dict[str, Any]) -> Plan | str:
@@ -234,7 +234,7 @@ def _safe(url: str) -> str:
 
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,
         cursor: str | None = None, primary_key: str | list[str] | None = None,
-        batch_rows: int = DEFAULT_BATCH_ROWS, write: str | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS, write: WriteMode | None = None,
         max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS) -> SqlSource:
     """A source of rows from a SQL database table or query, incremental by `cursor` if given,
     landed by `write`: "append" (default with a cursor), "replace" (default without one), or

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.errors import HeadwaterError
+from engine.errors import SourceError
 
 _CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "datetime": (dt.datetime.isoformat, dt.datetime.fromisoformat),
@@ -27,8 +27,8 @@ def encode_cursor(value: Any) -> dict[str, Any]:
     """A cursor value as JSON-able state that `decode_cursor` turns back into the same value."""
     kind = _KINDS.get(type(value))
     if kind is None:
-        raise HeadwaterError(f"cursor values of type {type(value).__name__} are not supported",
-                             "use a timestamp, date, number or string column as cursor")
+        raise SourceError(f"cursor values of type {type(value).__name__} are not supported",
+                          "use a timestamp, date, number or string column as cursor")
     return {"type": kind, "value": _CODECS[kind][0](value)}
 
 

@@ -8,22 +8,34 @@ commits nothing, so the previous version stays the model's latest.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from engine.transform import checks
-from engine.errors import HeadwaterError
-from engine.lake.changes import changes
+from engine.errors import (
+    CheckError,
+    ConcurrentRunError,
+    ConfigError,
+    HeadwaterError,
+    ModelError,
+    SchemaError,
+    where,
+)
+from engine.graph import TableRef
 from engine.lake import Lake, as_delta
+from engine.lake.changes import changes
 from engine.lake.merge import last_per_key
-from engine.transform.models import Context, Model, input_table
+from engine.transform import checks
+from engine.transform.models import Context, Model
 from engine.transform.reads import SharedReads
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the backends load pandas (and cuDF); the runner resolves one on first use
     from engine.transform.backends import Backend
+
+log = logging.getLogger("headwater.transform")
 
 
 @dataclass
@@ -54,9 +66,10 @@ def plan(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lak
     # with the new ones: appending them would duplicate them, and a merge model that adds to
     # its previous output (ctx.previous) would count them twice. Rebuild from everything.
     for param, ref in model.inputs.items():
-        if param not in model.full_inputs and changes(lake, input_table(ref), before[ref], versions[ref]).rewritten:
+        key = str(ref)
+        if param not in model.full_inputs and changes(lake, key, before[key], versions[key]).rewritten:
             return Plan(False, f"input {ref} was rewritten since the last build: full rebuild")
-    return Plan(True, "incremental", {ref: int(v) for ref, v in before.items()})
+    return Plan(True, "incremental", {table: int(v) for table, v in before.items()})
 
 
 def read_columns(model: Model, param: str, names: list[str]) -> list[str] | None:
@@ -66,9 +79,9 @@ def read_columns(model: Model, param: str, names: list[str]) -> list[str] | None
         return None
     missing = [c for c in wanted if c not in names]
     if missing:
-        raise HeadwaterError(f"model {model.name!r}: columns {missing} of input {param!r} "
-                             f"({model.inputs[param]}) do not exist",
-                             f"its columns are {', '.join(names)}")
+        raise ConfigError(f"model {model.name!r}: columns {missing} of input {param!r} "
+                          f"({model.inputs[param]}) do not exist",
+                          f"its columns are {', '.join(names)}")
     return list(wanted)
 
 
@@ -76,7 +89,7 @@ def read_input(model: Model, param: str, lake: Lake, backend: Backend, version: 
                shared: SharedReads | None = None) -> Any:
     """Input `param` of `model`, whole, at `version`, as the backend's frame (read once for
     all the run's models that read it, when `shared` is given)."""
-    name = input_table(model.inputs[param])
+    name = str(model.inputs[param])
     table = lake.table(name, version)
     names = [f.name for f in table.schema().fields]
     columns = read_columns(model, param, names)
@@ -93,40 +106,41 @@ class Built:
     version: int | None
     detail: str
     checks: list[dict[str, Any]]
-    failed: str | None = None  # the failing error checks: nothing was committed
+    failed: CheckError | None = None  # the failing error checks: nothing was committed
 
 
 def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
           how: Plan, shared: SharedReads | None = None) -> Built:
     """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
     output, and commit it to `models.<name>`; whole inputs come through `shared` when given."""
-    table = f"models.{model.name}"
+    table = str(TableRef.model(model.name))
     planned = lake.version(table)
     frames: dict[str, Any] = {}
     for param, ref in model.inputs.items():
-        name = input_table(ref)
+        name = str(ref)
         if how.incremental and param not in model.full_inputs:
-            rows = changes(lake, name, how.since[ref], versions[ref]).dataset
+            rows = changes(lake, name, how.since[name], versions[name]).dataset
             frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
         else:
-            frames[param] = read_input(model, param, lake, backend, versions[ref], shared)
+            frames[param] = read_input(model, param, lake, backend, versions[name], shared)
     if model.wants_ctx:
         previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
         frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,
                                 is_incremental=how.incremental, previous=previous)
-    result = backend.to_arrow(model(**frames))
+    result = call(model, frames, backend)
     results = _check(model, result, lake, backend)
     checked = [r.to_dict() for r in results]
     failed = checks.failure_error(model.name, results)
     if failed is not None:
-        return Built(0, None, how.reason, checked, failed=str(failed))
+        log.warning("%s", failed)
+        return Built(0, None, how.reason, checked, failed=failed)
     meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
             "materialized": model.materialized, "incremental": how.incremental}
     _still_at(lake, table, planned)
     if model.materialized == "merge":
         _check_key(model, result)
         if not how.incremental:  # one row per key, the last, as a merge keeps
-            result = result.filter(last_per_key(result.select(list(model.key)), list(model.key)))
+            result = result.filter(last_per_key(result.select(list(model.primary_key)), list(model.primary_key)))
     if not how.incremental:
         commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows})
         return Built(commit.rows, commit.version, _with(_detail(backend, how), results), checked)
@@ -137,12 +151,24 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
     if model.materialized == "merge":
         result = as_delta(result).cast(_schema(lake, table, result))
         commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
-                           key=list(model.key), meta=meta, origin=f"model {model.name!r}")
+                           primary_key=list(model.primary_key), meta=meta, origin=f"model {model.name!r}")
         detail = f"{_detail(backend, how)}, merged: {commit.inserted:,} new, {commit.updated:,} updated"
     else:
         commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id, meta=meta)
         detail = _detail(backend, how) + f", appended {commit.rows:,}"
     return Built(commit.rows, commit.version, _with(detail, results), checked)
+
+
+def call(model: Model, frames: dict[str, Any], backend: Backend) -> pa.Table:
+    """`model`'s output on `frames`, as Arrow. What the user's code raises (on Dask also while
+    the graph it built is computed here) becomes a ModelError naming the user's file and line,
+    with the user's exception as its cause."""
+    try:
+        return backend.to_arrow(model(**frames))
+    except Exception as exc:
+        if isinstance(exc, HeadwaterError) and where(exc) is None:
+            raise  # the engine's own complaint about the output (not a frame, …): already clear
+        raise ModelError(model.name, exc) from exc
 
 
 def _detail(backend: Backend, how: Plan) -> str:
@@ -161,9 +187,9 @@ def _schema(lake: Lake, table: str, result: pa.Table) -> pa.Schema:
     """The table's schema when `result` fits it (an incremental append must not change types)."""
     current = pa.schema(lake.table(table).schema().to_arrow())
     if sorted(current.names) != sorted(result.column_names):
-        raise HeadwaterError(f"{table}: an incremental build returned columns {result.column_names}, "
-                             f"the table has {current.names}",
-                             "return the same columns every build, or rebuild with --full-refresh")
+        raise SchemaError(f"{table}: an incremental build returned columns {result.column_names}, "
+                          f"the table has {current.names}",
+                          "return the same columns every build, or rebuild with --full-refresh")
     return pa.schema([current.field(n) for n in result.column_names])
 
 
@@ -172,22 +198,22 @@ def _still_at(lake: Lake, table: str, planned: int | None) -> None:
     committed to it meanwhile, and committing too would apply the same input rows twice."""
     now = lake.version(table)
     if now != planned:
-        raise HeadwaterError(f"{table} moved from version {planned} to {now} while this build ran: "
-                             "another run is building it", "runs of one pipeline must not overlap; "
-                             "rerun once the other run is done (on Prefect, the deployments allow one "
-                             "run at a time)")
+        raise ConcurrentRunError(f"{table} moved from version {planned} to {now} while this build ran: "
+                                 "another run is building it", "runs of one pipeline must not overlap; "
+                                 "rerun once the other run is done (on Prefect, the deployments allow one "
+                                 "run at a time)")
 
 
 def _check_key(model: Model, result: pa.Table) -> None:
-    missing = [k for k in model.key if k not in result.column_names]
+    missing = [k for k in model.primary_key if k not in result.column_names]
     if missing:
-        raise HeadwaterError(f"model {model.name!r}: merge key {missing} is not in its output",
-                             f"output columns are {', '.join(result.column_names)}")
+        raise SchemaError(f"model {model.name!r}: merge key {missing} is not in its output",
+                          f"output columns are {', '.join(result.column_names)}")
 
 
 def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend) -> list[checks.CheckResult]:
     """Every check of `model` on the rows this build writes."""
     if not model.checks:
         return []
-    resolve: Callable[[str], Any] = lambda ref: lake.dataset(input_table(ref))  # noqa: E731
+    resolve: Callable[[str], Any] = lambda ref: lake.dataset(str(TableRef.parse(ref)))  # noqa: E731
     return checks.run_checks(model.checks, result, resolve=resolve, to_frame=backend.from_arrow)

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from engine.transform.models import Model, input_table
+from engine.transform.models import Model
 
 if TYPE_CHECKING:
     from engine.transform.backends import Backend
@@ -30,7 +30,7 @@ class SharedReads:
         self.columns: dict[str, set[str] | None] = {}  # table -> the union its readers want (None: all)
         for model in models:
             for param, ref in model.inputs.items():
-                table = input_table(ref)
+                table = str(ref)
                 self.readers[table] += 1
                 wanted = model.columns.get(param)
                 prior = self.columns.get(table, set())
@@ -55,7 +55,7 @@ class SharedReads:
     def done(self, model: Model) -> None:
         """`model` read its inputs (or did not need to): drop the frames nobody else will read."""
         for ref in model.inputs.values():
-            table = input_table(ref)
+            table = str(ref)
             self.readers[table] -= 1
             if self.readers[table] <= 0:
                 self.frames.pop(table, None)

@@ -80,7 +80,7 @@ class CudfBackend:
                 dataset_kwargs={"partitioning": None},  # no hive discovery: it would regroup files
                 allow_mismatched_pq_schemas=True)  # two writers' root names and layouts differ
         except (RuntimeError, ValueError, IndexError) as exc:  # libcudf's schema checks
-            if "CUDA" in str(exc):
+            if "CUDA" in str(exc):  # libcudf raises RuntimeError for both: only the text tells
                 raise  # the device failed, not the files
             self._warn_arrow(table_uri, f"{len(uris)} files cuDF cannot read as one ({exc})")
             return None

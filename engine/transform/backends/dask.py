@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 
 from engine.transform.backends.cudf import arrow_only
 from engine.transform.backends.dask_cluster import Cluster
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 from engine.lake.storage import arrow_dataset, table_filesystem
 
 if TYPE_CHECKING:
@@ -85,8 +85,8 @@ class DaskBackend:
             import dask
             import dask.dataframe as dd  # lazily: importing this module must work without dask
         except ImportError as exc:
-            raise HeadwaterError(f"backend {self.name!r} needs dask, which is not installed ({exc})",
-                                 DASK_HINT) from exc
+            raise ConfigError(f"backend {self.name!r} needs dask, which is not installed ({exc})",
+                              DASK_HINT) from exc
         self._check_installed()
         self.xp: ModuleType = dd
         self.storage_options = dict(storage_options or {})
@@ -144,8 +144,8 @@ class DaskBackend:
         elif is_dask_collection(frame):
             frame = self.cluster.compute(frame)
         elif not isinstance(frame, (self.local.xp.DataFrame, self.local.xp.Series)):
-            raise HeadwaterError(f"a model returned {type(frame).__name__}, not a dask DataFrame",
-                                 "return a DataFrame built with ctx.xp (dask.dataframe) from the model function")
+            raise ConfigError(f"a model returned {type(frame).__name__}, not a dask DataFrame",
+                              "return a DataFrame built with ctx.xp (dask.dataframe) from the model function")
         return self.local.to_arrow(frame)
 
     def close(self) -> None:
@@ -216,8 +216,8 @@ class DaskCudfBackend(DaskBackend):
         try:
             import dask_cudf  # noqa: F401 - registers the "cudf" dataframe backend with dask
         except ImportError as exc:
-            raise HeadwaterError(f"backend 'dask-cudf' needs dask-cudf, which is not installed ({exc})",
-                                 DASK_CUDF_HINT) from exc
+            raise ConfigError(f"backend 'dask-cudf' needs dask-cudf, which is not installed ({exc})",
+                              DASK_CUDF_HINT) from exc
 
 
 def make(name: str, storage_options: dict[str, Any] | None, config: Config | None) -> DaskBackend:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.config import check_dask
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, HeadwaterError
 
 # What each `dask_cluster` value starts (importable names, as prefect-dask's `cluster_class` takes).
 CLUSTER_CLASSES = {"local": "distributed.LocalCluster", "local-cuda": "dask_cuda.LocalCUDACluster"}
@@ -32,22 +32,22 @@ class Cluster:
         try:
             from distributed import Client
         except ImportError as exc:
-            raise HeadwaterError(f"a Dask cluster needs dask.distributed, which is not installed ({exc})",
-                                 'pip install "headwater[dask]"') from exc
+            raise ConfigError(f"a Dask cluster needs dask.distributed, which is not installed ({exc})",
+                              'pip install "headwater[dask]"') from exc
         if address:
             try:
                 self.client = Client(address)
             except (OSError, TimeoutError) as exc:  # refused, unresolvable, or no answer in time
                 raise HeadwaterError(f"cannot reach the Dask scheduler at {address}: "
-                                     f"{type(exc).__name__}: {exc}", UNREACHABLE_HINT) from exc
+                                     f"{type(exc).__name__}: {exc}", UNREACHABLE_HINT, retryable=True) from exc
             return
         if cluster == "local-cuda":
             try:
                 from dask_cuda import LocalCUDACluster
             except ImportError as exc:
-                raise HeadwaterError(f"dask_cluster 'local-cuda' needs dask-cuda, which is not installed "
-                                     f"({exc})", 'pip install "headwater[dask,gpu]" on a machine with '
-                                     "NVIDIA GPUs") from exc
+                raise ConfigError(f"dask_cluster 'local-cuda' needs dask-cuda, which is not installed "
+                                  f"({exc})", 'pip install "headwater[dask,gpu]" on a machine with '
+                                  "NVIDIA GPUs") from exc
             self.cluster = LocalCUDACluster()  # one worker per visible GPU (CUDA_VISIBLE_DEVICES)
         else:
             from distributed import LocalCluster

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.transform.backends.base import Backend
 from engine.transform.backends.pandas import PandasBackend
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError
 
 if TYPE_CHECKING:
     from engine.config import Config
@@ -57,12 +57,12 @@ def resolve(name: str, storage_options: dict | None = None, config: Config | Non
         gpu = gpu_info()
         backend, problem = _cudf(storage_options)
         if backend is None:
-            raise HeadwaterError(f"backend 'cudf' was asked for but cannot run: {problem}; "
-                                 f"GPU: {_describe(gpu)}",
-                                 f"{INSTALL_HINT}, or set backend to 'pandas' or 'auto'")
+            raise ConfigError(f"backend 'cudf' was asked for but cannot run: {problem}; "
+                              f"GPU: {_describe(gpu)}",
+                              f"{INSTALL_HINT}, or set backend to 'pandas' or 'auto'")
         return backend, f"cudf was asked for ({_describe(gpu)})"
     if name != "auto":
-        raise HeadwaterError(f"unknown backend {name!r}", "use one of auto, pandas, cudf, dask, dask-cudf")
+        raise ConfigError(f"unknown backend {name!r}", "use one of auto, pandas, cudf, dask, dask-cudf")
     gpu = gpu_info()
     if gpu.get("count"):
         backend, problem = _cudf(storage_options)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from engine.transform.checks.spec import Check, parse_all
-from engine.errors import HeadwaterError
+from engine.errors import CheckError, HeadwaterError
 
 if TYPE_CHECKING:
     import duckdb
@@ -97,8 +97,8 @@ def run_checks(checks: Iterable[Check | str | Callable[[Any], Any]], table: pa.T
         try:
             con.register(OUTPUT, table)
         except duckdb.Error as exc:
-            raise HeadwaterError(f"cannot check a table with columns {table.schema.names}: {exc}",
-                                 "return a frame with at least one column and unique column names") from exc
+            raise CheckError(f"cannot check a table with columns {table.schema.names}: {exc}",
+                             "return a frame with at least one column and unique column names") from exc
         run = _Run(con, table, resolve, to_frame)
         return [_run_one(check, run) for check in parsed]
     finally:
@@ -282,15 +282,15 @@ def describe(results: Iterable[CheckResult]) -> str:
     return f"{len(results)} check{'s' if len(results) > 1 else ''}: " + ", ".join(parts)
 
 
-def failure_error(model: str, results: Iterable[CheckResult]) -> HeadwaterError | None:
+def failure_error(model: str, results: Iterable[CheckResult]) -> CheckError | None:
     """The error for a model whose error-severity checks failed, or None when none did."""
     failed = failures(results)
     if not failed:
         return None
     listed = "; ".join(f"{r.name}: {r.detail or _outcome(r)}" for r in failed)
-    return HeadwaterError(f"model {model!r}: {len(failed)} check(s) failed: {listed}",
-                          "the model's previous version stays in place; fix the model or its data, "
-                          "or prefix the check with 'warn: ' to only report it")
+    return CheckError(f"model {model!r}: {len(failed)} check(s) failed: {listed}",
+                      "the model's previous version stays in place; fix the model or its data, "
+                      "or prefix the check with 'warn: ' to only report it")
 
 
 def _outcome(result: CheckResult) -> str:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import HeadwaterError
+from engine.errors import ConfigError, HeadwaterError
+from engine.graph import ZONES, TableRef
 
 SEVERITIES = ("error", "warn")
 EXAMPLES = {
@@ -24,7 +25,6 @@ EXAMPLES = {
     "custom": "custom(fn) in Python, or the function itself, in checks=[...]",
 }
 KINDS = tuple(EXAMPLES)
-ZONE_PREFIXES = ("raw.", "models.")
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ class Check:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise HeadwaterError(f"unknown check kind {self.kind!r}", _kinds_hint())
+            raise ConfigError(f"unknown check kind {self.kind!r}", _kinds_hint())
         if self.severity not in SEVERITIES:
-            raise HeadwaterError(f"check {self.name or self.kind!r}: unknown severity {self.severity!r}",
-                                 "use severity='error' (stops the build) or 'warn' (only reports)")
+            raise ConfigError(f"check {self.name or self.kind!r}: unknown severity {self.severity!r}",
+                              "use severity='error' (stops the build) or 'warn' (only reports)")
         if not self.name:
             object.__setattr__(self, "name", _canonical(self.kind, self.args))
 
@@ -139,35 +139,35 @@ def parse(spec: Check | str | Callable[[Any], Any]) -> Check:
     if callable(spec):
         return custom(spec)
     if not isinstance(spec, str):
-        raise HeadwaterError(f"a check spec must be a string, a Check or a function, not {spec!r}",
-                             _kinds_hint())
+        raise ConfigError(f"a check spec must be a string, a Check or a function, not {spec!r}",
+                          _kinds_hint())
     head, sep, rest = spec.partition(":")
     severity, body = (head.strip(), rest) if sep and head.strip() in SEVERITIES else ("error", spec)
     if sep and head.strip().isidentifier() and head.strip() not in SEVERITIES:
-        raise HeadwaterError(f"check spec {spec!r}: unknown severity {head.strip()!r}",
-                             "prefix a check with 'warn: ' to only report it, or 'error: ' (the default)")
+        raise ConfigError(f"check spec {spec!r}: unknown severity {head.strip()!r}",
+                          "prefix a check with 'warn: ' to only report it, or 'error: ' (the default)")
     kind, paren, inner = body.strip().partition("(")
     kind = kind.strip()
     if not paren or not inner.rstrip().endswith(")"):
-        raise HeadwaterError(f"cannot read check spec {spec!r}: expected kind(arguments)", _kinds_hint())
+        raise ConfigError(f"cannot read check spec {spec!r}: expected kind(arguments)", _kinds_hint())
     inner = inner.rstrip()[:-1]
     if kind == "custom" or kind not in CONSTRUCTORS:
         what = "a custom check needs a function" if kind == "custom" else f"unknown check kind {kind!r}"
-        raise HeadwaterError(f"cannot read check spec {spec!r}: {what}", _kinds_hint())
+        raise ConfigError(f"cannot read check spec {spec!r}: {what}", _kinds_hint())
     if kind == "expression":
         args, kwargs = [_sql_text(inner)], {}
     else:
         args, kwargs = _arguments(spec, inner)
         if "severity" in kwargs:
-            raise HeadwaterError(f"check spec {spec!r}: severity goes in front in a string spec",
-                                 f"write 'warn: {kind}(...)' to only report it")
+            raise ConfigError(f"check spec {spec!r}: severity goes in front in a string spec",
+                              f"write 'warn: {kind}(...)' to only report it")
     try:
         return CONSTRUCTORS[kind](*args, **kwargs, severity=severity)
     except TypeError as exc:
-        raise HeadwaterError(f"cannot read check spec {spec!r}: wrong arguments for {kind} ({exc})",
-                             f"write it like {EXAMPLES[kind]}; for a warning, prefix it with 'warn: '") from exc
+        raise ConfigError(f"cannot read check spec {spec!r}: wrong arguments for {kind} ({exc})",
+                          f"write it like {EXAMPLES[kind]}; for a warning, prefix it with 'warn: '") from exc
     except HeadwaterError as exc:
-        raise HeadwaterError(f"check spec {spec!r}: {exc.message}", exc.hint) from exc
+        raise ConfigError(f"check spec {spec!r}: {exc.message}", exc.hint) from exc
 
 
 def parse_all(specs: Iterable[Any], model: str | None = None) -> tuple[Check, ...]:
@@ -181,28 +181,31 @@ def parse_all(specs: Iterable[Any], model: str | None = None) -> tuple[Check, ..
         except HeadwaterError as exc:
             if model is None:
                 raise
-            raise HeadwaterError(f"model {model!r}: {exc.message}", exc.hint) from exc
+            raise ConfigError(f"model {model!r}: {exc.message}", exc.hint) from exc
     return tuple(out)
 
 
 def split_reference(ref: str) -> tuple[str, str | None]:
-    """(`table`, `field` or None) for `raw.users.user_id`, `raw.users`, `model.col` or `model`."""
+    """(`table`, `field` or None) for `raw.users.user_id`, `raw.users`, `model.col` or `model`;
+    `table` is `raw.<source>` or a model's bare name."""
     parts = ref.split(".")
-    size = 2 if ref.startswith(ZONE_PREFIXES) else 1
+    size = 2 if parts[0] in ZONES else 1
     if len(parts) < size or len(parts) > size + 1 or not all(parts):
         raise _spec_error("relationships", f"to={ref!r} is not a model name or raw.<source> "
                           "(optionally followed by .<column>)")
-    table = ".".join(parts[:size]).removeprefix("models.")
-    return table, parts[size] if len(parts) > size else None
+    table = TableRef.parse(".".join(parts[:size]))
+    if table.zone not in ("raw", "models"):
+        raise _spec_error("relationships", f"to={ref!r} is not a model name or raw.<source>")
+    return (table.name if table.zone == "models" else str(table)), parts[size] if len(parts) > size else None
 
 
 def _arguments(spec: str, inner: str) -> tuple[list[Any], dict[str, Any]]:
     try:
         call = ast.parse(f"_({inner})", mode="eval").body
     except SyntaxError as exc:
-        raise HeadwaterError(f"cannot read the arguments of check spec {spec!r}: {exc.msg}",
-                             "quote a column name that is not a plain identifier: "
-                             "unique('order id')") from exc
+        raise ConfigError(f"cannot read the arguments of check spec {spec!r}: {exc.msg}",
+                          "quote a column name that is not a plain identifier: "
+                          "unique('order id')") from exc
     try:
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_"):
             raise ValueError("expected one kind(arguments), nothing around it")
@@ -211,9 +214,9 @@ def _arguments(spec: str, inner: str) -> tuple[list[Any], dict[str, Any]]:
         return ([_value(a, top=True) for a in call.args],
                 {str(k.arg): _value(k.value, top=True) for k in call.keywords})
     except ValueError as exc:
-        raise HeadwaterError(f"cannot read the arguments of check spec {spec!r}: {exc}",
-                             "use column names, dotted table references, numbers, quoted strings "
-                             "and [lists] of them") from exc
+        raise ConfigError(f"cannot read the arguments of check spec {spec!r}: {exc}",
+                          "use column names, dotted table references, numbers, quoted strings "
+                          "and [lists] of them") from exc
 
 
 def _value(node: ast.expr, top: bool = False) -> Any:
@@ -274,7 +277,7 @@ def _canonical(kind: str, args: dict[str, Any]) -> str:
 
 
 def _spec_error(kind: str, problem: str) -> HeadwaterError:
-    return HeadwaterError(f"{kind}: {problem}", f"write it like {EXAMPLES[kind]}")
+    return ConfigError(f"{kind}: {problem}", f"write it like {EXAMPLES[kind]}")
 
 
 def _kinds_hint() -> str:
