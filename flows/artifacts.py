@@ -13,8 +13,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from engine.runs.lineage import mermaid
 from engine.pipeline import Pipeline
+from engine.runs.lineage import mermaid
 from engine.runs.selection import Selection
 from flows.tasks import StepDict
 

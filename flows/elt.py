@@ -120,7 +120,7 @@ def _run_name() -> str:
     target = str(flow_run.parameters.get("pipeline", "pipeline"))
     try:
         return pipeline_at(target_of(target)).name
-    except Exception:  # the flow itself reports a bad pipeline; the name only needs a fallback
+    except Exception:  # noqa: BLE001 - the flow itself reports a bad pipeline; the name needs a fallback
         return Path(target).stem or target
 
 

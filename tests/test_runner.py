@@ -119,3 +119,17 @@ def test_changed_model_code_rebuilds_only_that_model(shop: Path) -> None:
     got = warehouse(shop, "select country, revenue from by_country")
     assert dict(zip(got.country, got.revenue)) == pytest.approx(
         {k: 2 * v for k, v in expected_by_country(shop).items()})
+
+
+def test_each_stage_logs_through_its_own_logger(shop: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A user's handler on the `headwater` logger hears every stage of a run, each under its
+    own logger (Prefect's log capture works the same way)."""
+    with caplog.at_level("DEBUG", logger="headwater"):
+        summary = Runner(load_pipeline(write_pipeline(shop)), config(shop)).run()
+    assert summary.ok
+    by_logger = {r.name for r in caplog.records}
+    assert {"headwater.load", "headwater.lake", "headwater.runs", "headwater.publish"} <= by_logger
+    landed = [r.getMessage() for r in caplog.records if r.name == "headwater.load"]
+    assert any(m.startswith("raw.orders: 4 rows landed (version 0") for m in landed)
+    published = [r.getMessage() for r in caplog.records if r.name == "headwater.publish"]
+    assert any(m.startswith(f"by_country: replace {len(expected_by_country(shop))} rows") for m in published)

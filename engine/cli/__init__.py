@@ -12,9 +12,12 @@ import logging
 from importlib.metadata import entry_points
 
 # isort: off  (the order commands are listed in `headwater --help`)
-from engine.cli import run  # noqa: F401 - each module registers its commands on `app`
-from engine.cli import lake  # noqa: F401
+from engine.cli import (
+    lake,  # noqa: F401
+    run,  # noqa: F401 - each module registers its commands on `app`
+)
 from engine.cli.app import app
+
 # isort: on
 
 PLUGIN_GROUP = "headwater.cli"

@@ -21,7 +21,8 @@ err_console = Console(stderr=True)
 
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="lake URI (env HEADWATER_LAKE)")]
 WarehouseOpt = Annotated[str | None, typer.Option("--warehouse", help="SQLAlchemy URL (env HEADWATER_WAREHOUSE)")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="auto | pandas | cudf | dask | dask-cudf (env HEADWATER_BACKEND)")]
+BackendOpt = Annotated[str | None, typer.Option(
+    "--backend", help="auto | pandas | cudf | dask | dask-cudf (env HEADWATER_BACKEND)")]
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help=(
     "dask backends: start a 'local' or 'local-cuda' cluster (env HEADWATER_DASK_CLUSTER; "
     "HEADWATER_DASK_ADDRESS connects to a running one)"))]

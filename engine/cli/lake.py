@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import typer
 from rich.tree import Tree
 
-from engine.runs import manifest
 from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, app, console, friendly
+from engine.cli.report import arrow_table, rows_table
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.lake import Lake
 from engine.pipeline import load_pipeline
-from engine.cli.report import arrow_table, rows_table
+from engine.runs import manifest
 from engine.runs.reproduce import Node, edges, label, reproduce, upstream
 
 
@@ -138,8 +138,10 @@ def lineage(table: Annotated[str, typer.Argument(help="a lake table, e.g. models
 def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="a run id (or a unique prefix) from `headwater runs`")],
                   table: Annotated[str, typer.Option("--table", help="the model to rebuild")],
                   out: Annotated[Path, typer.Option("--out", help="folder for the rebuilt Delta table")],
-                  pipeline: Annotated[str | None, typer.Option(help="pipeline file (default: the one the run recorded)")] = None,
-                  allow_code_change: Annotated[bool, typer.Option(help="rebuild even if the model's code changed")] = False,
+                  pipeline: Annotated[str | None, typer.Option(
+                      help="pipeline file (default: the one the run recorded)")] = None,
+                  allow_code_change: Annotated[bool, typer.Option(
+                      help="rebuild even if the model's code changed")] = False,
                   lake: LakeOpt = None, backend: BackendOpt = None) -> None:
     """Rebuild a model from the exact lake versions a run read, and compare it with what the run wrote."""
     from engine.transform.backends import resolve

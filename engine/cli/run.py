@@ -46,8 +46,10 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
             select: Annotated[list[str] | None, typer.Option("--select", "-s", help=(
                 "models/sources to run: name, +name (and upstream), name+ (and downstream), "
                 "tag:x, raw.<source>; repeatable"))] = None,
-            exclude: Annotated[list[str] | None, typer.Option("--exclude", help="same syntax; removed from the selection")] = None,
-            full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild incremental models from all rows")] = False,
+            exclude: Annotated[list[str] | None, typer.Option(
+                "--exclude", help="same syntax; removed from the selection")] = None,
+            full_refresh: Annotated[bool, typer.Option(
+                "--full-refresh", help="rebuild incremental models from all rows")] = False,
             fail_fast: Annotated[bool, typer.Option("--fail-fast", help=(
                 "stop at the first failed step (default: skip only what depends on it, run the rest)"))] = False,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
@@ -103,8 +105,8 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
 @friendly
 def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
     """Say which backend runs and why, what versions are installed, whether lake and warehouse answer."""
-    from engine.transform.backends import gpu_info, resolve
     from engine.publish import connect
+    from engine.transform.backends import gpu_info, resolve
 
     config = Config.load(Path.cwd(), lake=lake, warehouse=warehouse, backend=backend)
     failures = 0
@@ -119,7 +121,8 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     console.print(f"gpu: {gpu_info()}")
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("backend", lambda: "{0.name} ({1})".format(*resolve(config.backend, config.storage_options, config=config))),
+        ("backend", lambda: "{} ({})".format(*_backend(resolve(config.backend, config.storage_options,
+                                                                  config=config)))),
         ("lake", lambda: f"{config.lake}: {len(Lake(config.lake, config.storage_options).tables())} tables"),
         ("warehouse", lambda: _describe(connect, config.warehouse)),
     ]
@@ -141,6 +144,11 @@ def landed_line(title: str, summary: RunSummary) -> str:
             merged = step.detail.partition("merged: ")[2]
             parts.append(f"{step.name} {step.rows:,}" + (f" ({merged})" if merged else ""))
     return f"{title}: landed " + " · ".join(parts)
+
+
+def _backend(chosen: tuple[Any, str]) -> tuple[str, str]:
+    """(name, why) of a resolved backend."""
+    return chosen[0].name, chosen[1]
 
 
 def _describe(connect: Callable[[str], Any], url: str) -> str:

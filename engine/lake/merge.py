@@ -13,9 +13,10 @@ DataFusion hash join whose build side is the load and which does not spill, so a
 memory grows with the deduplicated load (not with the table): landing 1.4 M rows of ~120 bytes
 (~170 MB as Arrow) into a 400 k-row table peaked ~500 MB above the process's baseline, while
 20 k rows into a 1.6 M-row table, rewriting every file, peaked ~150 MB above it (mostly the
-writer's buffers). The target side streams; only data files holding matching keys are rewritten. `streamed_exec=False` lets
-delta-rs prune target files by the load's key range, and measured lower peaks than `True` here.
-The spool takes the load's size on local disk (the system temp folder) until the merge commits.
+writer's buffers). The target side streams; only data files holding matching keys are rewritten.
+`streamed_exec=False` lets delta-rs prune target files by the load's key range, and measured
+lower peaks than `True` here. The spool takes the load's size on local disk (the system temp
+folder) until the merge commits.
 """
 from __future__ import annotations
 

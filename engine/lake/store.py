@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,10 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from engine.lake import write as lake_write
 from engine.errors import ConfigError
+from engine.lake import write as lake_write
 from engine.lake.faults import reached
 from engine.lake.merge import merge_load
-from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_schema
 from engine.lake.storage import (
     arrow_dataset,
     check_bucket,
@@ -31,8 +31,10 @@ from engine.lake.storage import (
     fsspec_options,
     storage_errors,
 )
+from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_schema
 
 ZONES = ("raw", "models", "quarantine")
+log = logging.getLogger("headwater.lake")
 META_PREFIX = "headwater."
 
 
@@ -242,11 +244,16 @@ class Lake:
                                                        target=lake_write.target_file_size(table))
                 # delta-rs' operationMetrics count rows only for its own writer: say it here
                 props = _props({**meta, "rows_added": rows})
-                return lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options)
+                version = lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options)
+                log.debug("%s: committed version %d (%s, %d files by the parallel writer)", name, version,
+                          mode, len(actions))
+                return version
             write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, iter(batches)), mode=delta_mode(mode),
                             schema_mode="overwrite" if mode == "replace" else "merge",
                             storage_options=self.storage_options, commit_properties=_props(meta))
-            return DeltaTable(uri, storage_options=self.storage_options).version()
+            version = DeltaTable(uri, storage_options=self.storage_options).version()
+            log.debug("%s: committed version %d (%s, by delta-rs' writer)", name, version, mode)
+            return version
 
 
 def _props(meta: dict[str, Any]) -> CommitProperties:

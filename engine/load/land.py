@@ -3,6 +3,7 @@ their state (see quarantine.py for why in that order)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -10,9 +11,12 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from engine.errors import ConcurrentRunError
+from engine.graph import TableRef
 from engine.lake import Commit, Lake
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
+
+log = logging.getLogger("headwater.load")
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
             dataset = lake.dataset(table)  # streamed: the table is never held in memory
             lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="replace",
                       schema=pa.schema([schema.field(n) for n in dataset.schema.names]), meta={"widened": True})
-        elif plan.rewrite and mode != "replace":  # widen existing columns: the old rows are rewritten in the same commit
+        elif plan.rewrite and mode != "replace":  # widen existing columns: old rows rewritten in the same commit
             dataset = lake.dataset(table)
             rewritten = dataset.count_rows()  # not landed by this run: left out of its count
             batches, mode = itertools.chain(dataset.to_batches(), batches), "replace"
@@ -59,8 +63,8 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
         commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
                            origin=origin, schema=schema, primary_key=extraction.primary_key)
         commit = replace(commit, rows=commit.rows - rewritten)
-        return Landing(commit, 0, tuple(plan.dropped) if plan else ())
-    qtable = f"quarantine.{table.partition('.')[2]}"
+        return _landed(Landing(commit, 0, tuple(plan.dropped) if plan else ()), extraction)
+    qtable = str(TableRef("quarantine", TableRef.parse(table).name))
     before = lake.version(qtable)
     expected = 0 if before is None else before + 1
     meta["quarantine"] = {"table": qtable, "version_if_any": expected}
@@ -84,8 +88,20 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
                        commit_empty=lambda: quarantine.count > 0)
     if rewritten:
         commit = replace(commit, rows=commit.rows - rewritten)
-    return Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),
-                   tuple(plan.changes) if plan else ())
+    return _landed(Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),
+                           tuple(plan.changes) if plan else ()), extraction)
+
+
+def _landed(landing: Landing, extraction: Extraction) -> Landing:
+    """`landing`, logged."""
+    commit = landing.commit
+    what = f"version {commit.version}" if commit.version is not None else "nothing committed"
+    log.info("%s: %s rows landed (%s; %s)%s", commit.table, f"{commit.rows:,}", what, extraction.planned,
+             f", {landing.describe()}" if landing.describe() else "")
+    if landing.quarantined:
+        log.warning("%s: %d row(s) or file(s) quarantined (see %s)", commit.table, landing.quarantined,
+                    TableRef("quarantine", TableRef.parse(commit.table).name))
+    return landing
 
 
 def _write_quarantine(lake: Lake, qtable: str, quarantine: Quarantine, run_id: str,
@@ -94,7 +110,7 @@ def _write_quarantine(lake: Lake, qtable: str, quarantine: Quarantine, run_id: s
         commit = lake.write_append(qtable, quarantine.table(), run_id=run_id,
                                    meta={"quarantined": quarantine.count})
         done.append(commit.version if commit.version is not None else -1)
-    except BaseException as exc:  # handed back to the landing thread
+    except BaseException as exc:  # noqa: BLE001 - handed back to the landing thread, which raises it
         done.append(exc)
 
 

@@ -10,11 +10,13 @@ between the two commits only leaves quarantine entries whose run id has no landi
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
 
+log = logging.getLogger("headwater.load")
 RAW_LIMIT = 64 << 10  # raw text kept per entry; `raw_bytes` has the full length
 
 SCHEMA = pa.schema([
@@ -51,6 +53,7 @@ class Quarantine:
 
     def file(self, file: str, reason: str) -> None:
         """Quarantine a whole file that could not be read (it is still recorded as landed)."""
+        log.warning("source %r: quarantined the whole file %s: %s", self.source, file, reason)
         self._add(file, None, "file", reason, None, None)
 
     def _add(self, file: str, line: int | None, kind: str, reason: str, raw: str | None,

@@ -2,6 +2,7 @@
 append, merge), the bookkeeping table, name and column checks, and error translation."""
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ import sqlalchemy as sa
 from engine.errors import ConfigError, WarehouseError
 from engine.lake import WriteMode
 from engine.publish.types import Rows
+
+log = logging.getLogger("headwater.publish")
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -135,6 +138,8 @@ class Warehouse:
             conn.execute(published.insert().values(
                 name=name, lake_version=int(lake_version), run_id=str(run_id), rows=total,
                 published_at=datetime.now(timezone.utc)))
+        log.info("%s: %s %s rows of lake version %s on %s (%s rows in the table)", name, mode, f"{rows.count:,}",
+                 lake_version, self.dialect, f"{total:,}")
         return rows.count
 
     def published_version(self, name: str) -> int | None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from engine.errors import ConfigError
 from engine._version import __version__
+from engine.errors import ConfigError
 from engine.lake import Lake
 
 if TYPE_CHECKING:

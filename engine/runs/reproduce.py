@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from engine.runs import manifest
-from engine.transform.build import call, read_input
-from engine.runs.compare import differences
 from engine.errors import ConfigError
-from engine.lake import Lake, as_delta
 from engine.graph import TableRef
+from engine.lake import Lake, as_delta
+from engine.runs import manifest
+from engine.runs.compare import differences
+from engine.transform.build import call, read_input
 from engine.transform.models import Context
 
 if TYPE_CHECKING:
-    from engine.transform.backends import Backend
     from engine.pipeline import Pipeline
+    from engine.transform.backends import Backend
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from engine.errors import HeadwaterError, SourceError
 from engine.lake import WriteMode
+from engine.lake.storage import storage_errors
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
 from engine.load.schema import SchemaPlan, parse_schema
@@ -36,7 +37,6 @@ from engine.sources.parse import (
     sample_schema,
 )
 from engine.sources.remote import iter_parquet, list_paths, open_file, select
-from engine.lake.storage import storage_errors
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from engine.transform.backends.pandas import plain_index
 from engine.errors import HeadwaterError
 from engine.lake.storage import arrow_dataset, fsspec_options
+from engine.transform.backends.pandas import plain_index
 
-log = logging.getLogger("headwater")
+log = logging.getLogger("headwater.transform")
 
 # Reader features that change what a Parquet file's rows mean: the files alone are not the table.
 ARROW_ONLY_FEATURES = {"deletionVectors", "columnMapping", "typeWidening"}

@@ -19,10 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from engine.transform.backends.cudf import arrow_only
-from engine.transform.backends.dask_cluster import Cluster
 from engine.errors import ConfigError
 from engine.lake.storage import arrow_dataset, table_filesystem
+from engine.transform.backends.cudf import arrow_only
+from engine.transform.backends.dask_cluster import Cluster
 
 if TYPE_CHECKING:
     from engine.config import Config

@@ -6,14 +6,14 @@ import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import ConfigError
 from engine.transform.backends.base import Backend
 from engine.transform.backends.pandas import PandasBackend
-from engine.errors import ConfigError
 
 if TYPE_CHECKING:
     from engine.config import Config
 
-log = logging.getLogger("headwater")
+log = logging.getLogger("headwater.transform")
 INSTALL_HINT = "pip install 'headwater[gpu]' on a machine with an NVIDIA GPU and driver"
 _logged: set[str] = set()  # fallback reasons already logged by this process
 
