@@ -34,9 +34,9 @@ from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.photo_reference import expected_training_set
 from tests.s3 import S3Server, s3_server  # noqa: F401  (fixtures)
 from engine.demo.pipeline import make_pipeline
-from tests.test_e2e_demo import assert_matches_oracle
+from tests.demo.test_e2e_demo import assert_matches_oracle
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile", "gpu": DOCKER / "Dockerfile.gpu"}
 COMPOSE = DOCKER / "compose.yaml"

@@ -33,7 +33,7 @@ from deltalake import DeltaTable
 
 from engine.lake import Lake
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PIPELINE = '''
 from engine import Pipeline, sources
 pipeline = Pipeline("crash", sources=[sources.files("items", "{root}/in/*.parquet", {args})])

@@ -17,9 +17,9 @@ from engine.errors import HeadwaterError
 from flows import deploy
 from flows.elt import elt
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = {"photo-popularity-process": ("headwater-process", None),
          "photo-popularity-docker": ("headwater-docker", "docker/Dockerfile"),
          "photo-popularity-gpu": ("headwater-docker-gpu", "docker/Dockerfile.gpu")}

@@ -37,11 +37,11 @@ from engine.lake import Lake
 from engine.demo.generate import generate
 from flows.deploy import deploy
 from engine.demo.pipeline import make_pipeline
-from tests.test_e2e_demo import assert_matches_oracle
+from tests.demo.test_e2e_demo import assert_matches_oracle
 
 pytestmark = pytest.mark.prefect
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POOL = "headwater-process"
 DEPLOYMENT = "photo-popularity-process"
 MODELS = tuple(m.name for m in make_pipeline("unused").models)  # what the example builds

@@ -386,7 +386,7 @@ def test_specs_on_a_model_parse_with_parse_all() -> None:
 
 
 def test_the_readme_example_declares_valid_checks() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme.split("## Checks\n", 1)[1].split("\n## ", 1)[0]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}

@@ -172,10 +172,11 @@ def test_a_gpu_machines_results_fill_their_own_section(bench_run: tuple[list[dic
 def test_the_gpu_session_runs_every_file_with_gpu_tests() -> None:
     """bench/gpu_session.sh names the test files it runs on the GPU machine (the whole suite
     would not import there); a gpu-marked test in a file it does not name would never run."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     script = (root / "bench" / "gpu_session.sh").read_text()
-    named = {p.split("/")[-1] for p in script.split() if p.startswith("tests/test_")}
-    marked = {p.name for p in (root / "tests").glob("test_*.py") if "pytest.mark.gpu" in p.read_text()}
+    named = {p for p in script.split() if p.startswith("tests/") and p.endswith(".py")}
+    marked = {p.relative_to(root).as_posix() for p in (root / "tests").rglob("test_*.py")
+              if "pytest.mark.gpu" in p.read_text()}
     assert named == marked
 
 
@@ -202,7 +203,7 @@ def test_an_engine_run_reports_its_own_peak_memory_not_the_harness() -> None:
     held = bytearray(400 * 1024 * 1024)
     held[::4096] = b"\x01" * len(held[::4096])  # touch every page: resident
     code = "from bench.elt_h.stages import peak_rss_mb; print(peak_rss_mb())"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert float(out.stdout) < 300, out.stdout  # a bare interpreter with pyarrow: well under 400 MB
     del held

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from tests.test_runner import expected_by_country, shop, write_pipeline  # noqa: F401 - fixture
+from tests.runs.test_runner import expected_by_country, shop, write_pipeline  # noqa: F401 - fixture
 
 cli = CliRunner()
 
