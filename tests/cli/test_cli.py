@@ -5,13 +5,13 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from tests.runs.test_runner import expected_by_country, shop, write_pipeline  # noqa: F401 - fixture
+from tests.support.shop import expected_by_country, write_pipeline
 
 cli = CliRunner()
 
 
 @pytest.fixture
-def ran(shop: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+def ran(shop: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(shop)
     monkeypatch.setenv("HEADWATER_BACKEND", "pandas")
     result = cli.invoke(app, ["run", str(write_pipeline(shop))])

@@ -12,7 +12,6 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -20,18 +19,14 @@ import pytest
 from engine.lake import Lake
 from engine.demo.daily import days_added, increment
 from engine.demo.generate import generate
-from tests.photo_reference import expected_training_set, expected_user_features_latest
+from tests.support.demo import assert_matches_oracle, warehouse_table
+from tests.support.photo_reference import expected_training_set, expected_user_features_latest
 
 
 def headwater(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HEADWATER_BACKEND": "pandas", "COLUMNS": "160"}
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def warehouse_table(directory: Path, name: str) -> pd.DataFrame:
-    with duckdb.connect(str(directory / "warehouse.duckdb"), read_only=True) as con:
-        return con.sql(f"select * from {name}").df()
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +50,6 @@ def daily_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_training_set_equals_plain_pandas_row_for_row(demo_dir: Path) -> None:
     assert_matches_oracle(demo_dir)
-
-
-def assert_matches_oracle(directory: Path) -> None:
-    got = warehouse_table(directory, "training_set").sort_values("photo_id", ignore_index=True)
-    want = expected_training_set(directory / "data" / "photo_popularity").sort_values(
-        "photo_id", ignore_index=True)
-    assert len(want) > 0 and list(got.columns) == list(want.columns)
-    for column in want.columns:
-        if pd.api.types.is_float_dtype(want[column]):
-            assert got[column].to_numpy() == pytest.approx(want[column].to_numpy(), rel=1e-9), column
-        elif pd.api.types.is_datetime64_any_dtype(want[column]):
-            assert (got[column].astype("datetime64[us]") == want[column].astype("datetime64[us]")).all(), column
-        else:
-            assert got[column].astype(str).tolist() == want[column].astype(str).tolist(), column
 
 
 def test_latest_user_features_are_published_for_online_lookup(daily_dir: tuple[Path, str]) -> None:

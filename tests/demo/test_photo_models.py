@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from engine.demo import models as m
 from engine.demo.generate import generate, main
-from tests.photo_reference import expected_training_set, expected_user_features_latest
+from tests.support.photo_reference import expected_training_set, expected_user_features_latest
 
 TINY = {"seed": 3, "users": 30, "photos": 60, "days": 10}
 WEEK = timedelta(days=7)

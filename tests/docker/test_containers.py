@@ -29,12 +29,11 @@ import yaml
 from engine.config import ENV as HEADWATER_ENV
 from engine.lake import Lake
 from engine.lake.storage import AWS_ENV
-from tests.containers import Dockerfile, ignore_rules, ignored, parse_dockerfile, substitute
-from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
-from tests.photo_reference import expected_training_set
-from tests.s3 import S3Server, s3_server  # noqa: F401  (fixtures)
+from tests.support.containers import Dockerfile, ignore_rules, ignored, parse_dockerfile, substitute
+from tests.support.photo_reference import expected_training_set
+from tests.support.s3 import S3Server
 from engine.demo.pipeline import make_pipeline
-from tests.demo.test_e2e_demo import assert_matches_oracle
+from tests.support.demo import assert_matches_oracle
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -293,7 +292,7 @@ def test_image_command_runs_the_demo_into_the_volume(tmp_path: Path) -> None:
 
 
 def test_compose_job_environment_runs_the_image_against_s3_and_postgres(
-        tmp_path: Path, s3_server: S3Server, pg_url: str) -> None:  # noqa: F811
+        tmp_path: Path, s3_server: S3Server, pg_url: str) -> None:
     """The job service's environment, with compose's host names pointed at stand-ins on loopback
     (moto for MinIO, a throwaway PostgreSQL for the warehouse service), drives the image's command
     to an s3:// lake and a PostgreSQL warehouse: the variable names are the ones the engine reads."""

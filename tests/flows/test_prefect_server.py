@@ -37,7 +37,7 @@ from engine.lake import Lake
 from engine.demo.generate import generate
 from flows.deploy import deploy
 from engine.demo.pipeline import make_pipeline
-from tests.demo.test_e2e_demo import assert_matches_oracle
+from tests.support.demo import assert_matches_oracle
 
 pytestmark = pytest.mark.prefect
 

@@ -1,4 +1,4 @@
-"""s3:// for file sources and for the lake, against moto_server on 127.0.0.1 (tests/s3.py)."""
+"""s3:// for file sources and for the lake, against moto_server on 127.0.0.1 (tests/support/s3.py)."""
 import gzip
 import io
 from datetime import datetime, timezone
@@ -14,8 +14,8 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files
 from engine.lake.storage import AWS_ENV
-from tests.landing import land
-from tests.s3 import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
+from tests.support.landing import land
+from tests.support.s3 import S3Server
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

@@ -16,7 +16,7 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.lake.merge import last_per_key
 from engine.sources import files, sql
-from tests.landing import land
+from tests.support.landing import land
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

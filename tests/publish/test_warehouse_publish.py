@@ -20,7 +20,6 @@ from engine.errors import HeadwaterError
 from engine.lake.storage import arrow_dataset
 from engine.publish import BOOKKEEPING, Warehouse, connect
 from engine.publish.base import STAGING_SUFFIX
-from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 SCHEMA = pa.schema([("id", pa.int64()), ("shard", pa.string()), ("value", pa.float64())])
 
@@ -219,7 +218,7 @@ def test_failure_mid_stream_leaves_table_and_bookkeeping(wh: Warehouse, mode: st
     assert user_tables(wh) == {"t"}  # no staging table left behind
 
 
-def test_postgres_bad_row_mid_copy_leaves_table(pg_url: str) -> None:  # noqa: F811
+def test_postgres_bad_row_mid_copy_leaves_table(pg_url: str) -> None:
     wh = connect(pg_url)
     wh.publish("t", rows(range(10)), lake_version=1, run_id="r1")
     wh.copy_rows = 100  # so the bad row is in a later COPY chunk than the first
@@ -232,7 +231,7 @@ def test_postgres_bad_row_mid_copy_leaves_table(pg_url: str) -> None:  # noqa: F
     wh.dispose()
 
 
-def test_postgres_loads_through_copy_not_inserts(pg_url: str) -> None:  # noqa: F811
+def test_postgres_loads_through_copy_not_inserts(pg_url: str) -> None:
     wh = connect(pg_url)
     statements: list[str] = []
     sa.event.listen(wh.engine, "before_cursor_execute",
@@ -259,7 +258,7 @@ def test_stream_from_a_delta_table_and_non_arrow_input(wh: Warehouse, tmp_path: 
     assert book(wh, "m") == (1, "r1", 130)
 
 
-def test_postgres_reader_blocked_by_the_swap_gets_the_new_table(pg_url: str) -> None:  # noqa: F811
+def test_postgres_reader_blocked_by_the_swap_gets_the_new_table(pg_url: str) -> None:
     """A query that arrives between the swap's DROP and its COMMIT waits for the lock, then reads
     the new table (PostgreSQL looks the name up again): it neither fails nor sees a half table."""
     wh = connect(pg_url)

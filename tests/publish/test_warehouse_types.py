@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from engine.publish import Warehouse, connect
 from engine.publish.postgres import PostgresWarehouse
-from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
 
 PARIS = ZoneInfo("Europe/Paris")
 BIG = {"duckdb": 2**64 - 1, "postgresql": 2**64 - 1, "sqlite": 2**53}  # SQLite: NUMERIC is a double

@@ -13,7 +13,7 @@ from engine.cli import app
 from engine.runs.compare import differences
 from engine.runs.manifest import find, runs
 from engine.runs.reproduce import edges, label, reproduce, upstream
-from tests.transform.test_materializations import make_users, pipeline_folder, write_events
+from tests.support.pipeline_folder import make_users, pipeline_folder, write_events
 
 PIPELINE = '''
 from engine import Pipeline, model, sources

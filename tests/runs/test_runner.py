@@ -1,5 +1,5 @@
-"""The runner end to end on a small real pipeline: CSV + SQLite sources, two models, DuckDB."""
-import sqlite3
+"""The runner end to end on a small real pipeline: CSV + SQLite sources, two models, DuckDB
+(tests/support/shop.py; the `shop` fixture is in tests/conftest.py)."""
 from pathlib import Path
 
 import duckdb
@@ -8,45 +8,7 @@ import pytest
 
 from engine import Config, Runner
 from engine.pipeline import load_pipeline
-
-PIPELINE = '''
-from engine import Pipeline, model, sources
-
-orders = sources.files("orders", "{root}/orders/*.csv")
-customers = sources.sql("customers", "sqlite:///{root}/shop.sqlite", "customers", cursor="id")
-
-@model(inputs={{"orders": "raw.orders", "customers": "raw.customers"}})
-def revenue(orders, customers, ctx):
-    per = orders.groupby("customer_id", as_index=False).agg(revenue=("amount", "sum"), n=("amount", "size"))
-    out = customers[["id", "country"]].merge(per, left_on="id", right_on="customer_id", how="inner")
-    return out[["id", "country", "revenue", "n"]]
-
-@model(inputs={{"revenue": "revenue"}})
-def by_country(revenue):
-    {body}
-
-pipeline = Pipeline("shop", sources=[orders, customers], models=[revenue, by_country])
-'''
-GOOD = 'return revenue.groupby("country", as_index=False).agg(revenue=("revenue", "sum"))'
-
-
-def write_pipeline(root: Path, body: str = GOOD) -> Path:
-    path = root / "pipeline.py"
-    path.write_text(PIPELINE.format(root=root, body=body))
-    return path
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Path:
-    (tmp_path / "orders").mkdir()
-    (tmp_path / "orders" / "day1.csv").write_text(
-        "order_id,customer_id,amount\n1,1,10.5\n2,1,4.5\n3,2,7.0\n4,3,1.0\n")
-    con = sqlite3.connect(tmp_path / "shop.sqlite")
-    con.execute("create table customers (id integer primary key, country text)")
-    con.executemany("insert into customers values (?, ?)", [(1, "fr"), (2, "de"), (3, "fr")])
-    con.commit()
-    con.close()
-    return tmp_path
+from tests.support.shop import GOOD, expected_by_country, write_pipeline
 
 
 def config(root: Path) -> Config:
@@ -57,14 +19,6 @@ def config(root: Path) -> Config:
 def warehouse(root: Path, sql: str) -> pd.DataFrame:
     with duckdb.connect(str(root / "wh.duckdb"), read_only=True) as con:
         return con.execute(sql).df()
-
-
-def expected_by_country(root: Path) -> dict[str, float]:
-    orders = pd.concat(pd.read_csv(p) for p in sorted((root / "orders").glob("*.csv")))
-    with sqlite3.connect(root / "shop.sqlite") as con:
-        customers = pd.read_sql("select * from customers", con)
-    joined = orders.merge(customers, left_on="customer_id", right_on="id")
-    return joined.groupby("country")["amount"].sum().to_dict()
 
 
 def test_run_lands_builds_publishes_then_changes_nothing(shop: Path) -> None:

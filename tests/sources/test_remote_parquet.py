@@ -10,8 +10,8 @@ import pytest
 from engine.errors import HeadwaterError
 from engine.lake import Lake
 from engine.sources import files
-from tests.http_range import HttpFolder, http_folder  # noqa: F401  (fixture)
-from tests.landing import land
+from tests.support.http_range import HttpFolder
+from tests.support.landing import land
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 ROWS, GROUP_ROWS, WIDTH = 20_000, 2_000, 10

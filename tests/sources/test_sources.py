@@ -16,7 +16,7 @@ from engine.sources import files, sql
 from engine.sources.base import with_load_columns
 from engine.sources.files import infer_format
 from engine.sources.sql import decode_cursor, encode_cursor
-from tests.landing import land
+from tests.support.landing import land
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

@@ -1,4 +1,4 @@
-"""SQL sources on SQLite and on a real PostgreSQL server (tests/pg.py starts one)."""
+"""SQL sources on SQLite and on a real PostgreSQL server (tests/support/pg.py starts one)."""
 from __future__ import annotations
 
 import sqlite3
@@ -17,8 +17,7 @@ from engine.lake import Lake
 from engine.sources import sql
 from engine.sources.sql import SqlSource, decode_cursor
 from engine.sources.sql_types import key_token
-from tests.landing import land as land_source
-from tests.pg import pg_server, pg_url  # noqa: F401  (fixtures)
+from tests.support.landing import land as land_source
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 8, 0, 0, 123456)
@@ -174,7 +173,7 @@ def test_big_table_streams_in_bounded_batches(db_url: str) -> None:
     engine.dispose()
 
 
-def test_postgres_reads_through_a_server_side_cursor(pg_url: str) -> None:  # noqa: F811
+def test_postgres_reads_through_a_server_side_cursor(pg_url: str) -> None:
     engine = sa.create_engine(pg_url)
     fill_big(engine, 5_000)
     batches = sql("big", pg_url, "big", batch_rows=1_000).extract({}, run_id="r", loaded_at=NOW).batches

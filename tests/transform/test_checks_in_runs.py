@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from engine import Config, HeadwaterError, Runner, load_pipeline
 from engine.cli import app
-from tests.transform.test_materializations import pipeline_folder, write_events
+from tests.support.pipeline_folder import pipeline_folder, write_events
 
 PIPELINE = '''
 from engine import Pipeline, model, sources

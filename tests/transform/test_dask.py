@@ -1,5 +1,5 @@
 """The Dask backends on a real 2-worker `distributed.LocalCluster` on 127.0.0.1 (worker
-processes, tests/dask_cluster.py), reached the way users reach a cluster: `HEADWATER_DASK_ADDRESS`.
+processes, tests/transform/conftest.py), reached the way users reach a cluster: `HEADWATER_DASK_ADDRESS`.
 
 Pipelines run through `engine.Runner` on `dask` and on `pandas` and every model table must be
 equal; settings come from env, toml and arguments; missing packages and unreachable schedulers
@@ -30,7 +30,7 @@ from engine.transform.models import model
 from engine.pipeline import Pipeline
 from engine.demo.generate import generate
 from engine.demo.pipeline import make_pipeline
-from tests.dask_cluster import cluster, events, on_cluster  # noqa: F401  (fixtures)
+from tests.support.dask_cluster import events
 
 FLOAT_RTOL = 1e-9  # sums of float64s may be added up in another order across partitions
 

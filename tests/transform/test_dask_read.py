@@ -1,4 +1,4 @@
-"""Dask backend reads, on the 2-worker cluster of tests/dask_cluster.py: lazy, one partition per
+"""Dask backend reads, on the 2-worker cluster of tests/transform/conftest.py: lazy, one partition per
 Delta data file (per row group of a file of several), partition columns added back, the dtypes
 the pandas backend gives, older files widened to the table's schema, a lake on S3 read by
 workers that get only the run's storage options; results brought back partition by partition;
@@ -6,6 +6,7 @@ dask-cudf on a GPU machine (skipped here with the reason)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import dask
@@ -22,10 +23,18 @@ from engine.transform.backends.dask import DaskBackend
 from engine.transform.backends.pandas import PandasBackend
 from engine.errors import HeadwaterError
 from engine.lake import Lake
-from tests.dask_cluster import backend, by_id, cluster, events, on_cluster, write  # noqa: F401  (fixtures)
-from tests.s3 import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
+from tests.support.dask_cluster import by_id, events, write
+from tests.support.s3 import S3Server
 
 GPU_SKIP = "dask-cudf / dask-cuda not installed or no GPU: runs on the GPU machine"
+
+
+@pytest.fixture
+def backend(on_cluster: str) -> Iterator[DaskBackend]:
+    chosen, reason = resolve("dask", config=Config.load(None))
+    assert isinstance(chosen, DaskBackend) and on_cluster in reason and "2 workers" in reason
+    yield chosen
+    chosen.close()
 
 
 @pytest.mark.parametrize("partition_by", [None, ["day", "shard"]], ids=["flat", "partitioned"])

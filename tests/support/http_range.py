@@ -2,21 +2,18 @@
 
 Python's SimpleHTTPRequestHandler ignores `Range`, so every read of a remote file would
 transfer all of it; fsspec's HTTPFileSystem needs `206 Partial Content` answers to read a file
-piecewise. `http_folder` serves a temporary folder on 127.0.0.1 and counts the body bytes sent.
+piecewise. The `http_folder` fixture (tests/sources/conftest.py) serves a temporary folder on
+127.0.0.1 with this handler and counts the body bytes sent.
 """
 from __future__ import annotations
 
 import os
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any, BinaryIO
-
-import pytest
 
 
 @dataclass
@@ -97,21 +94,3 @@ class HttpFolder:
 
     def url(self, name: str) -> str:
         return f"{self.base}/{name}"
-
-
-@pytest.fixture
-def http_folder(tmp_path: Path) -> Iterator[HttpFolder]:
-    """A temporary folder served over HTTP on 127.0.0.1, with Range support and a byte tally."""
-    root = tmp_path / "served"
-    root.mkdir()
-    tally = Tally()
-    handler = partial(RangeHandler, tally=tally, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield HttpFolder(root, f"http://127.0.0.1:{server.server_address[1]}", tally)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -2,8 +2,8 @@
 
 `s3_server` (session scope) starts `moto_server` on a free loopback port, creates an IAM user
 with an access key allowed to do anything, then turns moto's authentication on, so requests
-signed with any other key or secret are refused as S3 would refuse them. Import the fixtures
-into a test module with `from tests.s3 import s3_server, s3_bucket  # noqa: F401`.
+signed with any other key or secret are refused as S3 would refuse them. The fixtures,
+`s3_server` and `s3_bucket` (a new, empty bucket per test), are in tests/conftest.py.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,13 +44,13 @@ class S3Server:
                             aws_access_key_id=self.key, aws_secret_access_key=self.secret)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _command(port: int) -> list[str]:
+def moto_command(port: int) -> list[str]:
     beside = Path(sys.executable).with_name("moto_server")  # the venv's, else the system's
     exe = str(beside) if beside.exists() else shutil.which("moto_server")
     if exe is None:
@@ -60,7 +58,7 @@ def _command(port: int) -> list[str]:
     return [exe, "-H", "127.0.0.1", "-p", str(port)]
 
 
-def _wait_until_up(endpoint: str, proc: subprocess.Popen, seconds: float = 30) -> None:
+def wait_until_up(endpoint: str, proc: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -73,7 +71,7 @@ def _wait_until_up(endpoint: str, proc: subprocess.Popen, seconds: float = 30) -
     raise RuntimeError(f"moto_server did not answer at {endpoint} within {seconds}s")
 
 
-def _admin_key(endpoint: str) -> tuple[str, str]:
+def admin_key(endpoint: str) -> tuple[str, str]:
     """An IAM user's key that may do anything (created while moto still accepts anyone)."""
     import boto3
 
@@ -86,37 +84,9 @@ def _admin_key(endpoint: str) -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def _require_auth(endpoint: str) -> None:
+def require_auth(endpoint: str) -> None:
     """From now on every request must be signed by a known key (moto's `reset-auth` API)."""
     req = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
                                  headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(req, timeout=5):
         pass
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """A running moto S3 server on 127.0.0.1 that checks credentials; stopped after the session."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_until_up(endpoint, proc)
-        key, secret = _admin_key(endpoint)
-        _require_auth(endpoint)
-        yield S3Server(endpoint, key, secret)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def s3_bucket(s3_server: S3Server) -> str:
-    """A new, empty bucket for one test; its name."""
-    name = f"hw-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(Bucket=name)
-    return name

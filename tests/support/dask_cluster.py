@@ -1,36 +1,13 @@
-"""A 2-worker Dask cluster on loopback for the Dask backend tests, and the small Delta tables
-they read. Import the fixtures into a test module with
-`from tests.dask_cluster import backend, cluster, on_cluster  # noqa: F401`.
+"""The small Delta tables the Dask backend tests read on their 2-worker cluster. The cluster
+itself (`cluster`, `on_cluster`) is in tests/transform/conftest.py.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pytest
 from deltalake import DeltaTable, write_deltalake
-from distributed import LocalCluster
-
-from engine import Config
-from engine.transform.backends import resolve
-from engine.transform.backends.dask import DaskBackend
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[str]:
-    """A 2-worker cluster of worker processes on 127.0.0.1; its scheduler's address."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local:
-        yield local.scheduler_address
-
-
-@pytest.fixture
-def on_cluster(cluster: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The cluster's address in HEADWATER_DASK_ADDRESS, as a user points Headwater at a cluster."""
-    monkeypatch.setenv("HEADWATER_DASK_ADDRESS", cluster)
-    return cluster
 
 
 def events() -> pa.Table:
@@ -55,14 +32,5 @@ def write(path: Path, table: pa.Table, partition_by: list[str] | None = None, co
     return DeltaTable(str(path))
 
 
-@pytest.fixture
-def backend(on_cluster: str) -> Iterator[DaskBackend]:
-    chosen, reason = resolve("dask", config=Config.load(None))
-    assert isinstance(chosen, DaskBackend) and on_cluster in reason and "2 workers" in reason
-    yield chosen
-    chosen.close()
-
-
 def by_id(table: pa.Table) -> list[dict[str, Any]]:
     return table.sort_by("id").to_pylist()
-

@@ -5,22 +5,17 @@ tests run as root, since PostgreSQL refuses to run as root), listens on a free l
 with its socket in that folder, and is stopped and removed at the end of the session.
 Tests skip, saying why, only when no PostgreSQL binaries are installed.
 Set `HEADWATER_TEST_PG_ROOT` to make the temporary folder under a known path (CI cleans it).
+The fixtures, `pg_server` (session scope) and `pg_url` (a fresh database per test), are in
+tests/conftest.py.
 """
 from __future__ import annotations
 
 import glob
 import os
-import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-import sqlalchemy as sa
 
 
 def pg_bin_dir() -> Path | None:
@@ -73,50 +68,3 @@ class Cluster:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """A superuser SQLAlchemy URL of a PostgreSQL server for this test session."""
-    if os.environ.get("HEADWATER_TEST_PG_URL"):
-        yield os.environ["HEADWATER_TEST_PG_URL"]
-        return
-    bindir = pg_bin_dir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql; "
-                    "install postgresql or set HEADWATER_TEST_PG_URL")
-    user = None
-    if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' OS user to run PostgreSQL as; "
-                        "install postgresql (it creates one) or set HEADWATER_TEST_PG_URL")
-        user = "postgres"
-    base = os.environ.get("HEADWATER_TEST_PG_ROOT") or None
-    if base:
-        os.makedirs(base, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="hwpg-", dir=base))
-    if user:
-        os.chown(root, account.pw_uid, account.pw_gid)
-    cluster = Cluster(bindir, root, user)
-    try:
-        url = cluster.start()
-        yield url
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A URL of a fresh, empty database on the session's server, dropped after the test."""
-    name = f"hw_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.engine.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
