@@ -1,11 +1,11 @@
 """Shared test settings (no telemetry, no stray Headwater settings from the environment) and the
 fixtures that tests in several folders use: a PostgreSQL server, an S3 server, the small shop
-pipeline's folder. Their helpers are in tests/support/. A folder's own fixtures are in its
-conftest.py.
+pipeline's folder, one Prefect server for the session. Their helpers are in tests/support/. A
+folder's own fixtures are in its conftest.py.
 
 Every test session loads this file, including bench/gpu_session.sh's on a GPU machine that
-lacks some test dependencies, so SQLAlchemy (and boto3, in tests/support/s3.py) are imported
-where they are used, not here.
+lacks some test dependencies, so SQLAlchemy, Prefect (slow to import) and boto3 (in
+tests/support/s3.py) are imported where they are used, not here.
 """
 from __future__ import annotations
 
@@ -13,14 +13,20 @@ import os
 import pwd
 import sqlite3
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.pg import Cluster, pg_bin_dir
+from tests.support.processes import ROOT, start, stop
+from tests.support.processes import free_port as free_loopback_port
 from tests.support.s3 import S3Server, admin_key, free_port, moto_command, require_auth, wait_until_up
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -133,3 +139,56 @@ def shop(tmp_path: Path) -> Path:
     con.commit()
     con.close()
     return tmp_path
+
+
+# Prefect: the flow tests (tests/flows/) and whatever else needs an API to talk to
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One `prefect server start` on a free loopback port for the whole session, with its own
+    PREFECT_HOME; in-process Prefect points at it for the session. Yields its API `url`, the `env`
+    that points a subprocess at it (no stray PREFECT_*/HEADWATER_* settings) and a `root` folder
+    for the session's Prefect files. In-process log and event workers are drained, and any worker
+    a test started is stopped by that test, before the server stops."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    root = tmp_path_factory.mktemp("prefect")
+    url = f"http://127.0.0.1:{free_loopback_port()}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HEADWATER_"))}
+    env.update({"PREFECT_HOME": str(root / "home"), "PREFECT_API_URL": url, "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    proc = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
+                 env, root / "server.log")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (f"`prefect server start` exited with {proc.returncode} before "
+                                         f"{url}/health answered; its log:\n" + (root / "server.log").read_text())
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (f"no answer from {url}/health after 90 s; the server's log:\n"
+                                                 + (root / "server.log").read_text())
+            time.sleep(0.5)
+        # temporary_settings reaches this thread's context (and the threads Prefect starts with a
+        # copy of it); a thread a test starts itself begins with an empty context and reads the
+        # process-global settings, so those point at the server too, as prefect_test_harness does
+        # (without it, such a thread starts an ephemeral server of its own).
+        with temporary_settings(updates={PREFECT_API_URL: url}), \
+                _temporary_global_settings_context(get_settings_context()):
+            try:
+                yield {"url": url, "env": env, "root": root}
+            finally:  # what in-process flows still have to send goes before the server stops
+                APILogWorker.drain_all(timeout=10)
+                EventsWorker.drain_all(timeout=10)
+    finally:
+        stop(proc)

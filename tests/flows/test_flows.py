@@ -1,25 +1,21 @@
-"""The `headwater-elt` Prefect flow against a temporary Prefect server: a CSV source and a SQLite
-source landed (the `extract-load` subflow), two models built (one reading the other) and
-published to a DuckDB warehouse (the `transform` subflow), artifacts read back from the server."""
+"""The `headwater-elt` Prefect flow against the session's Prefect server (`prefect_server`,
+tests/conftest.py): a CSV source and a SQLite source landed (the `extract-load` subflow), two
+models built (one reading the other) and published to a DuckDB warehouse (the `transform`
+subflow), artifacts read back from the server."""
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("DO_NOT_TRACK", "1")  # before Prefect is imported or its server starts
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-import duckdb  # noqa: E402
-import pytest  # noqa: E402
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.filters import (  # noqa: E402
+import duckdb
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
@@ -30,16 +26,15 @@ from prefect.client.schemas.filters import (  # noqa: E402
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.concurrency.sync import concurrency  # noqa: E402
-from prefect.logging.handlers import APILogWorker  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from prefect.concurrency.sync import concurrency
+from prefect.logging.handlers import APILogWorker
 
-from engine.lake import Lake  # noqa: E402
-from engine.runs.lineage import mermaid  # noqa: E402
-from engine.pipeline import load_pipeline  # noqa: E402
-from flows import tasks  # noqa: E402
-from flows import elt as elt_module  # noqa: E402
-from flows.elt import elt  # noqa: E402
+from engine.lake import Lake
+from engine.runs.lineage import mermaid
+from engine.pipeline import load_pipeline
+from flows import tasks
+from flows import elt as elt_module
+from flows.elt import elt
 
 pytestmark = pytest.mark.prefect
 
@@ -96,13 +91,6 @@ def expected_totals() -> list[tuple[int, str, float]]:
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    """One temporary Prefect server (SQLite) for this module."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The pipeline file, its data, and where its lake and warehouse go."""
     root = tmp_path_factory.mktemp("shop")
@@ -123,7 +111,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def first_run(harness: None, shop: dict[str, Any]) -> dict[str, Any]:
+def first_run(prefect_server: dict[str, Any], shop: dict[str, Any]) -> dict[str, Any]:
     """The first flow run over the shop pipeline: its final state and returned steps."""
     state = elt(shop["path"], **shop["settings"], return_state=True)
     assert state.is_completed(), state.message
@@ -276,7 +264,7 @@ def test_second_run_changes_nothing(first_run: dict[str, Any], shop: dict[str, A
 
 
 def test_unreadable_source_fails_the_flow_after_retries(
-        harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        prefect_server: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     load = tasks.load_source
     backoff = tasks.LOAD_BACKOFF_SECONDS
     assert load.retries == 2 and load.retry_delay_seconds == [backoff, 2 * backoff]  # exponential
@@ -301,18 +289,19 @@ def test_unreadable_source_fails_the_flow_after_retries(
     assert "cannot tell the format" in summary[elt_module.SUMMARY_KEY].data  # written before failing
 
 
-def test_cli_exit_code_for_a_missing_pipeline(harness: None, tmp_path: Path) -> None:
+def test_cli_exit_code_for_a_missing_pipeline(prefect_server: dict[str, Any], tmp_path: Path) -> None:
     assert elt_module.main([str(tmp_path / "nope.py"), "--backend", "pandas"]) == 1
 
 
-def test_unknown_task_runner_is_a_clear_error(harness: None, shop: dict[str, Any]) -> None:
+def test_unknown_task_runner_is_a_clear_error(prefect_server: dict[str, Any], shop: dict[str, Any]) -> None:
     state = elt(shop["path"], task_runner="celery", **shop["settings"], return_state=True)
     exc = state.result(raise_on_failure=False)
     assert state.is_failed() and "unknown task runner 'celery'" in str(exc) and "threads, dask" in exc.hint
 
 
 def test_dask_task_runner_runs_the_tasks_on_a_dask_cluster(
-        harness: None, shop: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        prefect_server: dict[str, Any], shop: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """task_runner="dask" sends every task to the scheduler at $HEADWATER_DASK_ADDRESS: a
     LocalCluster on loopback with one worker process."""
     from distributed import Client, LocalCluster, get_task_stream
@@ -358,7 +347,7 @@ pipeline = Pipeline("half", sources=[orders], models=[boom, after_boom, fine])
 
 
 def test_failed_model_skips_downstream_and_the_rest_still_runs(
-        harness: None, shop: dict[str, Any], tmp_path: Path) -> None:
+        prefect_server: dict[str, Any], shop: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "half.py"
     path.write_text(FAILING_MODEL.format(orders=str(Path(shop["path"]).parent / "orders" / "*.csv")))
     state = elt(str(path), lake=str(tmp_path / "lake"), warehouse=f"duckdb:///{tmp_path}/wh.duckdb",

@@ -2,20 +2,15 @@
 `headwater deploy` of prefect.yaml's process deployment, `prefect deployment run`, a worker with
 `--run-once`; the flow run must end COMPLETED and the warehouse hold the example's tables. Then
 `headwater serve` runs the same flow as its own deployment. Every Prefect process is a real
-subprocess with its own PREFECT_HOME; the worker is stopped before the server."""
+subprocess with its own PREFECT_HOME; the worker is stopped before the server. The server is the
+session's `prefect_server` (tests/conftest.py), shared with the other Prefect tests."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -30,7 +25,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
 )
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from engine.errors import HeadwaterError
 from engine.lake import Lake
@@ -38,37 +32,13 @@ from engine.demo.generate import generate
 from flows.deploy import deploy
 from engine.demo.pipeline import make_pipeline
 from tests.support.demo import assert_matches_oracle
+from tests.support.processes import ROOT, start, stop
 
 pytestmark = pytest.mark.prefect
 
-ROOT = Path(__file__).resolve().parents[2]
 POOL = "headwater-process"
 DEPLOYMENT = "photo-popularity-process"
 MODELS = tuple(m.name for m in make_pipeline("unused").models)  # what the example builds
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
-    """A subprocess in its own process group, output to `log`."""
-    with log.open("wb") as out:
-        return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group we started, then SIGKILL if it lingers."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def prefect(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -79,42 +49,12 @@ def prefect(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A `prefect server start` on a free loopback port, and the environment that points at it."""
-    root = tmp_path_factory.mktemp("prefect")
-    url = f"http://127.0.0.1:{free_port()}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HEADWATER_"))}
-    env.update({"PREFECT_HOME": str(root / "home"), "PREFECT_API_URL": url, "DO_NOT_TRACK": "1",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    proc = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-                 env, root / "server.log")
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (root / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "no /api/health after 90 s:\n" + (root / "server.log").read_text()
-            time.sleep(0.5)
-        with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield {"url": url, "env": env, "root": root}
-    finally:
-        stop(proc)
-
-
-@pytest.fixture(scope="module")
-def example(server: dict[str, Any]) -> dict[str, Any]:
+def example(prefect_server: dict[str, Any]) -> dict[str, Any]:
     """The photo-popularity data generated under tmp, and where its lake and warehouse go."""
-    directory = server["root"] / "example"
+    directory = prefect_server["root"] / "example"
     data = directory / "data" / "photo_popularity"
     generate(data, seed=11, users=40, photos=150, days=10)
-    env = {**server["env"], "PHOTO_POPULARITY_DATA": str(data), "HEADWATER_LAKE": str(directory / "lake"),
+    env = {**prefect_server["env"], "PHOTO_POPULARITY_DATA": str(data), "HEADWATER_LAKE": str(directory / "lake"),
            "HEADWATER_WAREHOUSE": f"duckdb:///{directory / 'warehouse.duckdb'}", "HEADWATER_BACKEND": "pandas"}
     return {"dir": directory, "data": data, "env": env}
 
@@ -140,9 +80,9 @@ def table_artifact(flow_run_id: Any) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def deployed_run(server: dict[str, Any], example: dict[str, Any]) -> Any:
+def deployed_run(prefect_server: dict[str, Any], example: dict[str, Any]) -> Any:
     """Pool, deployment, flow run, and one worker pass; the worker always stops before the server."""
-    env = server["env"]
+    env = prefect_server["env"]
     prefect("work-pool", "create", POOL, "--type", "process", env=env)
     deployed = subprocess.run([sys.executable, "-m", "engine.cli", "deploy", "--name", DEPLOYMENT],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
@@ -153,7 +93,7 @@ def deployed_run(server: dict[str, Any], example: dict[str, Any]) -> Any:
             name=DeploymentFilterName(any_=[DEPLOYMENT])))
         (flow_run,) = client.read_flow_runs(deployment_filter=DeploymentFilter(
             name=DeploymentFilterName(any_=[DEPLOYMENT])))
-    log = server["root"] / "worker.log"
+    log = prefect_server["root"] / "worker.log"
     worker = start([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--run-once"],
                    example["env"], log, cwd=example["dir"].parent)
     try:
@@ -206,10 +146,10 @@ def test_warehouse_holds_the_lake_tables(deployed_run: dict[str, Any], example: 
                                                         ("publish", "published")}
 
 
-def test_serve_runs_the_flow_as_its_own_deployment(deployed_run: dict[str, Any], server: dict[str, Any],
+def test_serve_runs_the_flow_as_its_own_deployment(deployed_run: dict[str, Any], prefect_server: dict[str, Any],
                                                    example: dict[str, Any]) -> None:
     """After the worker's run, a served run of the same pipeline changes nothing."""
-    log = server["root"] / "serve.log"
+    log = prefect_server["root"] / "serve.log"
     served = start([sys.executable, "-m", "engine.cli", "serve", str(ROOT / "examples/photo_popularity/pipeline.py"),
                     "--name", "e2e-serve"], example["env"], log)
     try:
@@ -228,7 +168,7 @@ def test_serve_runs_the_flow_as_its_own_deployment(deployed_run: dict[str, Any],
     assert {r["status"] for r in table_artifact(run.id)} == {"unchanged"}
 
 
-def test_deploy_to_a_missing_pool_says_how_to_create_it(server: dict[str, Any]) -> None:
+def test_deploy_to_a_missing_pool_says_how_to_create_it(prefect_server: dict[str, Any]) -> None:
     with pytest.raises(HeadwaterError, match="work pool 'headwater-docker' does not exist") as err:
         deploy(["photo-popularity-docker"])
     assert err.value.hint == "create it: prefect work-pool create headwater-docker --type docker"
