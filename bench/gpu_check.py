@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from engine.lake import delta_schema  # noqa: E402
 from engine.transform.backends import gpu_info  # noqa: E402
 from engine.transform.backends.base import Backend  # noqa: E402
-from engine.lake import delta_schema  # noqa: E402
 
 KINDS = ["like", "view", "share", "comment", "save", "report"]
 DAY_US = 86_400_000_000

@@ -16,9 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine import Config, Lake, Runner
-from engine.runs.compare import differences
 from engine.demo.generate import generate
 from engine.demo.pipeline import make_pipeline
+from engine.runs.compare import differences
 
 
 def run(data: Path, root: Path, backend: str) -> tuple[dict[str, pa.Table], dict[str, float]]:

@@ -29,9 +29,10 @@ cat "$out/gpu.txt"
 
 step "cuDF test cases"
 # the files holding gpu-marked tests (all of tests/ would not even import here: no Prefect, PostgreSQL driver, …)
-timeout 150 python -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_backends.py \
-    tests/test_backend_equality.py tests/test_features.py tests/test_augment.py tests/test_checks.py \
-    tests/test_dask_read.py tests/test_elt_h.py > "$out/tests.log" 2>&1
+timeout 150 python -m pytest -q -p no:cacheprovider -m gpu -rs \
+    tests/transform/test_backends.py tests/transform/test_backend_equality.py tests/transform/test_features.py \
+    tests/transform/test_augment.py tests/transform/test_checks.py tests/transform/test_dask_read.py \
+    tests/bench/test_elt_h.py > "$out/tests.log" 2>&1
 echo "pytest exit $?" | tee -a "$out/session.log"; tail -5 "$out/tests.log"
 
 step "gpu_check (4M rows)"

@@ -9,7 +9,7 @@ For each row count, in this one process, best of 3 each (the two sides interleav
   vs a raw psycopg `COPY … FROM STDIN (FORMAT csv)` of the same rows into a fresh table, as the
   same CSV Headwater writes, rendered before the clock starts (the floor is the server's ingest
   alone; the render's seconds are shown beside it).
-Without `--pg-url` a throwaway PostgreSQL cluster is started (tests/pg.py's) and removed.
+Without `--pg-url` a throwaway PostgreSQL cluster is started (tests/support/pg.py's) and removed.
 `--write` puts the Markdown section into bench/RESULTS.md between the publish markers.
 """
 from __future__ import annotations
@@ -120,9 +120,9 @@ def bench_postgres(table: pa.Table, url: str, repeat: int) -> tuple[float, float
 
 
 def throwaway_postgres() -> tuple[str, Callable[[], None]]:
-    """Start a PostgreSQL cluster (tests/pg.py's); its URL and a function that removes it."""
+    """Start a PostgreSQL cluster (tests/support/pg.py's); its URL and a function that removes it."""
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    from tests.pg import Cluster, pg_bin_dir
+    from tests.support.pg import Cluster, pg_bin_dir
 
     bindir = pg_bin_dir()
     if bindir is None:

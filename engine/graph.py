@@ -31,7 +31,7 @@ class TableRef:
         if dot and zone in ZONES:
             if not name:
                 raise ConfigError(f"table name {text!r} names no table", f"write it as {zone}.<name>")
-            return cls(zone, name)  # type: ignore[arg-type]  # checked against ZONES above
+            return cls(zone, name)
         return cls("models", text)
 
     @classmethod

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import ConfigError
 from engine.graph import Graph
@@ -49,7 +50,7 @@ class Pipeline:
         return _find(self.models, name, "model", self.name)
 
 
-def _find(items: Sequence, name: str, kind: str, pipeline: str):  # type: ignore[no-untyped-def]
+def _find(items: Sequence[Any], name: str, kind: str, pipeline: str) -> Any:
     for item in items:
         if item.name == name:
             return item
@@ -87,5 +88,5 @@ def load_pipeline(target: str | Path) -> Pipeline:
     if pipeline.base_dir is None:
         pipeline.base_dir = base
     if pipeline.source_file is None:
-        pipeline.source_file = Path(module.__file__).resolve() if getattr(module, "__file__", None) else None
+        pipeline.source_file = Path(module.__file__).resolve() if module.__file__ else None
     return pipeline

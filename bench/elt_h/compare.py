@@ -8,8 +8,8 @@ import duckdb
 import pyarrow as pa
 
 from bench.elt_h.queries import KEYS, OUTPUTS
-from engine.runs import compare
 from engine.errors import HeadwaterError
+from engine.runs import compare
 
 RTOL = compare.FLOAT_RTOL
 

@@ -12,7 +12,6 @@ from bench.elt_h import queries
 from bench.elt_h.stages import Stages, peak_rss_mb
 from engine import Config, HeadwaterError, Pipeline, Runner, Step, model, sources
 
-
 Q1_COLUMNS = ["l_shipdate", "l_returnflag", "l_linestatus", "l_quantity", "l_extendedprice", "l_discount", "l_tax"]
 Q3_COLUMNS = {"customer": ["c_custkey", "c_mktsegment"],
               "orders": ["o_orderkey", "o_custkey", "o_orderdate", "o_shippriority"],

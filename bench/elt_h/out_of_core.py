@@ -135,7 +135,7 @@ def transform(scale: float, workdir: Path, address: str) -> dict[str, Any]:
     from distributed import Client
 
     from engine import Runner
-    from engine.runs.runner import new_run_id
+    from engine.runs.steps import new_run_id
 
     pipeline = _pipeline(scale)
     with Client(address) as client:

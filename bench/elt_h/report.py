@@ -137,7 +137,7 @@ def _not_run(summary: dict, scale: float, machine: str) -> list[str]:
 
 
 def _ratios(summary: dict, base: str) -> list[str]:
-    lines = [f"| scale | format | engine | land | transform | publish | end to end (wall) |",
+    lines = ["| scale | format | engine | land | transform | publish | end to end (wall) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for (scale, fmt, engine), s in sorted(summary.items()):
         ref = summary.get((scale, fmt, base))

@@ -23,6 +23,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,11 @@ def _parse_ts(values: list[str]) -> np.ndarray:
     return np.array([v.replace(" ", "T") for v in values], dtype="datetime64[us]")
 
 
+def _or_none(keep: np.ndarray, values: np.ndarray) -> list[Any]:
+    """`values` where `keep` is true, else None, as a list."""
+    return [v if k else None for k, v in zip(keep.tolist(), values.tolist())]
+
+
 def _title(rng: np.random.Generator) -> str:
     return " ".join(rng.choice(WORDS, int(rng.integers(1, 7))).tolist())
 
@@ -127,7 +133,7 @@ def _add_photos(con: sqlite3.Connection, rng: np.random.Generator, first_id: int
     located = rng.random(n) < 0.65
     con.executemany("INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?)", zip(
         ids.tolist(), rng.choice(uploaders, n).tolist(), _sql_ts(uploaded), [_title(rng) for _ in ids],
-        np.where(located, rng.choice(CITIES, n), None).tolist(), _sql_ts(updated)))
+        _or_none(located, rng.choice(CITIES, n)), _sql_ts(updated)))
     return {"photo_id": ids, "uploaded_at": uploaded.astype("datetime64[us]")}
 
 

@@ -107,7 +107,7 @@ def _photos(rng: np.random.Generator, n: int, u: dict[str, np.ndarray], t0: np.d
         "user_id": u["user_id"][uploader_idx],
         "uploaded_at": uploaded,
         "title": np.array([" ".join(w[:k]) for w, k in zip(words, n_words)]),
-        "location": np.where(located, cities, None),
+        "location": np.where(located, cities, None),  # type: ignore[call-overload]  # numpy takes None; its stubs do not
         "updated_at": np.minimum(uploaded.astype("datetime64[us]") + edit_us, last_us),
         "label": label,  # hidden: the true content
         "style": rng.integers(0, len(STYLE_LABELS), n),

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Schema
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from engine.lake.storage import protocol, table_filesystem
 from engine.lake.types import WriteMode, delta_mode
@@ -234,7 +234,8 @@ def commit(uri: str, table: DeltaTable | None, actions: list[AddAction], mode: W
         create_table_with_add_actions(uri, Schema.from_arrow(schema), actions, mode="append",
                                       storage_options=storage_options, commit_properties=properties)
     else:
-        table.create_write_transaction(actions, delta_mode(mode), schema, commit_properties=properties)
+        changes: list[AddAction | RemoveAction] = [*actions]
+        table.create_write_transaction(changes, delta_mode(mode), schema, commit_properties=properties)
     return DeltaTable(uri, storage_options=storage_options).version()
 
 

@@ -45,7 +45,7 @@ class Quarantine:
     def count(self) -> int:
         return len(self.entries)
 
-    def row(self, file: str, line: int | None, raw: bytes | str, reason: str) -> None:
+    def row(self, file: str, line: int | None, raw: bytes | bytearray | str, reason: str) -> None:
         """Quarantine one row: its raw text and why it was not landed."""
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
         text = data[:RAW_LIMIT].decode("utf-8", "backslashreplace")

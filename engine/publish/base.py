@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -36,6 +36,13 @@ published = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+def driver_connection(conn: sa.Connection) -> Any:
+    """The DB-API connection under a SQLAlchemy connection (psycopg's, duckdb's), in its transaction."""
+    raw = conn.connection.driver_connection
+    assert raw is not None  # a live connection always has one
+    return raw
+
 
 def check_name(name: str) -> None:
     """Raise HeadwaterError unless `name` can be a warehouse table name."""
@@ -253,9 +260,10 @@ class Warehouse:
     def _errors(self, action: str, hint_prefix: str = "") -> Iterator[None]:
         """Turn database errors raised inside into a one-line WarehouseError with a hint,
         retryable when the failure is operational (see `_transient`)."""
+        caught: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, *self.driver_errors)
         try:
             yield
-        except (sa.exc.SQLAlchemyError, *self.driver_errors) as exc:
+        except caught as exc:
             cause = getattr(exc, "orig", None) or exc
             detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
             transient = self._transient(exc) or self._transient(cause)

@@ -1,14 +1,19 @@
 """What a publish sends: the whole model table, or only the rows added since the published version."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow.dataset as ds
 
-from engine.lake import Lake
+from engine.lake import Lake, WriteMode
 from engine.lake.changes import changes
 
+if TYPE_CHECKING:
+    from engine.transform.models import Materialized
 
-def publication(lake: Lake, name: str, materialized: str, published: int | None,
-                version: int) -> tuple[str, ds.Dataset]:
+
+def publication(lake: Lake, name: str, materialized: Materialized, published: int | None,
+                version: int) -> tuple[WriteMode, ds.Dataset]:
     """How to bring the warehouse copy of model table `name` from lake version `published` to
     `version`: ("replace", every row), ("append", the rows added) or ("merge", the rows added).
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool, StaticPool
 
 from engine.errors import ConfigError
-from engine.publish.base import Warehouse
+from engine.publish.base import Warehouse, driver_connection
 from engine.publish.types import Rows
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class DuckDBWarehouse(Warehouse):
         and whose default catalog can hold the lake's schemas and views."""
         if self.path is None:
             with self.engine.connect() as conn:
-                yield conn.connection.driver_connection
+                yield driver_connection(conn)
             return
         con = duckdb.connect()
         try:
@@ -108,7 +108,7 @@ def _registered(conn: sa.Connection, rows: Rows) -> Iterator[str]:
     """The name under which `rows` (a whole Arrow table, or a stream) can be scanned on `conn`
     for the duration of the block."""
     source = f"__hw_publish_{uuid.uuid4().hex}"
-    con = conn.connection.driver_connection  # the duckdb connection under duckdb-engine
+    con = driver_connection(conn)  # the duckdb connection under duckdb-engine
     con.complete()  # finish what SQLAlchemy left pending (its inspector's reads), as DuckDB 2 asks
     con.register(source, rows.arrow())
     try:

@@ -50,7 +50,7 @@ class GenericWarehouse(Warehouse):
                 return pa.table({})
             names = list(result.keys())
             rows = result.fetchall()
-        return rows_to_arrow(names, rows)
+        return rows_to_arrow(names, list(rows))
 
 
 def _names(sql: str, key: str) -> bool:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects.postgresql import JSONB
 
+from engine.publish.base import driver_connection
 from engine.publish.generic import GenericWarehouse
 from engine.publish.types import Rows, hex_text, is_binary, is_nested, json_text, sql_columns
 
@@ -30,7 +31,7 @@ class PostgresWarehouse(GenericWarehouse):
             sa.Table(target, sa.MetaData(), *sql_columns(rows.schema, nested=JSONB())).create(conn)
         quote = self.engine.dialect.identifier_preparer.quote
         columns = ", ".join(quote(c) for c in rows.schema.names)
-        cursor = conn.connection.driver_connection.cursor()  # psycopg, in the same transaction
+        cursor = driver_connection(conn).cursor()  # psycopg, in the same transaction
         cursor.execute("SET LOCAL TimeZone = 'UTC'")  # tz-aware values go in as UTC wall times
         # a queued writer sends on a worker thread, so the next batch is written while this one goes
         with cursor.copy(f"COPY {quote(target)} ({columns}) FROM STDIN (FORMAT csv)",

@@ -115,6 +115,7 @@ class SqlSource:
             types = result_column_types(engine.dialect.name, result.cursor.description)
             result.close()
         columns = (sa.column(n, t) for n, t in zip(names, types or [sa.types.NullType()] * len(names)))
+        assert self.query is not None  # a source without a query has a table
         return sa.text(self.query).columns(*columns).subquery("hw_q")
 
     def _column(self, source: sa.FromClause, name: str, role: str) -> sa.ColumnElement[Any]:

@@ -99,7 +99,8 @@ def _as_of_dask(labels: Any, features: Any, keys: list[str], label_time: str, fe
     features = features.astype({k: labels[k].dtype for k in keys})  # equal keys must hash equally
     features = features.assign(**{ORDER: _row_numbers(features)})  # the shuffle moves rows: keep ties' order
     parts = max(labels.npartitions, features.npartitions)
-    join = dict(entity=keys, label_time=label_time, feature_time=feature_time, columns=values, prefix=prefix)
+    join: dict[str, Any] = dict(entity=keys, label_time=label_time, feature_time=feature_time, columns=values,
+                                prefix=prefix)
     meta = as_of(labels._meta_nonempty, features._meta_nonempty, **join).iloc[:0]
     return labels.shuffle(on=keys, npartitions=parts).map_partitions(
         _as_of_partition, features.shuffle(on=keys, npartitions=parts), join, meta=meta,

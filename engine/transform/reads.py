@@ -42,7 +42,7 @@ class SharedReads:
         """`columns` (None: all) of `table` at `version` as a frame of the caller's own; `names`
         are the table's columns and `read(columns)` reads it. Read once for all the run's
         readers of the table when more than one is left and the backend can share."""
-        share = getattr(backend, "share", None)
+        share: Callable[[Any, list[str] | None], Any] | None = getattr(backend, "share", None)
         cached = self.frames.get(table)
         if cached is None or cached[0] != version:
             if share is None or self.readers[table] < 2:
@@ -50,6 +50,7 @@ class SharedReads:
             union = self.columns.get(table, ALL)
             wanted = None if union is None else [n for n in names if n in union]  # the table's order
             cached = self.frames[table] = (version, read(wanted))
+        assert share is not None  # a frame is only kept for a backend that shares
         return share(cached[1], columns)
 
     def done(self, model: Model) -> None:

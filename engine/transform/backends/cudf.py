@@ -59,8 +59,10 @@ class CudfBackend:
             if frame is None:
                 return self._read_arrow(table, columns)
         else:
+            assert actions is not None  # read above whenever no column comes from the files
             frame = cudf.DataFrame(index=cudf.RangeIndex(pc.sum(actions["num_records"]).as_py() or 0))
         if partitions:
+            assert actions is not None  # read above whenever a partition column is asked for
             struct = actions.column("partition").combine_chunks()
             values = dict(zip([f.name for f in struct.type], struct.flatten()))
             repeats = actions.column("num_records").to_numpy()

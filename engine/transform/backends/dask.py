@@ -178,13 +178,15 @@ def _row_groups(fragment: ds.Fragment) -> list[list[int] | None]:
     if not isinstance(fragment, ds.ParquetFileFragment):
         return [None]
     fragment.ensure_complete_metadata()
-    parts: list[list[int]] = []
+    parts: list[list[int] | None] = []
     rows = 0
     for group in fragment.row_groups:
         if not parts or rows + group.num_rows > PARTITION_ROWS:
             parts.append([])
             rows = 0
-        parts[-1].append(group.id)
+        run = parts[-1]
+        assert run is not None  # only lists are appended above
+        run.append(group.id)
         rows += group.num_rows
     return parts if len(parts) > 1 else [None]
 

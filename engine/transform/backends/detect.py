@@ -49,8 +49,8 @@ def resolve(name: str, storage_options: dict | None = None, config: Config | Non
     if name in ("dask", "dask-cudf"):
         from engine.transform.backends.dask import make
 
-        backend = make(name, storage_options, config)
-        return backend, f"{name} was asked for (on {backend.describe()})"
+        dask_backend = make(name, storage_options, config)
+        return dask_backend, f"{name} was asked for (on {dask_backend.describe()})"
     if name == "pandas":
         return PandasBackend(storage_options), "pandas was asked for"
     if name == "cudf":

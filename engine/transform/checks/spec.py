@@ -154,6 +154,8 @@ def parse(spec: Check | str | Callable[[Any], Any]) -> Check:
     if kind == "custom" or kind not in CONSTRUCTORS:
         what = "a custom check needs a function" if kind == "custom" else f"unknown check kind {kind!r}"
         raise ConfigError(f"cannot read check spec {spec!r}: {what}", _kinds_hint())
+    args: list[Any]
+    kwargs: dict[str, Any]
     if kind == "expression":
         args, kwargs = [_sql_text(inner)], {}
     else:
@@ -224,7 +226,8 @@ def _value(node: ast.expr, top: bool = False) -> Any:
         return node.value
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
             and type(node.operand.value) in (int, float)):
-        return -node.operand.value
+        number: Any = node.operand.value  # an int or a float, checked above
+        return -number
     if top and isinstance(node, (ast.Name, ast.Attribute)):
         dotted = ast.unparse(node)
         if all(part.isidentifier() for part in dotted.split(".")):

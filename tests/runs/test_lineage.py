@@ -1,0 +1,64 @@
+"""engine.runs.lineage: a pipeline's lineage as Mermaid and DOT text, parsed back into edges."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from engine.pipeline import Pipeline
+from engine.runs.lineage import dot, mermaid
+from engine.sources import files
+from engine.transform.models import model
+
+
+def make(name: str, publish: bool = True, **inputs: str):  # type: ignore[no-untyped-def]
+    namespace: dict = {}
+    exec(f"def f({', '.join(inputs)}):\n    return None", namespace)
+    return model(inputs=inputs, name=name, publish=publish)(namespace["f"])
+
+
+def shop(tmp_path: Path) -> Pipeline:
+    """orders, customers -> totals -> big (published); totals -> scratch (lake only)."""
+    return Pipeline("shop", sources=[files("orders", str(tmp_path / "o.csv")),
+                                     files("customers", str(tmp_path / "c.csv"))],
+                    models=[make("big", t="totals"), make("scratch", publish=False, t="models.totals"),
+                            make("totals", o="raw.orders", c="raw.customers")])
+
+
+EXPECTED = {("raw.orders", "models.totals"), ("raw.customers", "models.totals"),
+            ("models.totals", "models.big"), ("models.totals", "models.scratch"),
+            ("models.totals", "totals"), ("models.big", "big")}
+
+
+def mermaid_edges(text: str) -> set[tuple[str, str]]:
+    labels = dict(re.findall(r'^\s+(\w+)\W+"(.*?)"', text, re.M))
+    return {(labels[a], labels[b]) for a, b in re.findall(r"^\s+(\w+) --> (\w+)$", text, re.M)}
+
+
+def test_mermaid_draws_sources_models_and_warehouse_tables(tmp_path: Path) -> None:
+    text = mermaid(shop(tmp_path))
+    assert text.startswith("flowchart LR\n")
+    assert mermaid_edges(text) == EXPECTED
+    warehouse = text.split('subgraph warehouse["warehouse"]')[1].split("end")[0]
+    assert '"totals"' in warehouse and '"big"' in warehouse and "scratch" not in warehouse
+
+
+def test_dot_draws_the_same_graph(tmp_path: Path) -> None:
+    text = dot(shop(tmp_path))
+    assert text.startswith('digraph "shop" {') and text.rstrip().endswith("}")
+    labels = dict(re.findall(r'^\s+(\w+) \[label="(.*?)"', text, re.M))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"^\s+(\w+) -> (\w+);$", text, re.M)}
+    assert edges == EXPECTED
+    assert text.count("shape=cylinder") == 2 and text.count("shape=box3d") == 2
+
+
+def test_labels_are_escaped(tmp_path: Path) -> None:
+    odd = Pipeline('a "quoted" pipeline', sources=[files('src"x', str(tmp_path / "x.csv"))],
+                   models=[make('m"1', x='raw.src"x')])
+    assert 'raw.src#quot;x' in mermaid(odd) and '"' + "raw.src#quot;x" + '"' in mermaid(odd)
+    text = dot(odd)
+    assert text.startswith('digraph "a \\"quoted\\" pipeline" {') and 'label="models.m\\"1"' in text
+
+
+def test_an_empty_pipeline_is_an_empty_graph() -> None:
+    assert mermaid(Pipeline("empty")) == "flowchart LR\n"
+    assert dot(Pipeline("empty")) == 'digraph "empty" {\n  rankdir=LR;\n}\n'
