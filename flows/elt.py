@@ -67,14 +67,14 @@ def steps(pipeline: str, settings: dict[str, str | None], plan: list[dict[str, A
 
     Returns every step's dict, in plan order; raises `PipelineFailed` (with `.steps`) when one
     failed or was skipped."""
-    the_plan = RunPlan.from_dicts(plan, full_refresh)
+    run_plan = RunPlan.from_dicts(plan, full_refresh)
     loaded_at = datetime.now(timezone.utc).isoformat()
-    progress = artifacts.Progress(UUID(progress_id), len(the_plan.steps)) if progress_id else None
+    progress = artifacts.Progress(UUID(progress_id), len(run_plan.steps)) if progress_id else None
     done: dict[str, StepDict] = {}
     statuses: dict[str, str] = {}
     running: dict[PrefectFuture[StepDict], PlannedStep] = {}
     submitted: dict[str, PrefectFuture[StepDict]] = {}
-    waiting = list(the_plan.steps)
+    waiting = list(run_plan.steps)
 
     def finished(planned: PlannedStep, step: StepDict) -> None:
         done[planned.id], statuses[planned.id] = step, step["status"]
@@ -83,10 +83,10 @@ def steps(pipeline: str, settings: dict[str, str | None], plan: list[dict[str, A
 
     def start_ready() -> None:
         """Submit (or skip, when what it needs failed) every waiting step whose needs are done."""
-        while ready := [s for s in waiting if the_plan.ready(s, statuses)]:
+        while ready := [s for s in waiting if run_plan.ready(s, statuses)]:
             for planned in ready:
                 waiting.remove(planned)
-                root = the_plan.blocked_by(planned, statuses)
+                root = run_plan.blocked_by(planned, statuses)
                 if root is not None:
                     finished(planned, _blank(planned, "skipped", skipped_detail(root)))
                     continue
@@ -101,7 +101,7 @@ def steps(pipeline: str, settings: dict[str, str | None], plan: list[dict[str, A
             finished(planned, _outcome(future, planned))
             break
         start_ready()
-    result = [done[s.id] for s in the_plan.steps]
+    result = [done[s.id] for s in run_plan.steps]
     _raise_if_bad(run_id, result)
     return result
 
@@ -144,24 +144,24 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     loaded = pipeline_at(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
     config = Config.load(loaded.base_dir, **settings)  # a bad setting fails here, before any task
-    the_plan = Runner(loaded, config).plan(select, exclude, full_refresh)  # so does a bad selector
+    run_plan = Runner(loaded, config).plan(select, exclude, full_refresh)  # so does a bad selector
     runner = _task_runner(task_runner, config)
     run_id, started = new_run_id(), datetime.now(timezone.utc)
     logger.info("run %s of pipeline %r: %d source(s), %d model(s), %d step(s); lake %s, backend %s, "
-                "%s tasks (settings from %s)", run_id, loaded.name, len(the_plan.selection.sources),
-                len(the_plan.selection.models), len(the_plan.steps), config.lake, config.backend,
+                "%s tasks (settings from %s)", run_id, loaded.name, len(run_plan.selection.sources),
+                len(run_plan.selection.models), len(run_plan.steps), config.lake, config.backend,
                 task_runner, config.source)
-    artifacts.lineage(loaded, the_plan.selection)
+    artifacts.lineage(loaded, run_plan.selection)
 
     done: list[StepDict] = []
-    if the_plan.steps:
-        if the_plan.of_kind("publish"):
+    if run_plan.steps:
+        if run_plan.of_kind("publish"):
             logger.info("publishes hold the %r concurrency limit (%d slot(s))", tasks.WAREHOUSE_LIMIT,
                         tasks.ensure_warehouse_limit())
-        progress = artifacts.Progress.create(len(the_plan.steps), run_id)
+        progress = artifacts.Progress.create(len(run_plan.steps), run_id)
         state = steps.with_options(task_runner=runner)(
-            target, settings, the_plan.to_dicts(), run_id, full_refresh, str(progress.id), return_state=True)
-        done = _subflow_steps(state, the_plan)
+            target, settings, run_plan.to_dicts(), run_id, full_refresh, str(progress.id), return_state=True)
+        done = _subflow_steps(state, run_plan)
 
     artifacts.summary(run_id, loaded.name, done)
     _record(loaded, config, run_id, started, done, {"select": select, "exclude": exclude,

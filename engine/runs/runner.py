@@ -28,7 +28,7 @@ from engine.publish.changes import publication
 from engine.runs import manifest
 from engine.runs.plan import PlannedStep, RunPlan, skipped_detail
 from engine.runs.steps import NullReporter, Reporter, RunSummary, Step, StepKind, new_run_id
-from engine.transform.build import build, plan
+from engine.transform.build import build, plan_build
 from engine.transform.reads import SharedReads
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
@@ -51,6 +51,8 @@ class Runner:
         self.lake = Lake(config.lake, config.storage_options)
         self._backend: tuple[Backend, str] | None = None
         self._shared: SharedReads | None = None  # during run(): whole-table reads its models share
+        self._warehouse: Warehouse | None = None  # during run(): the connection its publishes share
+        self._in_run = False
 
     def __enter__(self) -> Runner:
         return self
@@ -115,7 +117,7 @@ class Runner:
                 rows = last["rows"] if "rows" in last else self.lake.dataset(table).count_rows()
                 return Step("model", model.name, table, "unchanged", rows, self.lake.version(table),
                             detail="inputs and code unchanged", inputs=versions)
-            how = plan(model, last, versions, self.lake, full_refresh)
+            how = plan_build(model, last, versions, self.lake, full_refresh)
             built = build(model, self.lake, self.backend[0], versions, run_id, how, self._shared)
             if built.failed is not None:
                 return Step.failed("model", model.name, table, built.failed, version=self.lake.version(table),
@@ -135,9 +137,7 @@ class Runner:
         table = str(TableRef.model(model.name))
 
         def work() -> Step:
-            from engine.publish import connect
-
-            wh = warehouse or connect(self.config.warehouse)
+            wh = warehouse or self._connect()
             try:
                 version = self.lake.version(table)
                 if version is None:
@@ -153,7 +153,7 @@ class Runner:
                 return Step("publish", model.name, model.name, "published", written, version,
                             detail=f"to {wh.dialect}" + ("" if mode == "replace" else f", {mode}"))
             finally:
-                if warehouse is None:
+                if warehouse is None and not self._in_run:
                     wh.dispose()
 
         return self._timed("publish", model.name, model.name, work)
@@ -174,40 +174,38 @@ class Runner:
         summary = RunSummary(run_id or new_run_id(), self.pipeline.name, started_at=datetime.now(timezone.utc),
                              selection={"select": select, "exclude": exclude, "full_refresh": full_refresh})
         try:
-            the_plan = self.plan(select, exclude, full_refresh)
+            plan = self.plan(select, exclude, full_refresh)
         except HeadwaterError as exc:
             summary.error = str(exc)
             return summary
-        log.info("run %s of pipeline %r: %d step(s)", summary.run_id, self.pipeline.name, len(the_plan.steps))
-        self._shared = SharedReads(self.pipeline.model(m) for m in the_plan.selection.models)
-        warehouse: Warehouse | None = None
+        log.info("run %s of pipeline %r: %d step(s)", summary.run_id, self.pipeline.name, len(plan.steps))
+        self._shared = SharedReads(self.pipeline.model(m) for m in plan.selection.models)
+        self._in_run = True
         statuses: dict[str, str] = {}
         stopped: Step | None = None  # with fail_fast: the failure that stopped the run
         loaded_at = datetime.now(timezone.utc)
         try:
-            for planned in the_plan.steps:
-                root = the_plan.blocked_by(planned, statuses)
-                if stopped is not None or root is not None:
-                    why = f"not run: --fail-fast stopped the run after {stopped.kind} {stopped.name!r} failed" \
-                        if stopped is not None else skipped_detail(root)  # type: ignore[arg-type]
-                    step = self._skip(planned, why)
+            for planned in plan.steps:
+                if stopped is not None:
+                    step = self._skip(planned, f"not run: --fail-fast stopped the run after {stopped.kind} "
+                                               f"{stopped.name!r} failed")
+                elif (root := plan.blocked_by(planned, statuses)) is not None:
+                    step = self._skip(planned, skipped_detail(root))
                 elif planned.kind == "load":
                     step = self.load(planned.name, summary.run_id, loaded_at)
                 elif planned.kind == "model":
                     step = self.build(planned.name, summary.run_id, full_refresh)
                 else:
-                    from engine.publish import connect
-
-                    warehouse = warehouse or connect(self.config.warehouse)
-                    step = self.publish(planned.name, summary.run_id, warehouse)
+                    step = self.publish(planned.name, summary.run_id)
                 statuses[planned.id] = step.status
                 summary.steps.append(step)
                 if fail_fast and step.status == "failed" and stopped is None:
                     stopped = step
         finally:
-            self._shared = None  # the frames it holds go with it
-            if warehouse is not None:
-                warehouse.dispose()
+            self._shared, self._in_run = None, False  # the frames it holds go with it
+            if self._warehouse is not None:
+                self._warehouse.dispose()
+                self._warehouse = None
         summary.error = summary.describe_failure()
         if self._backend is not None:
             summary.backend, summary.backend_reason = self._backend[0].name, self._backend[1]
@@ -237,6 +235,17 @@ class Runner:
         _log(step)
         self.reporter.finish(step)
         return step
+
+    def _connect(self) -> Warehouse:
+        """A connection to the warehouse: during a run, the one its publishes share (opened by
+        the first publish, so a bad warehouse URL fails the publish steps, not the run)."""
+        from engine.publish import connect
+
+        if not self._in_run:
+            return connect(self.config.warehouse)
+        if self._warehouse is None:
+            self._warehouse = connect(self.config.warehouse)
+        return self._warehouse
 
     def _skip(self, planned: PlannedStep, why: str) -> Step:
         if planned.kind == "model" and self._shared is not None:

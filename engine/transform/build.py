@@ -39,7 +39,7 @@ log = logging.getLogger("headwater.transform")
 
 
 @dataclass
-class Plan:
+class BuildPlan:
     """How a model will be built: `incremental` or not, and why."""
 
     incremental: bool
@@ -47,29 +47,29 @@ class Plan:
     since: dict[str, int] = field(default_factory=dict)  # input ref -> version read last time
 
 
-def plan(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
-         full_refresh: bool = False) -> Plan:
+def plan_build(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
+               full_refresh: bool = False) -> BuildPlan:
     """Whether `model` can build incrementally from the inputs it read last time (`last` is
     its newest commit's metadata) to `versions`."""
     if model.materialized == "table":
-        return Plan(False, "table")
+        return BuildPlan(False, "table")
     if full_refresh:
-        return Plan(False, "full refresh")
+        return BuildPlan(False, "full refresh")
     before = last.get("inputs")
     if not before:
-        return Plan(False, "first build")
+        return BuildPlan(False, "first build")
     if last.get("code") != model.code_hash:
-        return Plan(False, "code changed: full rebuild")
+        return BuildPlan(False, "code changed: full rebuild")
     if set(before) != set(versions):
-        return Plan(False, "inputs changed: full rebuild")
+        return BuildPlan(False, "inputs changed: full rebuild")
     # A rewritten input (merge load, overwrite, compaction) hands back rows seen before, mixed
     # with the new ones: appending them would duplicate them, and a merge model that adds to
     # its previous output (ctx.previous) would count them twice. Rebuild from everything.
     for param, ref in model.inputs.items():
         key = str(ref)
         if param not in model.full_inputs and changes(lake, key, before[key], versions[key]).rewritten:
-            return Plan(False, f"input {ref} was rewritten since the last build: full rebuild")
-    return Plan(True, "incremental", {table: int(v) for table, v in before.items()})
+            return BuildPlan(False, f"input {ref} was rewritten since the last build: full rebuild")
+    return BuildPlan(True, "incremental", {table: int(v) for table, v in before.items()})
 
 
 def read_columns(model: Model, param: str, names: list[str]) -> list[str] | None:
@@ -110,7 +110,7 @@ class Built:
 
 
 def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
-          how: Plan, shared: SharedReads | None = None) -> Built:
+          how: BuildPlan, shared: SharedReads | None = None) -> Built:
     """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
     output, and commit it to `models.<name>`; whole inputs come through `shared` when given."""
     table = str(TableRef.model(model.name))
@@ -171,7 +171,7 @@ def call(model: Model, frames: dict[str, Any], backend: Backend) -> pa.Table:
         raise ModelError(model.name, exc) from exc
 
 
-def _detail(backend: Backend, how: Plan) -> str:
+def _detail(backend: Backend, how: BuildPlan) -> str:
     return f"on {backend.name}" + ("" if how.reason == "table" else f", {how.reason}")
 
 

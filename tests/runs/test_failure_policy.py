@@ -135,3 +135,13 @@ def test_the_cli_names_the_users_file_and_line_and_exits_non_zero(half: Path,
     trace = debug.output.split("Traceback (most recent call last):", 1)[1]
     assert f'half.py", line {boom_line(half)}, in boom' in trace
     assert "engine/cli" not in trace and "engine/runs" not in trace  # the user's frames, not the CLI's
+
+
+def test_a_bad_warehouse_url_fails_the_publishes_not_the_run(half: Path) -> None:
+    bad = Config.load(half.parent, lake=str(half.parent / "lake"), warehouse="nosuchdb://host/db", backend="pandas")
+    summary = Runner(load_pipeline(half), bad).run(exclude="raw.broken+")
+    got = statuses(summary)
+    assert got["model", "fine"][0] == "built"  # the lake side ran
+    assert got["publish", "fine"][0] == "failed" and "no driver for warehouse URL nosuchdb://host/db" in \
+        got["publish", "fine"][1]
+    assert summary.error.startswith("model 'boom' failed") and "1 more step(s) failed" in summary.error
