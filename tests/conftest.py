@@ -124,8 +124,8 @@ def s3_bucket(s3_server: S3Server) -> str:
     return name
 
 
-# The shop pipeline's folder (tests/support/shop.py): runs and cli tests. The flow tests
-# (tests/flows/test_flows.py) have a `shop` of their own, module-scoped, that overrides this one.
+# The shop pipeline's folder (tests/support/shop.py): runs and cli tests. The flow tests have a
+# shop pipeline of their own (`flow_shop`, tests/flows/conftest.py).
 
 
 @pytest.fixture

@@ -46,8 +46,9 @@ class Merged:
 
 def merge_load(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, primary_key: list[str], *,
                commit_properties: CommitProperties, storage_options: dict[str, str] | None,
-               origin: str = "") -> Merged:
-    """Merge `batches` (all of `schema`) into the Delta table at `uri` on `primary_key`, in one commit.
+               origin: str = "", table: DeltaTable | None = None) -> Merged:
+    """Merge `batches` (all of `schema`) into the Delta table at `uri` on `primary_key`, in one commit
+    (on the snapshot `table` when given, else on the latest version).
 
     A table that does not exist yet is created with the load's rows (one per key).
     """
@@ -70,12 +71,14 @@ def merge_load(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, p
         with pa.OSFile(str(spool)) as source:  # read back a batch at a time (an mmap would count in RSS)
             reader = pa.ipc.open_file(source)
             kept = pa.RecordBatchReader.from_batches(schema, _kept(reader, keep))
-            if not DeltaTable.is_deltatable(uri, storage_options):
-                write_deltalake(uri, kept, mode="append", schema_mode="merge",
-                                storage_options=storage_options, commit_properties=commit_properties)
+            if table is None and not DeltaTable.is_deltatable(uri, storage_options):
+                write_deltalake(uri, kept, mode="error" if commit_properties.app_transactions else "append",
+                                schema_mode="merge", storage_options=storage_options,
+                                commit_properties=commit_properties)
                 inserted, updated = rows, 0
             else:
-                metrics = (DeltaTable(uri, storage_options=storage_options)
+                target = table if table is not None else DeltaTable(uri, storage_options=storage_options)
+                metrics = (target
                            .merge(kept, predicate(key), source_alias="s", target_alias="t",
                                   merge_schema=True, streamed_exec=False,
                                   commit_properties=commit_properties)

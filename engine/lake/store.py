@@ -4,13 +4,21 @@ Tables are named `raw.<source>` (landed data), `models.<model>` (model outputs),
 `quarantine.<source>` (rows that could not be landed, see engine/load/quarantine.py); a bare name
 means the model if it exists, else the raw table. Each land or write is one Delta commit,
 whose `custom_metadata` carries the run id and the state that belongs with those rows.
+
+A commit may be based on the version its writer read (`based_on=`): it is then written on that
+snapshot with a Delta transaction identifier (`txn`, app id `headwater:<table>`), so when another
+run's commit reached the table after that version, delta-rs' conflict check refuses this one
+and nothing is committed (ConcurrentRunError). That holds on S3 as locally: delta-rs commits a
+version with a conditional put.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import Transaction
 
-from engine.errors import ConfigError
+from engine.errors import ConcurrentRunError, ConfigError
 from engine.lake import write as lake_write
 from engine.lake.faults import reached
 from engine.lake.merge import merge_load
@@ -158,11 +167,26 @@ class Lake:
         """The source state committed with the latest landing of `name` ({} when none)."""
         return self.metadata(name).get("state", {})
 
+    def read_metadata(self, name: str) -> tuple[int | None, dict[str, Any]]:
+        """(version, Headwater metadata as of that version) of `name`, read consistently: a
+        commit that lands while it is read makes it read again. (None, {}) for a new table.
+        A commit based on that version (`based_on=`) fails if another run commits first."""
+        for _ in range(10):
+            before = self.version(name)
+            if before is None:
+                return None, {}
+            meta = self.metadata(name)
+            if self.version(name) == before:
+                return before, meta
+        raise ConcurrentRunError(f"{self.qualify(name)} changed ten times while this run read its state",
+                                 "runs of one pipeline must not overlap; run again once the others are done")
+
     # -- writing --------------------------------------------------------------------------
     def land(self, name: str, batches: Iterable[pa.RecordBatch], *, run_id: str,
              state: dict[str, Any], mode: WriteMode = "append", origin: str = "",
              primary_key: list[str] | None = None, schema: pa.Schema | None = None,
-             meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None) -> Commit:
+             meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None,
+             based_on: Based | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
         `mode` is "append", "replace" or "merge" (upsert on the columns `primary_key`, the last row
@@ -171,24 +195,25 @@ class Lake:
         was, unless `commit_empty()` says otherwise once the stream is exhausted (rows were
         quarantined: the state must still be committed); overwriting an existing table with no
         rows empties it. `schema` is the planned schema (engine/load/schema.py); without it the
-        first batch's schema is used. `meta` goes into the commit's metadata too.
+        first batch's schema is used. `meta` goes into the commit's metadata too. With
+        `based_on`, the commit is written on that version of the table and fails with
+        ConcurrentRunError, committing nothing, if another run committed to it since.
         """
         it = iter(batches)
         first = next((b for b in it if b.num_rows), None)
+        snapshot = self._snapshot(name, based_on)
+        current = None if snapshot is None else pa.schema(snapshot.schema().to_arrow())
         if first is None:
-            exists = self.exists(self.qualify(name))
             if commit_empty is not None and commit_empty():
                 mode = "append" if mode == "merge" else mode  # nothing to merge: commit the state
                 first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
-                                                   pa.schema(self.table(name).schema().to_arrow()) if exists
-                                                   else pa.schema([]))
-            elif mode != "replace" or not exists or not self.dataset(name).count_rows():
+                                                   current if current is not None else pa.schema([]))
+            elif mode != "replace" or snapshot is None or not self._has_rows(snapshot):
                 return Commit(self.qualify(name), None, 0)
             else:
-                first = pa.RecordBatch.from_pylist([], schema=pa.schema(self.table(name).schema().to_arrow()))
+                first = pa.RecordBatch.from_pylist([], schema=current)
         schema = delta_schema(schema if schema is not None else first.schema)
-        if self.exists(self.qualify(name)) and mode != "replace":
-            current = pa.schema(self.table(name).schema().to_arrow())
+        if current is not None and mode != "replace":
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
         counted = [0]
         failure: list[BaseException] = []
@@ -206,12 +231,14 @@ class Lake:
 
         commit_meta = {"run_id": run_id, "state": state, **(meta or {})}
         try:
-            if mode == "merge":
-                merged = merge_load(self.uri(name), pa.RecordBatchReader.from_batches(schema, stream()),
-                                    schema, primary_key or [], commit_properties=_props(commit_meta),
-                                    storage_options=self.storage_options, origin=origin or name)
-            else:
-                version = self._write(name, stream(), schema, mode, commit_meta)
+            with self._guarded(name, based_on):
+                if mode == "merge":
+                    merged = merge_load(self.uri(name), pa.RecordBatchReader.from_batches(schema, stream()),
+                                        schema, primary_key or [], table=snapshot,
+                                        commit_properties=_props(commit_meta, self._txn(name, based_on)),
+                                        storage_options=self.storage_options, origin=origin or name)
+                else:
+                    version = self._write(name, stream(), schema, mode, commit_meta, based_on, snapshot)
         except Exception:
             if failure:
                 raise failure[0] from None
@@ -221,43 +248,124 @@ class Lake:
             return Commit(self.qualify(name), merged.version, merged.rows, merged.inserted, merged.updated)
         return Commit(self.qualify(name), version, counted[0])
 
-    def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
-        """Replace the contents of `name` with `table` in one commit carrying `meta`."""
+    def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],
+              based_on: Based | None = None) -> Commit:
+        """Replace the contents of `name` with `table` in one commit carrying `meta` (guarded by
+        `based_on` as in `land`)."""
         table = as_delta(table)
-        version = self._write(name, table.to_batches(), table.schema, "replace", {"run_id": run_id, **meta})
+        version = self._commit(name, table, "replace", {"run_id": run_id, **meta}, based_on)
         return Commit(self.qualify(name), version, table.num_rows)
 
-    def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any]) -> Commit:
-        """Append `table` to `name` in one commit carrying `meta` (used for quarantine entries)."""
-        version = self._write(name, table.to_batches(), table.schema, "append", {"run_id": run_id, **meta})
+    def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],
+                     based_on: Based | None = None) -> Commit:
+        """Append `table` to `name` in one commit carrying `meta` (guarded by `based_on` as in
+        `land`)."""
+        version = self._commit(name, table, "append", {"run_id": run_id, **meta}, based_on)
         return Commit(self.qualify(name), version, table.num_rows)
+
+    def _commit(self, name: str, table: pa.Table, mode: WriteMode, meta: dict[str, Any],
+                based_on: Based | None) -> int:
+        with self._guarded(name, based_on):
+            snapshot = self._snapshot(name, based_on)
+            return self._write(name, table.to_batches(), table.schema, mode, meta, based_on, snapshot)
 
     def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: WriteMode,
-               meta: dict[str, Any]) -> int:
-        """Append to or replace `name` with `batches` of `schema` in one commit carrying `meta`: in
-        parallel (engine/lake/write.py) where `fast_path` allows, else by delta-rs' writer."""
+               meta: dict[str, Any], based_on: Based | None, table: DeltaTable | None) -> int:
+        """Append to or replace `name` (`table`: its snapshot to write on, None for a new table)
+        with `batches` of `schema` in one commit carrying `meta`: in parallel
+        (engine/lake/write.py) where `fast_path` allows, else by delta-rs' writer."""
         uri = self.uri(name)
+        txn = self._txn(name, based_on)
         with storage_errors(f"cannot write the lake table at {uri}"):
-            table = self.table(name) if self.exists(self.qualify(name)) else None
             if lake_write.fast_path(uri, table, schema, mode):
                 actions, rows = lake_write.write_files(uri, batches, schema, storage_options=self.storage_options,
                                                        target=lake_write.target_file_size(table))
                 # delta-rs' operationMetrics count rows only for its own writer: say it here
-                props = _props({**meta, "rows_added": rows})
-                version = lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options)
+                props = _props({**meta, "rows_added": rows}, txn)
+                version = lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options,
+                                            create="error" if based_on is not None else "append")
                 log.debug("%s: committed version %d (%s, %d files by the parallel writer)", name, version,
                           mode, len(actions))
                 return version
-            write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, iter(batches)), mode=delta_mode(mode),
-                            schema_mode="overwrite" if mode == "replace" else "merge",
-                            storage_options=self.storage_options, commit_properties=_props(meta))
+            data = pa.RecordBatchReader.from_batches(schema, iter(batches))
+            if table is None and based_on is not None:  # mode "error": a run that created it meanwhile wins
+                write_deltalake(uri, data, mode="error", storage_options=self.storage_options,
+                                commit_properties=_props(meta, txn))
+            else:
+                write_deltalake(table if table is not None else uri, data, mode=delta_mode(mode),
+                                schema_mode="overwrite" if mode == "replace" else "merge",
+                                storage_options=self.storage_options, commit_properties=_props(meta, txn))
             version = DeltaTable(uri, storage_options=self.storage_options).version()
             log.debug("%s: committed version %d (%s, by delta-rs' writer)", name, version, mode)
             return version
 
+    # -- guarded commits ------------------------------------------------------------------
+    def based(self, name: str) -> Based:
+        """The table's version now, for a commit based on it (None: the table does not exist)."""
+        return Based(self.version(name))
 
-def _props(meta: dict[str, Any]) -> CommitProperties:
-    """Commit properties that put `meta` into the commit's `custom_metadata`, JSON-encoded."""
-    return CommitProperties(custom_metadata={
-        META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()})
+    def _has_rows(self, table: DeltaTable) -> bool:
+        return bool(arrow_dataset(table, self.storage_options).count_rows())
+
+    def check_unchanged(self, name: str, based_on: Based) -> None:
+        """Raise ConcurrentRunError if `name` is no longer at `based_on`'s version (a check before
+        committing to another table; the commit to `name` itself is guarded)."""
+        if self.version(name) != based_on.version:
+            raise self._conflict(name, based_on)
+
+    def _snapshot(self, name: str, based_on: Based | None) -> DeltaTable | None:
+        """The table a commit is written on: at `based_on`'s version when given, else the
+        latest; None for a table that does not exist (yet)."""
+        if based_on is None:
+            return self.table(name) if self.exists(self.qualify(name)) else None
+        if based_on.version is None:
+            if self.exists(self.qualify(name)):
+                raise self._conflict(name, based_on)
+            return None
+        return self.table(name, based_on.version)
+
+    def _txn(self, name: str, based_on: Based | None) -> Transaction | None:
+        """The transaction identifier a guarded commit carries: app id `headwater:<table>`, and
+        the version the commit means to become."""
+        if based_on is None:
+            return None
+        version = 0 if based_on.version is None else based_on.version + 1
+        return Transaction(f"headwater:{self.qualify(name)}", version, int(time.time() * 1000))
+
+    @contextmanager
+    def _guarded(self, name: str, based_on: Based | None) -> Iterator[None]:
+        """Turn delta-rs' refusal of a guarded commit into a ConcurrentRunError."""
+        try:
+            yield
+        except CommitFailedError as exc:
+            if based_on is None:
+                raise
+            raise self._conflict(name, based_on) from exc
+        except DeltaError as exc:  # creating a table another run created meanwhile ("already exists")
+            if based_on is None or based_on.version is not None or not self.exists(self.qualify(name)):
+                raise
+            raise self._conflict(name, based_on) from exc
+
+    def _conflict(self, name: str, based_on: Based) -> ConcurrentRunError:
+        read = "did not exist" if based_on.version is None else f"was at version {based_on.version}"
+        return ConcurrentRunError(
+            f"{self.qualify(name)}: another run committed to it since this run read it (it {read}); "
+            "this run committed nothing to it",
+            "runs of one pipeline must not overlap: run again once the other run is done (a rerun "
+            "takes only what is still new)")
+
+
+@dataclass(frozen=True)
+class Based:
+    """The version of a table its writer read (None: the table did not exist then); a commit
+    based on it fails if another run committed to the table after it (see the module's doc)."""
+
+    version: int | None
+
+
+def _props(meta: dict[str, Any], txn: Transaction | None = None) -> CommitProperties:
+    """Commit properties that put `meta` into the commit's `custom_metadata`, JSON-encoded, and
+    carry `txn` when given."""
+    return CommitProperties(custom_metadata={META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()},
+                            app_transactions=[txn] if txn is not None else None)
 

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -228,10 +228,12 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
 
 
 def commit(uri: str, table: DeltaTable | None, actions: list[AddAction], mode: WriteMode, schema: pa.Schema,
-           properties: CommitProperties, storage_options: dict[str, str] | None = None) -> int:
-    """Commit `actions` to the table at `uri` (created when `table` is None); the new version."""
+           properties: CommitProperties, storage_options: dict[str, str] | None = None,
+           create: Literal["append", "error"] = "append") -> int:
+    """Commit `actions` to the table at `uri` (`table`: the snapshot to commit on; created when
+    None, `create="error"` refusing a table made meanwhile); the new version."""
     if table is None:
-        create_table_with_add_actions(uri, Schema.from_arrow(schema), actions, mode="append",
+        create_table_with_add_actions(uri, Schema.from_arrow(schema), actions, mode=create,
                                       storage_options=storage_options, commit_properties=properties)
     else:
         changes: list[AddAction | RemoveAction] = [*actions]

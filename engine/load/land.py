@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from engine.errors import ConcurrentRunError
 from engine.graph import TableRef
-from engine.lake import Commit, Lake
+from engine.lake import Based, Commit, Lake
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
 
@@ -39,8 +39,13 @@ class Landing:
         return ", ".join(parts)
 
 
-def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin: str = "") -> Landing:
-    """Land `extraction` into `table`: plan the schema, quarantine first, then the landing commit."""
+def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin: str = "",
+         based_on: Based | None = None) -> Landing:
+    """Land `extraction` into `table`: plan the schema, quarantine first, then the landing commit.
+
+    `based_on` is the version of `table` the extraction's state was read at: every commit of the
+    load is then guarded by it, so a load another run made meanwhile fails this one with
+    ConcurrentRunError before it commits anything (see `engine.lake.store`)."""
     plan, quarantine = extraction.plan, extraction.quarantine
     mode, batches = extraction.mode, extraction.batches
     schema, rewritten = None, 0
@@ -52,8 +57,11 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
         schema = plan.resolve(current)
         if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
             dataset = lake.dataset(table)  # streamed: the table is never held in memory
-            lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="replace",
-                      schema=pa.schema([schema.field(n) for n in dataset.schema.names]), meta={"widened": True})
+            widened = lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="replace",
+                                schema=pa.schema([schema.field(n) for n in dataset.schema.names]),
+                                meta={"widened": True}, based_on=based_on)
+            if based_on is not None:  # the merge goes on from the widened table
+                based_on = Based(widened.version)
         elif plan.rewrite and mode != "replace":  # widen existing columns: old rows rewritten in the same commit
             dataset = lake.dataset(table)
             rewritten = dataset.count_rows()  # not landed by this run: left out of its count
@@ -61,12 +69,12 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
     meta: dict = {}
     if quarantine is None:
         commit = lake.land(table, batches, run_id=run_id, state=extraction.state, mode=mode,
-                           origin=origin, schema=schema, primary_key=extraction.primary_key)
+                           origin=origin, schema=schema, primary_key=extraction.primary_key, based_on=based_on)
         commit = replace(commit, rows=commit.rows - rewritten)
         return _landed(Landing(commit, 0, tuple(plan.dropped) if plan else ()), extraction)
     qtable = str(TableRef("quarantine", TableRef.parse(table).name))
-    before = lake.version(qtable)
-    expected = 0 if before is None else before + 1
+    before = lake.based(qtable)
+    expected = 0 if before.version is None else before.version + 1
     meta["quarantine"] = {"table": qtable, "version_if_any": expected}
 
     def commit_quarantine() -> None:
@@ -74,7 +82,8 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
             return
         # runs while delta-rs pulls the landing stream, so it must not use that thread's runtime
         done: list[int | BaseException] = []
-        worker = threading.Thread(target=_write_quarantine, args=(lake, qtable, quarantine, run_id, done))
+        worker = threading.Thread(target=_write_quarantine,
+                                  args=(lake, table, qtable, quarantine, run_id, done, based_on, before))
         worker.start()
         worker.join()
         if isinstance(done[0], BaseException):
@@ -85,7 +94,7 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
 
     commit = lake.land(table, _then(batches, commit_quarantine), run_id=run_id, state=extraction.state,
                        mode=mode, origin=origin, schema=schema, meta=meta, primary_key=extraction.primary_key,
-                       commit_empty=lambda: quarantine.count > 0)
+                       commit_empty=lambda: quarantine.count > 0, based_on=based_on)
     if rewritten:
         commit = replace(commit, rows=commit.rows - rewritten)
     return _landed(Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),
@@ -104,11 +113,16 @@ def _landed(landing: Landing, extraction: Extraction) -> Landing:
     return landing
 
 
-def _write_quarantine(lake: Lake, qtable: str, quarantine: Quarantine, run_id: str,
-                      done: list[int | BaseException]) -> None:
+def _write_quarantine(lake: Lake, table: str, qtable: str, quarantine: Quarantine, run_id: str,
+                      done: list[int | BaseException], based_on: Based | None, before: Based) -> None:
+    """Commit the quarantined entries to `qtable`; with `based_on` (the load's), only if `table`
+    and `qtable` are still where the load read them, so a load another run made meanwhile leaves
+    this one committing nothing at all."""
     try:
-        commit = lake.write_append(qtable, quarantine.table(), run_id=run_id,
-                                   meta={"quarantined": quarantine.count})
+        if based_on is not None:
+            lake.check_unchanged(table, based_on)
+        commit = lake.write_append(qtable, quarantine.table(), run_id=run_id, meta={"quarantined": quarantine.count},
+                                   based_on=before if based_on is not None else None)
         done.append(commit.version if commit.version is not None else -1)
     except BaseException as exc:  # noqa: BLE001 - handed back to the landing thread, which raises it
         done.append(exc)

@@ -21,7 +21,7 @@ import pyarrow as pa
 from engine.config import Config
 from engine.errors import ConfigError, HeadwaterError
 from engine.graph import TableRef
-from engine.lake import Lake
+from engine.lake import Based, Lake
 from engine.load.land import land
 from engine.pipeline import Pipeline
 from engine.publish.changes import publication
@@ -86,11 +86,12 @@ class Runner:
         table = str(TableRef.raw(source.name))
 
         def work() -> Step:
-            state = self.lake.state(table)
-            extraction = source.extract(state, run_id=run_id,
+            version, meta = self.lake.read_metadata(table)  # the load commits only if still at `version`
+            extraction = source.extract(meta.get("state", {}), run_id=run_id,
                                         loaded_at=loaded_at or datetime.now(timezone.utc))
             extraction.batches = self._counting(extraction.batches)
-            landing = land(self.lake, table, extraction, run_id=run_id, origin=f"source {source.name!r}")
+            landing = land(self.lake, table, extraction, run_id=run_id, origin=f"source {source.name!r}",
+                           based_on=Based(version))
             commit = landing.commit
             if commit.version is None:
                 return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
@@ -112,13 +113,13 @@ class Runner:
 
         def work() -> Step:
             versions = {str(ref): self._input_version(model.name, ref) for ref in model.inputs.values()}
-            last = self.lake.metadata(table)
+            version, last = self.lake.read_metadata(table)  # the build commits only if still at `version`
             if not full_refresh and last.get("inputs") == versions and last.get("code") == model.code_hash:
                 rows = last["rows"] if "rows" in last else self.lake.dataset(table).count_rows()
                 return Step("model", model.name, table, "unchanged", rows, self.lake.version(table),
                             detail="inputs and code unchanged", inputs=versions)
             how = plan_build(model, last, versions, self.lake, full_refresh)
-            built = build(model, self.lake, self.backend[0], versions, run_id, how, self._shared)
+            built = build(model, self.lake, self.backend[0], versions, run_id, how, self._shared, Based(version))
             if built.failed is not None:
                 return Step.failed("model", model.name, table, built.failed, version=self.lake.version(table),
                                    inputs=versions, checks=built.checks)

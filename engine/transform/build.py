@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from engine.errors import (
     CheckError,
-    ConcurrentRunError,
     ConfigError,
     HeadwaterError,
     ModelError,
@@ -25,7 +24,7 @@ from engine.errors import (
     where,
 )
 from engine.graph import TableRef
-from engine.lake import Lake, as_delta
+from engine.lake import Based, Lake, as_delta
 from engine.lake.changes import changes
 from engine.lake.merge import last_per_key
 from engine.transform import checks
@@ -110,11 +109,15 @@ class Built:
 
 
 def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
-          how: BuildPlan, shared: SharedReads | None = None) -> Built:
+          how: BuildPlan, shared: SharedReads | None = None, based_on: Based | None = None) -> Built:
     """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
-    output, and commit it to `models.<name>`; whole inputs come through `shared` when given."""
+    output, and commit it to `models.<name>`; whole inputs come through `shared` when given.
+
+    The commit is based on the model table's version `based_on` (default: now): if another run
+    commits to it meanwhile, this build commits nothing and raises ConcurrentRunError (committing
+    too would apply the same input rows twice)."""
     table = str(TableRef.model(model.name))
-    planned = lake.version(table)
+    based_on = based_on or lake.based(table)
     frames: dict[str, Any] = {}
     for param, ref in model.inputs.items():
         name = str(ref)
@@ -136,25 +139,27 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
         return Built(0, None, how.reason, checked, failed=failed)
     meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
             "materialized": model.materialized, "incremental": how.incremental}
-    _still_at(lake, table, planned)
+    lake.check_unchanged(table, based_on)  # early: the commit below is guarded as well
     if model.materialized == "merge":
         _check_key(model, result)
         if not how.incremental:  # one row per key, the last, as a merge keeps
             result = result.filter(last_per_key(result.select(list(model.primary_key)), list(model.primary_key)))
     if not how.incremental:
-        commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows})
+        commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows}, based_on=based_on)
         return Built(commit.rows, commit.version, _with(_detail(backend, how), results), checked)
     if result.num_rows == 0:  # nothing new: record the input versions read, commit no rows
         commit = lake.write_append(table, as_delta(result.slice(0, 0)).cast(_schema(lake, table, result)),
-                                   run_id=run_id, meta={**meta, "rows": _count(lake, table)})
+                                   run_id=run_id, meta={**meta, "rows": _count(lake, table)}, based_on=based_on)
         return Built(0, commit.version, _with(_detail(backend, how) + ", no new rows", results), checked)
     if model.materialized == "merge":
         result = as_delta(result).cast(_schema(lake, table, result))
         commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
-                           primary_key=list(model.primary_key), meta=meta, origin=f"model {model.name!r}")
+                           primary_key=list(model.primary_key), meta=meta, origin=f"model {model.name!r}",
+                           based_on=based_on)
         detail = f"{_detail(backend, how)}, merged: {commit.inserted:,} new, {commit.updated:,} updated"
     else:
-        commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id, meta=meta)
+        commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id,
+                                   meta=meta, based_on=based_on)
         detail = _detail(backend, how) + f", appended {commit.rows:,}"
     return Built(commit.rows, commit.version, _with(detail, results), checked)
 
@@ -191,17 +196,6 @@ def _schema(lake: Lake, table: str, result: pa.Table) -> pa.Schema:
                           f"the table has {current.names}",
                           "return the same columns every build, or rebuild with --full-refresh")
     return pa.schema([current.field(n) for n in result.column_names])
-
-
-def _still_at(lake: Lake, table: str, planned: int | None) -> None:
-    """Raise unless `table` is still at the version this build started from: another run
-    committed to it meanwhile, and committing too would apply the same input rows twice."""
-    now = lake.version(table)
-    if now != planned:
-        raise ConcurrentRunError(f"{table} moved from version {planned} to {now} while this build ran: "
-                                 "another run is building it", "runs of one pipeline must not overlap; "
-                                 "rerun once the other run is done (on Prefect, the deployments allow one "
-                                 "run at a time)")
 
 
 def _check_key(model: Model, result: pa.Table) -> None:

@@ -1,0 +1,134 @@
+"""Crash consistency of whole runs: `headwater run` killed with SIGKILL at points spread over a
+run (while it loads, builds and publishes), then run again, leaves the lake and the warehouse
+equal, value for value, to a run that was never killed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from engine import Config, Runner, load_pipeline
+from engine.lake import Lake
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = 12
+ROWS = 150_000  # a load, a build and a publish that each take a while
+PIPELINE = '''
+from engine import Pipeline, model, sources
+
+events = sources.files("events", {events!r})
+users = sources.sql("users", {db!r}, table="users", cursor="user_id")
+
+
+@model(inputs={{"events": "raw.events"}}, materialized="incremental")
+def event_log(events):
+    return events[["event_id", "user_id", "value"]]
+
+
+@model(inputs={{"log": "event_log", "users": "raw.users"}})
+def per_country(log, users):
+    joined = log.merge(users, on="user_id")
+    return joined.groupby("country", as_index=False).agg(events=("event_id", "size"), value=("value", "sum"))
+
+
+pipeline = Pipeline("crash", sources=[events, users], models=[event_log, per_country])
+'''
+TABLES = ("raw.events", "raw.users", "models.event_log", "models.per_country")
+ORDER = {"raw.events": "event_id", "raw.users": "user_id", "models.event_log": "event_id",
+         "models.per_country": "country"}
+
+
+def project(folder: Path) -> Path:
+    """Yesterday's data landed already; today's events file waiting: the pipeline file."""
+    import sqlite3
+
+    (folder / "events").mkdir(parents=True)
+    with sqlite3.connect(folder / "users.sqlite") as con:
+        con.execute("create table users (user_id integer primary key, country text)")
+        con.executemany("insert into users values (?, ?)", [(u, "abcde"[u % 5]) for u in range(100)])
+    con.close()
+    pipeline = folder / "pipeline.py"
+    pipeline.write_text(PIPELINE.format(events=str(folder / "events" / "*.csv"), db=f"sqlite:///{folder}/users.sqlite"))
+    for day in (0, 1):
+        lines = ["event_id,user_id,value"] + [f"{day * ROWS + i},{i % 100},{(i % 13) / 2}" for i in range(ROWS)]
+        (folder / "events" / f"day{day}.csv").write_text("\n".join(lines) + "\n")
+        if day == 0:
+            assert Runner(load_pipeline(pipeline), config(folder)).run().ok
+    return pipeline
+
+
+def config(folder: Path) -> Config:
+    return Config(lake=str(folder / "lake"), warehouse=f"duckdb:///{folder / 'wh.duckdb'}", backend="pandas")
+
+
+def run_command(pipeline: Path) -> subprocess.Popen[str]:
+    folder = pipeline.parent
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(pipeline), "--lake", str(folder / "lake"),
+                             "--warehouse", f"duckdb:///{folder / 'wh.duckdb'}", "--backend", "pandas"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def snapshot(folder: Path) -> dict[str, Any]:
+    """Every lake table's rows (load columns, which hold run ids and times, left out) and every
+    warehouse table's rows, sorted."""
+    lake = Lake(str(folder / "lake"))
+    out: dict[str, Any] = {}
+    for name in TABLES:
+        table = lake.read(name)
+        kept = [c for c in table.column_names if not c.startswith("_hw_")]
+        out[name] = table.select(kept).sort_by(ORDER[name]).to_pylist()
+    with duckdb.connect(str(folder / "wh.duckdb"), read_only=True) as con:
+        for name in ("event_log", "per_country"):
+            out[f"warehouse.{name}"] = con.execute(f"select * from {name} order by 1").fetchall()
+    return out
+
+
+def phase(folder: Path, before: dict[str, int | None]) -> str:
+    """Where a killed run stopped: what it had committed (by the tables' versions)."""
+    lake = Lake(str(folder / "lake"))
+    now = {t: lake.version(t) for t in TABLES}
+    if now["raw.events"] == before["raw.events"]:
+        return "load"
+    if now["models.per_country"] == before["models.per_country"]:
+        return "build"
+    return "publish"
+
+
+def test_runs_killed_anywhere_then_run_again_equal_a_run_never_killed(tmp_path: Path) -> None:
+    clean = project(tmp_path / "clean")
+    started = time.monotonic()
+    done = run_command(clean)
+    out, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, out
+    duration = time.monotonic() - started
+    reference = snapshot(clean.parent)
+    assert len(reference["raw.events"]) == 2 * ROWS and reference["warehouse.per_country"]
+
+    phases: list[str] = []
+    for k in range(KILLS):
+        pipeline = project(tmp_path / f"kill{k}")
+        lake = Lake(str(pipeline.parent / "lake"))
+        before = {t: lake.version(t) for t in TABLES}
+        child = run_command(pipeline)
+        time.sleep(duration * (0.35 + 0.6 * k / KILLS))  # past the imports, over the load, build, publish
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate(timeout=60)
+        if child.returncode != -signal.SIGKILL:  # it had finished: nothing was killed
+            phases.append("finished")
+            continue
+        phases.append(phase(pipeline.parent, before))
+        again = Runner(load_pipeline(pipeline), config(pipeline.parent)).run()
+        assert again.ok, again.error
+        assert snapshot(pipeline.parent) == reference, f"killed during {phases[-1]}"
+    killed = [p for p in phases if p != "finished"]
+    assert len(killed) >= 10, phases
+    assert {"load", "build"} <= set(killed), phases  # the kills reached past the load
+    print(f"SIGKILL points: {phases}")
+
