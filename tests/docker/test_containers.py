@@ -1,7 +1,9 @@
-"""The container files in docker/, checked without a Docker engine (there is none here).
+"""The container files in docker/, checked without building them (tests/docker/test_podman*.py build
+and run the CPU image with podman; the GPU image and the compose stack's images cannot be pulled here).
 
-hadolint lints both Dockerfiles; compose.yaml is checked for the services, builds, healthchecks,
-dependencies and settings the stack needs (and with `docker compose config` where the plugin is
+hadolint lints both Dockerfiles, and the GPU image's install step is kept the CPU image's;
+compose.yaml is checked for the services, builds, healthchecks, dependencies and settings the
+stack needs, and with `podman-compose config` (and `docker compose config` where that plugin is
 installed); the images' own command, ENTRYPOINT + CMD with the Dockerfile's ENV, runs outside a
 container against a scratch folder standing in for the /data volume, and the compose job's
 environment runs it against an S3 server (moto, for MinIO) and PostgreSQL (for the warehouse).
