@@ -60,7 +60,7 @@ def delete_deployment_and_pool() -> None:
 
 
 @pytest.fixture
-def pool_and_deployment(prefect_server: dict[str, Any], podman: Podman, image: str) -> Iterator[Any]:
+def pool_and_deployment(podman: Podman, image: str, prefect_server: dict[str, Any]) -> Iterator[Any]:
     """The process pool and the deployment, made for this test and deleted after it: the flow tests
     on the same server make their own."""
     delete_deployment_and_pool()
@@ -80,7 +80,7 @@ def pool_and_deployment(prefect_server: dict[str, Any], podman: Podman, image: s
 
 
 def test_worker_in_a_container_runs_the_deployment_to_completed(
-        prefect_server: dict[str, Any], podman: Podman, image: str, image_user: tuple[int, int],
+        podman: Podman, image: str, image_user: tuple[int, int], prefect_server: dict[str, Any],
         pool_and_deployment: Any, new_volume: Callable[[], tuple[str, Path]],
         container_times: dict[str, float]) -> None:
     deployment = pool_and_deployment
