@@ -30,7 +30,8 @@ case "${1:-}" in
     command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || {
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; }
     [ -x "$compose" ] || { python3 -m venv /opt/podman-compose \
-      && /opt/podman-compose/bin/pip install -q --disable-pip-version-check podman-compose==1.6.0; }
+      && /opt/podman-compose/bin/pip install -q --disable-pip-version-check podman-compose==1.6.0; } \
+      || echo "podman-compose could not be installed in /opt/podman-compose (podman itself is set up)" >&2
     mkdir -p /etc/containers
     printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' > "$conf"
     echo "podman $(podman --version | awk '{print $3}') with runc; settings in $conf; $compose" ;;
