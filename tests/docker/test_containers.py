@@ -1,7 +1,9 @@
-"""The container files in docker/, checked without a Docker engine (there is none here).
+"""The container files in docker/, checked without building them (tests/docker/test_podman*.py build
+and run the CPU image with podman; the GPU image and the compose stack's images cannot be pulled here).
 
-hadolint lints both Dockerfiles; compose.yaml is checked for the services, builds, healthchecks,
-dependencies and settings the stack needs (and with `docker compose config` where the plugin is
+hadolint lints both Dockerfiles, and the GPU image's install step is kept the CPU image's;
+compose.yaml is checked for the services, builds, healthchecks, dependencies and settings the
+stack needs, and with `podman-compose config` (and `docker compose config` where that plugin is
 installed); the images' own command, ENTRYPOINT + CMD with the Dockerfile's ENV, runs outside a
 container against a scratch folder standing in for the /data volume, and the compose job's
 environment runs it against an S3 server (moto, for MinIO) and PostgreSQL (for the warehouse).
@@ -11,27 +13,30 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tomllib
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import duckdb
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from engine.config import ENV as HEADWATER_ENV
-from engine.demo.pipeline import make_pipeline
 from engine.lake import Lake
 from engine.lake.storage import AWS_ENV
-from tests.support.containers import Dockerfile, ignore_rules, ignored, parse_dockerfile, substitute
-from tests.support.demo import assert_matches_oracle
+from tests.support.containers import (
+    RAW,
+    Dockerfile,
+    assert_demo_folder,
+    ignore_rules,
+    ignored,
+    parse_dockerfile,
+    source_rows,
+    substitute,
+)
 from tests.support.photo_reference import expected_training_set
 from tests.support.s3 import S3Server
 
@@ -39,8 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile", "gpu": DOCKER / "Dockerfile.gpu"}
 COMPOSE = DOCKER / "compose.yaml"
-RAW = ("users", "photos", "events", "classifier")
-MODELS = tuple(m.name for m in make_pipeline("unused").models)  # what the example builds
 # Keys a compose service may have (the Compose Specification's service keys that this file could use).
 SERVICE_KEYS = {"build", "image", "command", "entrypoint", "environment", "env_file", "ports", "volumes",
                 "depends_on", "healthcheck", "restart", "profiles", "deploy", "user", "working_dir",
@@ -110,6 +113,30 @@ def test_image_runs_headwater_as_a_non_root_user_without_telemetry(kind: str) ->
     assert re.search(r":[\w.-]*\d", image.base) and not image.base.endswith(":latest"), image.base
     if kind == "gpu":
         assert image.base == "rapidsai/base:26.10-cuda13-py3.12"
+    else:  # FROM ${BASE}: the official image unless a build says otherwise (the podman tests do)
+        assert image.args == {"BASE": image.base} and image.base.startswith("python:3.12")
+
+
+def install_steps(path: Path) -> tuple[set[str], list[str]]:
+    """The extras of a Dockerfile's `pip install` of the package, and its RUN step's commands with
+    the extras taken out."""
+    (run,) = [args for keyword, args in parse_dockerfile(path).instructions
+              if keyword == "RUN" and "pip install" in args]
+    extras = re.search(r'"\./\[([^\]]*)\]"', run)
+    assert extras, run
+    return set(extras.group(1).split(",")), " ".join(run.replace(extras.group(0), '"./[…]"').split()).split(" && ")
+
+
+def test_gpu_image_installs_the_package_with_the_cpu_images_steps() -> None:
+    """The GPU image's base cannot be fetched here, so it is never built: its install step is kept the
+    CPU image's (which is built, tests/docker/test_podman.py), plus the gpu extra. What differs is
+    the user: the CPU image makes its own after installing as root; the GPU image installs as the
+    base image's `rapids`, who owns the conda environment, into folders made for it as root."""
+    cpu_extras, cpu = install_steps(DOCKERFILES["cpu"])
+    gpu_extras, gpu = install_steps(DOCKERFILES["gpu"])
+    assert gpu_extras == cpu_extras | {"gpu"}
+    assert gpu == cpu[:len(gpu)] == ['pip install --no-cache-dir "./[…]"', "rm -rf build ./*.egg-info"]
+    assert any(step.startswith("useradd") for step in cpu[len(gpu):])
 
 
 @pytest.mark.parametrize("kind", DOCKERFILES)
@@ -240,6 +267,42 @@ def test_compose_config_validates_where_the_plugin_is_installed() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def podman_compose_config(exe: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """`podman-compose config` of `path` with every profile, and none of the stack's variables set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD",
+                                                            "WAREHOUSE_PASSWORD")}
+    return subprocess.run([exe, "-f", str(path), "--profile", "batch", "--profile", "gpu", "config"],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=path.parent)
+
+
+@pytest.mark.containers
+def test_podman_compose_reads_the_stack_as_pyyaml_does(podman_compose: str) -> None:
+    """podman-compose (installed by docker/local-base.sh setup) accepts compose.yaml, and resolves
+    it to the services, images, commands, dependencies and environments checked above, with the
+    same `${VAR:-default}` values."""
+    done = podman_compose_config(podman_compose, COMPOSE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    resolved, ours = yaml.safe_load(done.stdout), compose()
+    assert resolved["name"] == ours["name"] == "headwater"
+    assert set(resolved["services"]) == set(ours["services"]) and set(resolved["volumes"]) == set(ours["volumes"])
+    for name, service in ours["services"].items():
+        got = resolved["services"][name]
+        assert service_env(got) == service_env(service), name
+        assert set(got.get("depends_on") or {}) == set(service.get("depends_on") or {}), name
+        for key in ("image", "command", "entrypoint", "profiles"):
+            assert got.get(key) == service.get(key), (name, key)
+    assert resolved["services"]["worker"]["build"]["dockerfile"] == "docker/Dockerfile"
+
+
+@pytest.mark.containers
+def test_podman_compose_rejects_a_broken_stack(podman_compose: str, tmp_path: Path) -> None:
+    """The check above can fail: the same file without its top-level volumes is refused."""
+    broken = {k: v for k, v in compose().items() if k != "volumes"}
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(broken))
+    done = podman_compose_config(podman_compose, tmp_path / "compose.yaml")
+    assert done.returncode != 0 and "not defined" in done.stdout + done.stderr
+
+
 # --- the image's command, outside a container ----------------------------------------------------
 
 def run_image_command(image: Dockerfile, root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -258,32 +321,12 @@ def run_image_command(image: Dockerfile, root: Path, env: dict[str, str]) -> sub
                           capture_output=True, text=True, timeout=600)
 
 
-def lake_rows(lake: Lake, name: str) -> int:
-    return lake.dataset(name).count_rows()
-
-
-def source_rows(data: Path) -> dict[str, int]:
-    """Rows of each raw source, counted straight from the generated files."""
-    with closing(sqlite3.connect(data / "photos.sqlite")) as con:
-        users, photos = (con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("users", "photos"))
-    events = sum(len(f.read_text().splitlines()) for f in (data / "events").glob("*.jsonl"))
-    classifier = sum(pq.read_metadata(f).num_rows for f in (data / "classifier").glob("*.parquet"))
-    return {"users": users, "photos": photos, "events": events, "classifier": classifier}
-
-
 def test_image_command_runs_the_demo_into_the_volume(tmp_path: Path) -> None:
     image = parse_dockerfile(DOCKERFILES["cpu"])
     first = run_image_command(image, tmp_path, {})
     assert first.returncode == 0, first.stderr + first.stdout
-    data = tmp_path / "data" / "photo_popularity"
+    assert_demo_folder(tmp_path)
     lake = Lake(str(tmp_path / "lake"))
-    assert set(lake.tables()) >= {*(f"raw.{s}" for s in RAW), *(f"models.{m}" for m in MODELS)}
-    assert {s: lake_rows(lake, f"raw.{s}") for s in RAW} == source_rows(data)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        published = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in MODELS}
-    assert published == {m: lake_rows(lake, f"models.{m}") for m in MODELS}
-    assert_matches_oracle(tmp_path)  # training_set equals an independent pandas computation
-
     versions = {t: lake.version(t) for t in lake.tables()}
     again = run_image_command(image, tmp_path, {})  # the container restarted on the same volume
     assert again.returncode == 0, again.stderr + again.stdout
@@ -314,7 +357,8 @@ def test_compose_job_environment_runs_the_image_against_s3_and_postgres(
 
     lake = Lake(env["HEADWATER_LAKE"], s3_server.env())
     assert env["HEADWATER_LAKE"].startswith(f"s3://{bucket}/")
-    assert {s: lake_rows(lake, f"raw.{s}") for s in RAW} == source_rows(tmp_path / "data" / "photo_popularity")
+    assert {s: lake.dataset(f"raw.{s}").count_rows() for s in RAW} == source_rows(
+        tmp_path / "data" / "photo_popularity")
     engine = sa.create_engine(pg_url)
     try:
         with engine.connect() as conn:
