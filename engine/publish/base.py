@@ -133,7 +133,7 @@ class Warehouse:
         check_rows(name, rows.schema, mode, keys)
         with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
                 self._transaction() as conn:
-            exists = sa.inspect(conn).has_table(name)
+            exists = self._has_table(conn, name)
             if exists and not replace_existing and not self._ours(conn, name):
                 raise WarehouseError(
                     f"cannot publish {name!r}: {self.dialect} warehouse {self.where} has a table {name!r} "
@@ -161,8 +161,7 @@ class Warehouse:
         """The lake version last published to `name` (None if never, or if the table was dropped)."""
         check_name(name)
         with self._errors(f"reading what was published to {name!r}"), self.engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            if not inspector.has_table(BOOKKEEPING) or not inspector.has_table(name):
+            if not self._has_table(conn, BOOKKEEPING) or not self._has_table(conn, name):
                 return None
             version = conn.execute(sa.select(published.c.lake_version)
                                    .where(published.c.name == name)).scalar()
@@ -240,9 +239,13 @@ class Warehouse:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.engine.dialect.identifier_preparer.quote(staging)}")
         return staging
 
+    def _has_table(self, conn: sa.Connection, name: str) -> bool:
+        """Whether the warehouse has a table (or view) `name` where publish would write it."""
+        return sa.inspect(conn).has_table(name)
+
     def _ours(self, conn: sa.Connection, name: str) -> bool:
         """Whether Headwater published table `name` (the bookkeeping table has its row)."""
-        if not sa.inspect(conn).has_table(BOOKKEEPING):
+        if not self._has_table(conn, BOOKKEEPING):
             return False
         return conn.execute(sa.select(published.c.name).where(published.c.name == name)).first() is not None
 

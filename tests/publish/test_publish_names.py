@@ -94,3 +94,13 @@ def test_hostile_column_names_are_quoted(wh: Warehouse) -> None:
         got = conn.exec_driver_sql(f"SELECT {quote(HOSTILE_COLUMNS[0])}, id FROM t ORDER BY id").fetchall()
         assert [tuple(r) for r in got] == [(0, 1), (10, 2)]  # merged on id twice: still one row per key
         assert sa.inspect(conn).has_table(BOOKKEEPING)
+
+
+@pytest.mark.parametrize("name", ["views", "tables", "columns", "schemata"])
+def test_names_of_catalog_views_are_free_for_models(wh: Warehouse, name: str) -> None:
+    """information_schema's and pg_catalog's views are no user tables (duckdb-engine's has_table
+    finds them): a model called `views` publishes, in every mode."""
+    for mode in ("replace", "append", "merge"):
+        wh.publish(name, pa.table({"id": [1]}), lake_version=1, run_id="r1", mode=mode, primary_key="id")
+    assert wh.published_version(name) == 1
+    assert wh.query(f"SELECT count(*) AS n FROM {name}").to_pydict() == {"n": [1]}
