@@ -7,14 +7,34 @@ by another process, a store answering slowly); the Prefect tasks retry only thos
 
 `where(exc)` and `user_traceback(exc)` find the user's own code in a traceback, so a model that
 raises is reported as `pipeline.py:12 in photo_likes: KeyError: 'photoid'`, not as a frame of
-the engine that called it.
+the engine that called it. `one_line(text)` is any error text as one line: without the native
+backtrace a Rust library appends under RUST_BACKTRACE (the traceback, printed under
+HEADWATER_DEBUG=1, still has it).
 """
 from __future__ import annotations
 
+import re
 import sysconfig
 import traceback
 from pathlib import Path
 from types import TracebackType
+
+from engine.redact import mask
+
+# Where a native backtrace starts in an error's text: Rust's "   0: <frame>" list (std's
+# Backtrace), anyhow's "Stack backtrace:", or the hint Rust prints with a panic.
+_BACKTRACE = re.compile(r"^\s*(?:0: |Stack backtrace:|stack backtrace:|note: run with `RUST_BACKTRACE)",
+                        re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(text: str) -> str:
+    """`text` as one line: colour codes and any native backtrace dropped, whitespace collapsed."""
+    text = _ANSI.sub("", text)
+    start = _BACKTRACE.search(text)
+    if start is not None:
+        text = text[:start.start()]
+    return " ".join(text.split())
 
 
 class HeadwaterError(Exception):
@@ -23,6 +43,8 @@ class HeadwaterError(Exception):
     retryable: bool = False  # the class default; an instance may say otherwise
 
     def __init__(self, message: str, hint: str | None = None, *, retryable: bool | None = None) -> None:
+        message = mask(one_line(message))
+        hint = mask(one_line(hint)) if hint else hint
         self.message = message
         self.hint = hint
         if retryable is not None:
@@ -49,7 +71,7 @@ class ModelError(HeadwaterError):
     def __init__(self, model: str, cause: BaseException) -> None:
         self.model = model
         self.location = where(cause)
-        self.cause_line = f"{type(cause).__name__}: {cause}"
+        self.cause_line = mask(one_line(f"{type(cause).__name__}: {cause}"))
         at = f"{self.location}: " if self.location else ""
         super().__init__(f"model {model!r} failed: {at}{self.cause_line}")
 

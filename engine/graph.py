@@ -7,6 +7,7 @@ reads, the run plan, the Prefect flow) asks a `Graph`, built once per `Pipeline`
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -15,6 +16,26 @@ from engine.errors import ConfigError
 
 Zone = Literal["raw", "models", "quarantine", "_headwater"]
 ZONES: tuple[Zone, ...] = ("raw", "models", "quarantine", "_headwater")
+
+# A source's or a model's name is a table name in the lake (a folder under its zone), in
+# `headwater query` (a DuckDB view `zone.name`) and, for a model, in the warehouse: an ASCII
+# identifier is the one thing all of them take as it is. `-` breaks the views and unquoted SQL,
+# `.` separates zone and name, `/` and `\` are path separators, anything else needs quoting.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_MAX = 128  # characters; a published model's name is held to the warehouse's shorter limit
+
+
+def check_name(kind: str, name: object) -> str:
+    """`name` when it can name a source or a model (`kind` says which, for the error): an ASCII
+    identifier of at most NAME_MAX characters; else ConfigError."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ConfigError(f"invalid {kind} name {name!r}: a {kind} name is a table name in the lake and "
+                          "the warehouse", "use letters, digits and underscores, starting with a letter or "
+                          "an underscore (e.g. 'photo_likes')")
+    if len(name) > NAME_MAX:
+        raise ConfigError(f"{kind} name {name[:20]!r}… is {len(name)} characters long",
+                          f"use at most {NAME_MAX}")
+    return name
 
 
 @dataclass(frozen=True, order=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.graph import Graph
+from engine.graph import Graph, check_name
 from engine.load.extraction import Source
+from engine.publish.base import check_name as check_table_name
 from engine.transform.models import Model
 
 
@@ -27,16 +28,17 @@ class Pipeline:
     source_file: Path | None = None  # the file that defines it; set by load_pipeline (for the run manifest)
 
     def __post_init__(self) -> None:
-        for kind, items in (("source", self.sources), ("model", self.models)):
-            names = [i.name for i in items]
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ConfigError(f"pipeline {self.name!r}: duplicate {kind} name(s) {dupes}",
-                                  f"give each {kind} a unique name")
         for m in self.models:
             if not isinstance(m, Model):
                 raise ConfigError(f"pipeline {self.name!r}: {m!r} is not a model",
                                   "decorate model functions with @model(inputs=...)")
+        for kind, items in (("source", self.sources), ("model", self.models)):
+            for item in items:
+                check_name(kind, item.name)
+            _check_unique(self.name, kind, [i.name for i in items])
+        for m in self.models:
+            if m.publish:
+                _check_warehouse_name(m.name)
         self.graph = Graph.build([s.name for s in self.sources], list(self.models))
         by_name = {m.name: m for m in self.models}
         self.ordered_models = [by_name[name] for name in self.graph.models]  # each after what it reads
@@ -48,6 +50,32 @@ class Pipeline:
     def model(self, name: str) -> Model:
         """The model called `name`."""
         return _find(self.models, name, "model", self.name)
+
+
+def _check_unique(pipeline: str, kind: str, names: list[str]) -> None:
+    """Raise ConfigError when two of `names` are equal, or equal but for case: one lake folder on
+    a case-insensitive file system, one table in a warehouse that folds case (DuckDB)."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"pipeline {pipeline!r}: duplicate {kind} name(s) {dupes}",
+                          f"give each {kind} a unique name")
+    folded: dict[str, list[str]] = {}
+    for n in names:
+        folded.setdefault(n.lower(), []).append(n)
+    clashes = [sorted(group) for group in folded.values() if len(group) > 1]
+    if clashes:
+        raise ConfigError(f"pipeline {pipeline!r}: {kind} names {clashes[0]} differ only in case",
+                          "they would share one lake folder on a case-insensitive file system and one "
+                          f"warehouse table where names fold case: rename one {kind}")
+
+
+def _check_warehouse_name(model: str) -> None:
+    """Raise ConfigError unless a published model's name can be its warehouse table's."""
+    try:
+        check_table_name(model)
+    except ConfigError as exc:
+        raise ConfigError(f"model {model!r} cannot be published: {exc.message}",
+                          exc.hint or "rename the model, or declare it with publish=False") from None
 
 
 def _find(items: Sequence[Any], name: str, kind: str, pipeline: str) -> Any:

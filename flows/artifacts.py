@@ -13,7 +13,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from engine.errors import one_line
 from engine.pipeline import Pipeline
+from engine.redact import mask, mask_data
 from engine.runs.lineage import mermaid
 from engine.runs.selection import Selection
 from flows.tasks import StepDict
@@ -31,12 +33,13 @@ def lineage(pipeline: Pipeline, chosen: Selection) -> None:
     text = (f"# Lineage of {pipeline.name}\n\nSources land in raw tables, models read them and "
             f"each other, published models become warehouse tables.\n\n```mermaid\n{mermaid(pipeline)}```\n\n"
             f"This run: {picked or 'nothing selected'}.\n")
-    create_markdown_artifact(text, key=LINEAGE_KEY, description=f"Lineage of pipeline {pipeline.name}")
+    create_markdown_artifact(mask(text), key=LINEAGE_KEY, description=f"Lineage of pipeline {pipeline.name}")
 
 
 def summary(run_id: str, pipeline: str, steps: list[StepDict]) -> None:
-    """The run summary (markdown) and the per-table rows (table) as flow-run artifacts."""
-    rows = [{c: s[c] for c in COLUMNS} for s in steps]
+    """The run summary (markdown) and the per-table rows (table) as flow-run artifacts; every
+    text masked (engine.redact)."""
+    rows = [mask_data({c: (one_line(s[c] or "") if c == "detail" else s[c]) for c in COLUMNS}) for s in steps]
     landed = sum(s["rows"] for s in steps if s["kind"] == "load")
     lines = [f"# Headwater run `{run_id}`", "",
              f"Pipeline **{pipeline}**: {len(steps)} steps, {landed} rows landed.", "",
@@ -48,7 +51,7 @@ def summary(run_id: str, pipeline: str, steps: list[StepDict]) -> None:
     if problems:
         lines += ["", "## Problems", ""]
         lines += [f"- `{r['table']}` ({r['kind']}, {r['status']}): {_md(r['detail'])}" for r in problems]
-    create_markdown_artifact("\n".join(lines), key=SUMMARY_KEY,
+    create_markdown_artifact(mask("\n".join(lines)), key=SUMMARY_KEY,
                              description=f"Headwater run {run_id} of {pipeline}")
     create_table_artifact(rows, key=TABLES_KEY, description=f"Tables of Headwater run {run_id}")
 
@@ -71,7 +74,7 @@ class Progress:
         self.done = min(self.total, self.done + steps)
         percent = round(100.0 * self.done / self.total, 1) if self.total else 100.0
         update_progress_artifact(self.id, percent)
-        get_run_logger().info("progress %d/%d (%.1f%%): %s", self.done, self.total, percent, what)
+        get_run_logger().info("progress %d/%d (%.1f%%): %s", self.done, self.total, percent, mask(what))
 
 
 def _md(text: str) -> str:

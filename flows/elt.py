@@ -27,8 +27,9 @@ from prefect.states import State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from engine.config import BACKENDS, Config
-from engine.errors import ConfigError, HeadwaterError
+from engine.errors import ConfigError, HeadwaterError, one_line
 from engine.pipeline import Pipeline
+from engine.redact import mask, remember_settings
 from engine.runs.plan import PlannedStep, RunPlan, skipped_detail
 from engine.runs.runner import Runner
 from engine.runs.steps import RunSummary, Step, new_run_id
@@ -144,12 +145,13 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     loaded = pipeline_at(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
     config = Config.load(loaded.base_dir, **settings)  # a bad setting fails here, before any task
+    remember_settings(config.warehouse, config.storage_options, config.lake)  # masked in all it sends
     run_plan = Runner(loaded, config).plan(select, exclude, full_refresh)  # so does a bad selector
     runner = _task_runner(task_runner, config)
     run_id, started = new_run_id(), datetime.now(timezone.utc)
     logger.info("run %s of pipeline %r: %d source(s), %d model(s), %d step(s); lake %s, backend %s, "
                 "%s tasks (settings from %s)", run_id, loaded.name, len(run_plan.selection.sources),
-                len(run_plan.selection.models), len(run_plan.steps), config.lake, config.backend,
+                len(run_plan.selection.models), len(run_plan.steps), mask(config.lake), config.backend,
                 task_runner, config.source)
     artifacts.lineage(loaded, run_plan.selection)
 
@@ -181,7 +183,7 @@ def _record(pipeline: Pipeline, config: Config, run_id: str, started: datetime, 
     summary.error = summary.describe_failure()
     Runner(pipeline, config).record(summary)
     if summary.error and not summary.failed:  # the manifest itself could not be written
-        get_run_logger().warning("%s", summary.error)
+        get_run_logger().warning("%s", mask(summary.error))
 
 
 def _task_runner(name: str, config: Config) -> TaskRunner[Any]:
@@ -209,7 +211,7 @@ def _subflow_steps(state: State[list[StepDict]], plan: RunPlan) -> list[StepDict
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, PipelineFailed):
         return exc.steps
-    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
+    detail = _said(exc) if isinstance(exc, BaseException) else mask(str(state.message))
     return [_blank(s, "failed", detail) for s in plan.steps]
 
 
@@ -223,8 +225,13 @@ def _outcome(future: PrefectFuture[StepDict], planned: PlannedStep) -> StepDict:
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, StepFailed):
         return exc.step
-    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(state.message)
+    detail = _said(exc) if isinstance(exc, BaseException) else mask(str(state.message))
     return _blank(planned, "failed", detail)
+
+
+def _said(exc: BaseException) -> str:
+    """An exception as a step's detail: one line, credentials masked."""
+    return mask(one_line(f"{type(exc).__name__}: {exc}"))
 
 
 def _raise_if_bad(run_id: str, steps: list[StepDict]) -> None:
@@ -232,8 +239,8 @@ def _raise_if_bad(run_id: str, steps: list[StepDict]) -> None:
     bad = [s for s in steps if s["status"] in ("failed", "skipped")]
     if bad:
         failed = [f"{s['kind']} {s['name']!r}: {s['detail']}" for s in bad if s["status"] == "failed"]
-        raise PipelineFailed(f"run {run_id}: {len(failed)} step(s) failed, "
-                             f"{len(bad) - len(failed)} skipped; " + "; ".join(failed), steps)
+        raise PipelineFailed(mask(f"run {run_id}: {len(failed)} step(s) failed, "
+                                  f"{len(bad) - len(failed)} skipped; " + "; ".join(failed)), steps)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         elt(args.pipeline, select=args.select, exclude=args.exclude, full_refresh=args.full_refresh,
             lake=args.lake, warehouse=args.warehouse, backend=args.backend, task_runner=args.task_runner)
     except (PipelineFailed, HeadwaterError) as exc:
-        print(f"headwater-elt failed: {exc}", file=sys.stderr)
+        print(f"headwater-elt failed: {mask(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

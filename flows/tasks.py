@@ -31,7 +31,9 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from engine.config import Config
+from engine.errors import one_line
 from engine.pipeline import Pipeline, load_pipeline
+from engine.redact import MaskFilter, mask_data, remember_settings
 from engine.runs.runner import Runner
 from engine.runs.steps import Step
 
@@ -78,12 +80,23 @@ class _RunLogHandler(APILogHandler):
             super().emit(record)
 
 
+# Prefect's own loggers of flow and task runs: they log a failed task's exception, whose cause
+# is the step's error, traceback and all.
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
 def _capture_engine_logs() -> None:
     engine_log = logging.getLogger("headwater")
     if not any(isinstance(h, _RunLogHandler) for h in engine_log.handlers):
-        engine_log.addHandler(_RunLogHandler(level=logging.INFO))
+        handler = _RunLogHandler(level=logging.INFO)
+        handler.addFilter(MaskFilter())  # every record it sends, whichever headwater logger made it
+        engine_log.addHandler(handler)
         if engine_log.level == logging.NOTSET or engine_log.level > logging.INFO:
             engine_log.setLevel(logging.INFO)
+    for name in PREFECT_RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MaskFilter) for f in logger.filters):
+            logger.addFilter(MaskFilter())
 
 
 _capture_engine_logs()
@@ -110,17 +123,28 @@ def target_of(pipeline: str) -> str:
 def runner_for(pipeline: str, settings: Settings) -> Runner:
     """A Runner over the pipeline at `pipeline` with the flow's settings."""
     loaded = pipeline_at(pipeline)
-    return Runner(loaded, Config.load(loaded.base_dir, **settings))
+    config = Config.load(loaded.base_dir, **settings)
+    remember_settings(config.warehouse, config.storage_options, config.lake)
+    return Runner(loaded, config)
+
+
+def sent(step: Step) -> StepDict:
+    """The step as a dict, as it may leave the task: its detail on one line, every text masked."""
+    data = mask_data(step.to_dict())
+    data["detail"] = one_line(data["detail"])
+    return data
 
 
 def _finish(step: Step) -> StepDict:
     """The step as a dict; a failed step logs its traceback and raises, so Prefect marks the task
     run failed (and retries it when the error is retryable)."""
+    data = sent(step)
     if step.status == "failed":
         if step.traceback:
-            get_run_logger().error("%s %s failed: %s\n%s", step.kind, step.table, step.detail, step.traceback)
-        raise StepFailed(step.detail, step.to_dict()) from step.error
-    return step.to_dict()
+            get_run_logger().error("%s %s failed: %s\n%s", step.kind, step.table, data["detail"],
+                                   data["traceback"])
+        raise StepFailed(data["detail"], data) from step.error
+    return data
 
 
 _RETRIES: dict[str, Any] = {

@@ -11,7 +11,7 @@ ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 # Each stage may import its own modules and the stages of a lower rank, never a higher one.
 RANKS = {
-    "engine._version": 0, "engine.errors": 0, "engine.config": 0, "engine.graph": 0,
+    "engine._version": 0, "engine.redact": 0, "engine.errors": 0, "engine.config": 0, "engine.graph": 0,
     "engine.lake": 1,
     "engine.load": 2,
     "engine.sources": 3,

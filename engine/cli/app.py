@@ -1,5 +1,6 @@
 """The `headwater` app itself: the Typer app, its consoles, the options commands share, and
-`friendly`, which turns a failure into one line on stderr."""
+`friendly`, which turns a failure into one line on stderr. Whatever the commands print goes
+through `engine.redact.mask` (`guarded` registers the settings' credentials with it)."""
 from __future__ import annotations
 
 import functools
@@ -12,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.errors import HeadwaterError, ModelError, user_traceback
+from engine.config import Config
+from engine.errors import HeadwaterError, ModelError, one_line, user_traceback
+from engine.redact import mask, remember_settings
 
 app = typer.Typer(help="Headwater: extract and load into a Delta lake, transform on GPU or CPU, "
                        "publish to a SQL warehouse.", no_args_is_help=True, add_completion=False)
@@ -37,6 +40,13 @@ class Failed(HeadwaterError):
         self.tracebacks = tracebacks
 
 
+def guarded(config: Config) -> Config:
+    """`config`, its credentials (the warehouse URL's password, secret storage options) now
+    masked in everything printed or logged."""
+    remember_settings(config.warehouse, config.storage_options, config.lake)
+    return config
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn failures into one line on stderr and exit code 1. HEADWATER_DEBUG=1 prints the
     traceback first: for a model that raised, from the user's own code down."""
@@ -48,11 +58,11 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except HeadwaterError as exc:
             if debug:
                 _print_tracebacks(exc)
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(mask(str(exc)))}", highlight=False, soft_wrap=True)
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if debug:
                 _print_tracebacks(exc)
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            err_console.print(f"[bold red]error:[/] {escape(mask(one_line(f'{type(exc).__name__}: {exc}')))} "
                               "(set HEADWATER_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     return wrapper
@@ -67,4 +77,4 @@ def _print_tracebacks(exc: BaseException) -> None:
     else:
         texts = ["".join(traceback.format_exception(exc))]
     for text in texts:
-        err_console.print(text.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        err_console.print(mask(text.rstrip()), highlight=False, markup=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.tree import Tree
 
-from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, app, console, friendly
+from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, app, console, friendly, guarded
 from engine.cli.report import arrow_table, rows_table
 from engine.config import Config
 from engine.errors import ConfigError
@@ -52,7 +52,7 @@ def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> 
     """Run SQL over the warehouse (and, on DuckDB, over the lake's tables)."""
     from engine.publish import connect
 
-    config = Config.load(Path.cwd(), lake=lake, warehouse=warehouse)
+    config = guarded(Config.load(Path.cwd(), lake=lake, warehouse=warehouse))
     the_lake = Lake(config.lake, config.storage_options)
     wh = connect(config.warehouse)
     try:
@@ -67,7 +67,7 @@ def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> 
 
 
 def _lake(uri: str | None) -> Lake:
-    config = Config.load(Path.cwd(), lake=uri)
+    config = guarded(Config.load(Path.cwd(), lake=uri))
     return Lake(config.lake, config.storage_options)
 
 
@@ -154,7 +154,7 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="a run id (or a uni
     p = load_pipeline(target)
     if pipeline is None and run.get("pipeline_hash") and manifest.file_hash(Path(target)) != run["pipeline_hash"]:
         console.print(f"[yellow]note:[/] {target} changed since the run (its model code is checked next)")
-    config = Config.load(p.base_dir, lake=lake, backend=backend)
+    config = guarded(Config.load(p.base_dir, lake=lake, backend=backend))
     chosen, _ = resolve(config.backend, the_lake.storage_options, config=config)
     try:
         done = reproduce(the_lake, p, chosen, run["run_id"], table, out, allow_code_change)

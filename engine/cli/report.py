@@ -9,6 +9,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from engine.errors import one_line
+from engine.redact import mask
 from engine.runs.runner import RunSummary, Step
 
 STATUS_STYLE = {"landed": "green", "built": "green", "published": "green",
@@ -63,7 +65,7 @@ def summary_table(summary: RunSummary) -> Table:
         style = STATUS_STYLE.get(s.status, "")
         table.add_row(s.kind, Text(s.table), f"[{style}]{s.status}[/]", f"{s.rows:,}",
                       f"{s.quarantined:,}" if s.quarantined else "",
-                      "" if s.version is None else str(s.version), f"{s.seconds:.2f}", Text(s.detail))
+                      "" if s.version is None else str(s.version), f"{s.seconds:.2f}", Text(_line(s.detail)))
     return table
 
 
@@ -79,7 +81,7 @@ def checks_table(summary: RunSummary) -> Table | None:
     for model, c in rows:
         style = {"pass": "green", "warn": "yellow", "fail": "red"}.get(c["status"], "")
         table.add_row(Text(model), Text(c["name"]), c["severity"], f"[{style}]{c['status']}[/]",
-                      f"{c['failing_rows']:,}", Text(c.get("detail") or ""))
+                      f"{c['failing_rows']:,}", Text(_line(c.get("detail") or "")))
     return table
 
 
@@ -117,3 +119,8 @@ def rows_table(rows: list[dict[str, Any]], title: str = "", no_wrap: tuple[str, 
 def _cell(value: Any, width: int) -> Text:
     text = "∅" if value is None else str(value)
     return Text(text if len(text) <= width else text[: width - 1] + "…")
+
+
+def _line(text: str) -> str:
+    """A step's or check's detail as shown: one line, credentials masked."""
+    return mask(one_line(text))

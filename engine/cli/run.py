@@ -10,16 +10,29 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from engine.cli.app import BackendOpt, ClusterOpt, Failed, LakeOpt, WarehouseOpt, app, console, friendly
+from engine.cli.app import (
+    BackendOpt,
+    ClusterOpt,
+    Failed,
+    LakeOpt,
+    WarehouseOpt,
+    app,
+    console,
+    friendly,
+    guarded,
+)
 from engine.cli.report import RichReporter, checks_table, summary_table
 from engine.config import DEFAULTS, Config
+from engine.errors import one_line
 from engine.lake import Lake
 from engine.pipeline import Pipeline, load_pipeline
+from engine.redact import mask
 from engine.runs.runner import Runner
 from engine.runs.steps import RunSummary
 
 
 def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection: Any) -> RunSummary:
+    guarded(config)
     with RichReporter(console) as reporter:
         summary = Runner(pipeline, config, reporter).run(**selection)
     if not table and summary.ok:
@@ -29,10 +42,10 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection:
     if checks is not None:
         console.print(checks)
     if summary.backend_reason:
-        console.print(f"[dim]backend: {summary.backend} ({summary.backend_reason})[/]")
+        console.print(f"[dim]backend: {summary.backend} ({escape(mask(summary.backend_reason))})[/]")
     quarantined = f" ({summary.rows_quarantined():,} quarantined)" if summary.rows_quarantined() else ""
-    console.print(f"[dim]landed {summary.rows_landed():,} new rows{quarantined}; lake {config.lake}; "
-                  f"warehouse {config.warehouse}[/]")
+    console.print(f"[dim]landed {summary.rows_landed():,} new rows{quarantined}; lake {escape(mask(config.lake))}; "
+                  f"warehouse {escape(mask(config.warehouse))}[/]")
     if not summary.ok:
         tracebacks = [s.traceback for s in summary.failed if s.traceback]
         hint = "HEADWATER_DEBUG=1 prints the traceback" if tracebacks else None
@@ -108,9 +121,9 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     from engine.publish import connect
     from engine.transform.backends import gpu_info, resolve
 
-    config = Config.load(Path.cwd(), lake=lake, warehouse=warehouse, backend=backend)
+    config = guarded(Config.load(Path.cwd(), lake=lake, warehouse=warehouse, backend=backend))
     failures = 0
-    console.print(f"settings from: {config.source}")
+    console.print(f"settings from: {escape(config.source)}")
     versions = {"python": platform.python_version()}
     for dist in ("headwater", "pyarrow", "pandas", "deltalake", "duckdb", "sqlalchemy", "prefect",
                  "cudf-cu13", "dask"):
@@ -128,10 +141,10 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     ]
     for name, check in checks:
         try:
-            console.print(f"[green]ok[/]   {name}: {escape(check())}", highlight=False)
+            console.print(f"[green]ok[/]   {name}: {escape(mask(check()))}", highlight=False)
         except Exception as exc:  # noqa: BLE001 - doctor reports every failure, then exits non-zero
             failures += 1
-            console.print(f"[red]FAIL[/] {name}: {escape(str(exc))}", highlight=False)
+            console.print(f"[red]FAIL[/] {name}: {escape(mask(one_line(str(exc))))}", highlight=False)
     if failures:
         raise typer.Exit(1)
 

@@ -77,8 +77,20 @@ class Lake:
         return f"raw.{name}"
 
     def uri(self, name: str) -> str:
-        """The Delta table URI of a qualified name."""
+        """The Delta table URI of a qualified name; ConfigError when the name would reach outside
+        its zone's folder (a separator, `.` or `..`, or on a local lake a path that resolves, say
+        through a symlink, elsewhere)."""
         zone, _, table = self.qualify(name).partition(".")
+        outside = (zone not in ZONES + ("_headwater",) or table in ("", ".", "..")
+                   or any(c in table for c in "/\\\0"))
+        if not outside and ("://" not in self.root or self.root.startswith("file://")):
+            folder = (Path(self.root.removeprefix("file://")) / zone).resolve()
+            resolved = (folder / table).resolve()
+            outside = resolved == folder or not resolved.is_relative_to(folder)
+        if outside:
+            raise ConfigError(f"lake table name {name!r} does not name a table inside the lake's "
+                              f"{zone} folder", "write it as zone.<name> (raw, models, quarantine), with a "
+                              "name of letters, digits and underscores, as source and model names are")
         return f"{self.root}/{zone}/{table}"
 
     def exists(self, name: str) -> bool:

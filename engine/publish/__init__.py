@@ -9,17 +9,20 @@ import sqlalchemy as sa
 
 from engine.errors import ConfigError
 from engine.publish.base import BOOKKEEPING, MODES, Warehouse
+from engine.redact import remember, url_password
 
 __all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect"]
 
 
 def connect(url: str) -> Warehouse:
     """The warehouse at SQLAlchemy `url` (`duckdb:///path.duckdb`, `duckdb:///:memory:`,
-    `postgresql+psycopg://…`, `sqlite:///…`). Connects lazily: nothing is opened yet."""
+    `postgresql+psycopg://…`, `sqlite:///…`). Connects lazily: nothing is opened yet. The URL's
+    password is masked in everything Headwater prints or logs from now on."""
+    remember(url_password(url))
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"warehouse URL {url!r} is not a SQLAlchemy URL",
+        raise ConfigError(f"warehouse URL {url!r} is not a SQLAlchemy URL",  # ConfigError masks the password
                           "use e.g. duckdb:///warehouse.duckdb or postgresql+psycopg://user@host/db") from exc
     try:
         if parsed.get_backend_name() == "duckdb":

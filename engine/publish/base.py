@@ -113,7 +113,8 @@ class Warehouse:
 
     # -- public API -------------------------------------------------------------------------------
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
-                mode: WriteMode = "replace", primary_key: str | Sequence[str] = ()) -> int:
+                mode: WriteMode = "replace", primary_key: str | Sequence[str] = (),
+                replace_existing: bool = False) -> int:
         """Publish `table` (a table, or a stream of record batches read once) to warehouse table
         `name` in one transaction; returns the rows written. `mode`:
 
@@ -121,7 +122,9 @@ class Warehouse:
         * `append`: the rows are added (for incremental models: pass only the new rows);
         * `merge`: rows whose `primary_key` matches a row of the table replace it, the others are added.
 
-        Append and merge create the table if it doesn't exist. In the same transaction,
+        Append and merge create the table if it doesn't exist. A table `name` that Headwater did
+        not publish (no bookkeeping row) is refused, whatever the mode, unless `replace_existing`.
+        In the same transaction,
         (name, lake_version, run_id, rows in the table, published_at UTC) is upserted into the
         bookkeeping table `_headwater_published`. Readers see the table before or after, never between."""
         check_name(name)
@@ -130,7 +133,12 @@ class Warehouse:
         check_rows(name, rows.schema, mode, keys)
         with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
                 self._transaction() as conn:
-            exists = sa.inspect(conn).has_table(name)
+            exists = self._has_table(conn, name)
+            if exists and not replace_existing and not self._ours(conn, name):
+                raise WarehouseError(
+                    f"cannot publish {name!r}: {self.dialect} warehouse {self.where} has a table {name!r} "
+                    "that Headwater did not create", "rename the model, drop or rename that table, or "
+                    "declare the model with @model(..., replace_existing=True) to let it replace the table")
             if exists and mode != "replace":
                 check_columns(name, rows.schema, self._columns(conn, name), mode)
             if mode == "replace":
@@ -153,8 +161,7 @@ class Warehouse:
         """The lake version last published to `name` (None if never, or if the table was dropped)."""
         check_name(name)
         with self._errors(f"reading what was published to {name!r}"), self.engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            if not inspector.has_table(BOOKKEEPING) or not inspector.has_table(name):
+            if not self._has_table(conn, BOOKKEEPING) or not self._has_table(conn, name):
                 return None
             version = conn.execute(sa.select(published.c.lake_version)
                                    .where(published.c.name == name)).scalar()
@@ -231,6 +238,16 @@ class Warehouse:
         staging = name + STAGING_SUFFIX
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.engine.dialect.identifier_preparer.quote(staging)}")
         return staging
+
+    def _has_table(self, conn: sa.Connection, name: str) -> bool:
+        """Whether the warehouse has a table (or view) `name` where publish would write it."""
+        return sa.inspect(conn).has_table(name)
+
+    def _ours(self, conn: sa.Connection, name: str) -> bool:
+        """Whether Headwater published table `name` (the bookkeeping table has its row)."""
+        if not self._has_table(conn, BOOKKEEPING):
+            return False
+        return conn.execute(sa.select(published.c.name).where(published.c.name == name)).first() is not None
 
     def _columns(self, conn: sa.Connection, name: str) -> list[str]:
         """The column names of table `name` (from an empty select: every dialect answers that)."""

@@ -57,6 +57,15 @@ class DuckDBWarehouse(Warehouse):
             else:
                 conn.exec_driver_sql(f"INSERT INTO {self._quote(target)} BY NAME SELECT * FROM {source}")
 
+    def _has_table(self, conn: sa.Connection, name: str) -> bool:
+        # duckdb-engine's has_table also finds the catalog's own views (`tables`, `views`,
+        # `columns`): look in this database's schema only, as DuckDB names fold case
+        found = conn.exec_driver_sql(
+            "SELECT count(*) FROM (SELECT table_name AS n, database_name AS d, schema_name AS s FROM duckdb_tables() "
+            "UNION ALL SELECT view_name, database_name, schema_name FROM duckdb_views() WHERE NOT internal) "
+            "WHERE d = current_database() AND s = current_schema() AND lower(n) = lower(?)", (name,)).scalar()
+        return bool(found)
+
     def _quote(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
 

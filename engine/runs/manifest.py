@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from engine._version import __version__
-from engine.errors import ConfigError
+from engine.errors import ConfigError, one_line
 from engine.lake import Lake
+from engine.redact import mask, mask_data, remember, secret_values
 
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
@@ -36,24 +37,33 @@ SCHEMA = pa.schema([
 
 
 def record(lake: Lake, summary: RunSummary, pipeline: Pipeline) -> int:
-    """Append `summary` as one row of `_headwater.runs`; returns the commit's version."""
-
+    """Append `summary` as one row of `_headwater.runs`; returns the commit's version. Every
+    text in it is masked (engine.redact): no credential is stored."""
+    remember(*secret_values(lake.storage_options))
     finished = datetime.now(timezone.utc)
     started = summary.started_at or finished
     source = pipeline.source_file
     commit, dirty = git_state(source) if source else (None, None)
     row = {
         "run_id": summary.run_id, "pipeline": summary.pipeline, "status": "ok" if summary.ok else "failed",
-        "error": summary.error, "started_at": started, "finished_at": finished,
+        "error": mask(one_line(summary.error)) if summary.error else None,
+        "started_at": started, "finished_at": finished,
         "seconds": round((finished - started).total_seconds(), 3),
         "backend": summary.backend or _backend_of(lake, summary) or None,
         "git_commit": commit, "git_dirty": dirty, "pipeline_file": str(source) if source else None,
         "pipeline_hash": file_hash(source) if source else None,
-        "selection": json.dumps(summary.selection), "headwater_version": __version__,
-        "steps": json.dumps([s.to_dict() for s in summary.steps], default=str),
+        "selection": json.dumps(mask_data(summary.selection)), "headwater_version": __version__,
+        "steps": json.dumps([_stored(s.to_dict()) for s in summary.steps], default=str),
     }
     table = pa.Table.from_pylist([row], schema=SCHEMA)
     return lake.write_append(RUNS, table, run_id=summary.run_id, meta={"kind": "run manifest"}).version or 0
+
+
+def _stored(step: dict[str, Any]) -> dict[str, Any]:
+    """A step as the runs table keeps it: its detail on one line, every text masked."""
+    step = mask_data(step)
+    step["detail"] = one_line(step.get("detail") or "")
+    return step
 
 
 def _backend_of(lake: Lake, summary: RunSummary) -> str | None:

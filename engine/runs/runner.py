@@ -150,7 +150,8 @@ class Runner:
                                 detail=f"lake version {version} already published")
                 mode, rows = publication(self.lake, table, model.materialized, published, version)
                 written = wh.publish(model.name, rows.scanner().to_reader(), lake_version=version,
-                                     run_id=run_id, mode=mode, primary_key=model.primary_key)
+                                     run_id=run_id, mode=mode, primary_key=model.primary_key,
+                                     replace_existing=model.replace_existing)
                 return Step("publish", model.name, model.name, "published", written, version,
                             detail=f"to {wh.dialect}" + ("" if mode == "replace" else f", {mode}"))
             finally:

@@ -1,4 +1,5 @@
-"""What every source shares: write dispositions, primary keys, load columns, flattening.
+"""What every source shares: its name's rule, write dispositions, primary keys, load columns,
+flattening.
 
 A source is a name and an `extract` that plans a load and streams Arrow batches: the
 `Source` protocol and the `Extraction` it returns are the load stage's (engine/load/extraction.py).
@@ -11,6 +12,7 @@ from typing import get_args
 import pyarrow as pa
 
 from engine.errors import ConfigError
+from engine.graph import check_name
 from engine.lake import WriteMode
 
 DEFAULT_BATCH_ROWS = 65_536
@@ -23,6 +25,13 @@ def key_columns(primary_key: str | list[str] | None) -> list[str]:
     if primary_key is None:
         return []
     return [primary_key] if isinstance(primary_key, str) else list(primary_key)
+
+
+def check_source_name(name: object) -> None:
+    """Raise ConfigError unless `name` can name a source: an identifier (letters, digits and `_`,
+    not starting with a digit; engine.graph.check_name), since it names `raw.<name>` and
+    `quarantine.<name>` in the lake."""
+    check_name("source", name)
 
 
 def check_write(source: str, write: WriteMode, primary_key: str | list[str] | None) -> None:

@@ -25,6 +25,7 @@ from engine.load.quarantine import Quarantine
 from engine.load.schema import SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
+    check_source_name,
     check_write,
     key_columns,
     with_load_columns,
@@ -72,6 +73,7 @@ class FileSource:
     contract: str = "evolve"  # evolve | freeze | discard_columns
 
     def __post_init__(self) -> None:
+        check_source_name(self.name)
         if self.format is not None and self.format not in FORMATS:
             raise SourceError(f"source {self.name!r}: unknown format {self.format!r}",
                               f"use one of {', '.join(FORMATS)}")

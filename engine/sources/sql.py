@@ -38,6 +38,7 @@ from engine.lake import WriteMode
 from engine.load.extraction import Extraction
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
+    check_source_name,
     check_write,
     key_columns,
     with_load_columns,
@@ -82,6 +83,7 @@ class SqlSource:
     write: WriteMode | None = None  # None: append with a cursor, else replace
 
     def __post_init__(self) -> None:
+        check_source_name(self.name)
         if (self.table is None) == (self.query is None):
             raise ConfigError(f"source {self.name!r}: give exactly one of table= or query=")
         if self.batch_rows < 1:

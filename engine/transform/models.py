@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from engine.errors import ConfigError
-from engine.graph import TableRef
+from engine.graph import TableRef, check_name
 from engine.transform.checks import Check, parse_all
 
 Materialized = Literal["table", "incremental", "merge"]
@@ -32,6 +32,7 @@ class Model:
     checks: tuple[Check, ...] = ()  # parsed at declaration; run on every build
     full_inputs: tuple[str, ...] = ()  # incremental models: these inputs are always read whole
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # input -> the only columns read
+    replace_existing: bool = False  # publish may replace a warehouse table Headwater did not create
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -71,7 +72,8 @@ class Context:
 def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | None = None,
           name: str | None = None, materialized: Materialized = "table", publish: bool = True,
           primary_key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = (),
-          full_inputs: Iterable[str] = (), columns: Mapping[str, Iterable[str]] | None = None) -> Any:
+          full_inputs: Iterable[str] = (), columns: Mapping[str, Iterable[str]] | None = None,
+          replace_existing: bool = False) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table
@@ -82,13 +84,22 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
     reads whole (a dimension table it joins to). `checks` are run on
     every build (see `engine.transform.checks`); `tags` serve `--select tag:<tag>`; `columns` maps an
     input to the only columns read from it (the rest, load columns included, never leave the
-    lake's files). Returns a `Model`.
+    lake's files). The model's name (`name`, else the function's) is an identifier: letters,
+    digits and `_`. Publishing refuses to replace a warehouse table that Headwater did not
+    create unless `replace_existing` is True. Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
+        check_name("model", name if name is not None else f.__name__)
         if materialized not in MATERIALIZATIONS:
             raise ConfigError(f"model {name or f.__name__!r}: unknown materialization {materialized!r}",
                               f"use one of {', '.join(MATERIALIZATIONS)}")
         ins = {param: TableRef.parse(ref) for param, ref in (inputs or {}).items()}
+        for param, ref in ins.items():
+            try:
+                check_name("table", ref.name)
+            except ConfigError as exc:
+                raise ConfigError(f"model {name or f.__name__!r}: input {param}={str(ref)!r} is not a "
+                                  "valid table name", exc.hint) from None
         params = inspect.signature(f).parameters
         missing = [p for p in ins if p not in params and not any(
             v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values())]
@@ -112,6 +123,6 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
 
         parsed = parse_all(checks, name or f.__name__)  # bad check specs fail here, at declaration
         return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip(),
-                     keys, tuple(tags), parsed, whole, cols)
+                     keys, tuple(tags), parsed, whole, cols, bool(replace_existing))
 
     return wrap(fn) if fn is not None else wrap

@@ -56,11 +56,11 @@ def test_unknown_inputs_are_named_with_the_choices() -> None:
 
 def test_model_decorator_checks_inputs_against_parameters() -> None:
     with pytest.raises(HeadwaterError, match=r"inputs \['photos'\] are not parameters"):
-        model(inputs={"photos": "raw.photos"})(lambda events: events)
+        model(inputs={"photos": "raw.photos"}, name="m")(lambda events: events)
     m = model(inputs={"df": "raw.x"}, name="renamed")(lambda df: df)
     assert m.name == "renamed" and not m.wants_ctx and m(df=3) == 3
     with pytest.raises(HeadwaterError, match="unknown materialization"):
-        model(inputs={}, materialized="view")(lambda: None)
+        model(inputs={}, materialized="view", name="m")(lambda: None)
 
 
 def test_code_hash_changes_with_the_source() -> None:
