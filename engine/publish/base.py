@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from engine.errors import ConfigError, WarehouseError
-from engine.lake import WriteMode
+from engine.errors import ConcurrentRunError, ConfigError, WarehouseError
+from engine.lake import Based, WriteMode
 from engine.publish.types import Rows
 
 log = logging.getLogger("headwater.publish")
@@ -114,7 +114,7 @@ class Warehouse:
     # -- public API -------------------------------------------------------------------------------
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
                 mode: WriteMode = "replace", primary_key: str | Sequence[str] = (),
-                replace_existing: bool = False) -> int:
+                replace_existing: bool = False, based_on: Based | None = None) -> int:
         """Publish `table` (a table, or a stream of record batches read once) to warehouse table
         `name` in one transaction; returns the rows written. `mode`:
 
@@ -124,6 +124,9 @@ class Warehouse:
 
         Append and merge create the table if it doesn't exist. A table `name` that Headwater did
         not publish (no bookkeeping row) is refused, whatever the mode, unless `replace_existing`.
+        With `based_on` (the lake version the caller found published, None for none), the publish
+        takes the table's publish lock and fails with ConcurrentRunError, changing nothing, when
+        another run published it since: an append or merge of the same rows twice is refused.
         In the same transaction,
         (name, lake_version, run_id, rows in the table, published_at UTC) is upserted into the
         bookkeeping table `_headwater_published`. Readers see the table before or after, never between."""
@@ -133,6 +136,14 @@ class Warehouse:
         check_rows(name, rows.schema, mode, keys)
         with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
                 self._transaction() as conn:
+            if based_on is not None:
+                self._lock(conn, name)
+                now = self._published(conn, name)
+                if now != based_on.version:
+                    raise ConcurrentRunError(
+                        f"warehouse table {name!r}: another run published lake version {now} while this run "
+                        f"was publishing from {based_on.version}; this run changed nothing",
+                        "runs of one pipeline must not overlap: run again once the other run is done")
             exists = self._has_table(conn, name)
             if exists and not replace_existing and not self._ours(conn, name):
                 raise WarehouseError(
@@ -161,11 +172,17 @@ class Warehouse:
         """The lake version last published to `name` (None if never, or if the table was dropped)."""
         check_name(name)
         with self._errors(f"reading what was published to {name!r}"), self.engine.connect() as conn:
-            if not self._has_table(conn, BOOKKEEPING) or not self._has_table(conn, name):
-                return None
-            version = conn.execute(sa.select(published.c.lake_version)
-                                   .where(published.c.name == name)).scalar()
+            return self._published(conn, name)
+
+    def _published(self, conn: sa.Connection, name: str) -> int | None:
+        if not self._has_table(conn, BOOKKEEPING) or not self._has_table(conn, name):
+            return None
+        version = conn.execute(sa.select(published.c.lake_version).where(published.c.name == name)).scalar()
         return None if version is None else int(version)
+
+    def _lock(self, conn: sa.Connection, name: str) -> None:
+        """Hold, until the transaction ends, the lock that serialises publishes of table `name`
+        (DuckDB and SQLite let one writer at a time in: nothing to do; PostgreSQL overrides)."""
 
     def tables(self) -> list[str]:
         """User tables in the warehouse, sorted (bookkeeping and half-built tables left out)."""

@@ -41,6 +41,11 @@ class PostgresWarehouse(GenericWarehouse):
     swap_backoff_max_s: float = 1.0
     swap_wait_s: float = 300.0
 
+    def _lock(self, conn: sa.Connection, name: str) -> None:
+        # a transaction-scoped advisory lock per table name: a second publish of the table waits
+        # for the first to commit, then finds what it published
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"headwater:{name}"})
+
     def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
         if create:
             sa.Table(target, sa.MetaData(), *sql_columns(rows.schema, nested=JSONB())).create(conn)

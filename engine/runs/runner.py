@@ -151,6 +151,7 @@ class Runner:
                 mode, rows = publication(self.lake, table, model.materialized, published, version)
                 written = wh.publish(model.name, rows.scanner().to_reader(), lake_version=version,
                                      run_id=run_id, mode=mode, primary_key=model.primary_key,
+                                     based_on=Based(published),
                                      replace_existing=model.replace_existing)
                 return Step("publish", model.name, model.name, "published", written, version,
                             detail=f"to {wh.dialect}" + ("" if mode == "replace" else f", {mode}"))
