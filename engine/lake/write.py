@@ -65,14 +65,20 @@ def writer_count() -> int:
 def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: WriteMode) -> bool:
     """True when an append or replace (`mode`) of `schema` into the table at `uri` (`table`
     None: a new table) may bypass delta-rs' writer: the table is on local disk (against an S3
-    server on loopback delta-rs' uploads were faster, bench/RESULTS.md), keeps its schema, is
-    unpartitioned and asks for nothing that files written here would skip (CHECK constraints,
-    invariants, generated or identity columns, column mapping, change data feed, an
-    append-only table being overwritten)."""
+    server on loopback delta-rs' uploads were faster, bench/RESULTS.md), keeps its schema and is
+    `plain`."""
     if protocol(uri) != "file":
         return False
     if table is None:
         return True
+    return plain(table, rewrites=mode != "append") and pa.schema(table.schema().to_arrow()) == schema
+
+
+def plain(table: DeltaTable, rewrites: bool) -> bool:
+    """True when files written here may be committed to `table`: it is unpartitioned and asks
+    for nothing that they would skip (CHECK constraints, invariants, generated or identity
+    columns, column mapping, deletion vectors, change data feed, or, when the commit
+    `rewrites` existing rows, being append-only)."""
     versions = table.protocol()
     if versions.min_writer_version == 7:
         if not set(versions.writer_features or []) <= PLAIN_FEATURES:
@@ -81,11 +87,9 @@ def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: Write
         return False
     metadata = table.metadata()
     config = metadata.configuration
-    if (metadata.partition_columns or any(k.startswith("delta.constraints.") for k in config)
-            or (mode == "replace" and config.get("delta.appendOnly", "").lower() == "true")
-            or "delta.invariants" in table.schema().to_json()):
-        return False
-    return pa.schema(table.schema().to_arrow()) == schema
+    return not (metadata.partition_columns or any(k.startswith("delta.constraints.") for k in config)
+                or (rewrites and config.get("delta.appendOnly", "").lower() == "true")
+                or "delta.invariants" in table.schema().to_json())
 
 
 def target_file_size(table: DeltaTable | None) -> int:
