@@ -106,18 +106,66 @@ def source_options(uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
 
 def table_filesystem(table_uri: str, storage_options: dict[str, Any] | None = None) -> pafs.FileSystem:
     """A pyarrow filesystem rooted at a Delta table's folder (paths inside it are relative to
-    the table): pyarrow's local filesystem, or fsspec for remote tables, never delta-rs' own
-    handler (a process that read through it often aborts at exit, delta-rs #2184)."""
+    the table): pyarrow's local filesystem; on s3:// pyarrow's own S3 client (`s3_filesystem`),
+    or fsspec where the options name something it does not take; never delta-rs' own handler
+    (a process that read through it often aborts at exit, delta-rs #2184).
+
+    Not fsspec where pyarrow's client will do: a scan stopped early (`head`) left pyarrow's I/O
+    threads calling into Python through the fsspec wrapper while the interpreter shut down,
+    and the process aborted at exit (`PyGILState_Release`, `terminate called`) or hung."""
     uri = table_uri.rstrip("/")
     if protocol(uri) == "file":
         fs: pafs.FileSystem = pafs.LocalFileSystem()
         root = unquote(uri.removeprefix("file://"))
     else:
-        import fsspec
+        root = uri.split("://", 1)[1]
+        native = s3_filesystem(uri, storage_options) if is_s3(uri) else None
+        if native is not None:
+            fs = native
+        else:
+            import fsspec
 
-        handler = pafs.FSSpecHandler(fsspec.filesystem(protocol(uri), **source_options(uri, storage_options)))
-        fs, root = pafs.PyFileSystem(handler), uri.split("://", 1)[1]
+            handler = pafs.FSSpecHandler(fsspec.filesystem(protocol(uri), **source_options(uri, storage_options)))
+            fs = pafs.PyFileSystem(handler)
     return pafs.SubTreeFileSystem(root, fs)
+
+
+# Options that only delta-rs' commits use (how to commit safely on S3): a data file's reads and
+# writes need none of them.
+_COMMIT_ONLY = {"AWS_S3_ALLOW_UNSAFE_RENAME", "AWS_CONDITIONAL_PUT", "AWS_S3_LOCKING_PROVIDER",
+                "AWS_COPY_IF_NOT_EXISTS", "DELTA_DYNAMO_TABLE_NAME", "AWS_ALLOW_HTTP"}
+# fsspec (s3fs) spellings of the options that pyarrow's client takes too
+_FSSPEC_AS_AWS = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN",
+                  "endpoint_url": "AWS_ENDPOINT_URL"}
+
+
+def s3_filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> pafs.S3FileSystem | None:
+    """pyarrow's S3 client with the settings delta-rs gets for `uri` (see `delta_options`:
+    credentials, region, endpoint, plain http for an http:// endpoint), or None when the
+    options name something it has no setting for (then fsspec reads the files)."""
+    settings: dict[str, str] = {}
+    for name, value in (delta_options(uri, storage_options) or {}).items():
+        name = _FSSPEC_AS_AWS.get(name, name)
+        if name == "anon":
+            name = "AWS_SKIP_SIGNATURE"
+        settings[name] = str(value)
+    if not set(settings) <= {*AWS_ENV, "AWS_ENDPOINT", "AWS_SKIP_SIGNATURE", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+                             *_COMMIT_ONLY}:
+        return None
+    endpoint = settings.get("AWS_ENDPOINT_URL") or settings.get("AWS_ENDPOINT")
+    scheme, override = None, None
+    if endpoint:
+        scheme, sep, rest = endpoint.partition("://")
+        if not sep or "/" in rest.strip("/"):
+            return None  # an endpoint with a path: left to fsspec
+        override = rest.strip("/")
+    anonymous = settings.get("AWS_SKIP_SIGNATURE", "").lower() == "true"
+    return pafs.S3FileSystem(
+        access_key=None if anonymous else settings.get("AWS_ACCESS_KEY_ID"),
+        secret_key=None if anonymous else settings.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=None if anonymous else settings.get("AWS_SESSION_TOKEN"),
+        anonymous=anonymous, region=_region(settings), scheme=scheme or "https", endpoint_override=override,
+        force_virtual_addressing=settings.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "").lower() == "true")
 
 
 def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = None) -> ds.Dataset:
