@@ -174,6 +174,14 @@ def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = No
     return table.to_pyarrow_dataset(filesystem=table_filesystem(table.table_uri, storage_options))
 
 
+def missing_files(table_uri: str, paths: list[str], storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Those of `paths` (relative to the table at `table_uri`) that its store no longer holds."""
+    if not paths:
+        return []
+    fs = table_filesystem(table_uri, storage_options)
+    return [info.path for info in fs.get_file_info(paths) if info.type == pafs.FileType.NotFound]
+
+
 def check_bucket(fs: Any, path: str) -> None:
     """Raise when the bucket that `path` (bucket/key, protocol stripped) is in cannot be used:
     FileNotFoundError for a missing bucket, PermissionError for refused credentials."""
