@@ -125,21 +125,22 @@ class Lake:
                               f"(its versions end at {latest})",
                               "see `headwater history` for the versions it has") from exc
 
+        checked: dict[str, bool] = {}  # file -> present
+
         def gone(at: DeltaTable) -> list[str]:  # vacuum keeps every file the latest version reads
             older = [f.path for f in arrow_dataset(at, self.storage_options).get_fragments() if f.path not in current]
-            return missing_files(uri, older, self.storage_options)
+            lost = set(missing_files(uri, [f for f in older if f not in checked], self.storage_options))
+            checked.update({f: f not in lost for f in older if f not in checked})
+            return [f for f in older if not checked[f]]
 
         with storage_errors(f"cannot read the lake table at {uri}"):
             missing = gone(table)
             if not missing:
                 return table
-            readable, unreadable = latest, version  # the oldest readable one, by bisection
-            while unreadable + 1 < readable:
-                middle = (unreadable + readable) // 2
-                if gone(DeltaTable(uri, version=middle, storage_options=self.storage_options)):
-                    unreadable = middle
-                else:
-                    readable = middle
+            readable = latest  # the oldest version from which on every one can be read
+            while readable - 1 > version and not gone(DeltaTable(uri, version=readable - 1,
+                                                                 storage_options=self.storage_options)):
+                readable -= 1
             history = DeltaTable(uri, storage_options=self.storage_options).history()
         vacuums = [c["version"] for c in history if c.get("operation") == "VACUUM END"]
         by = f"; the latest VACUUM is version {vacuums[0]}" if vacuums else ""
