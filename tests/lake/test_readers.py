@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -92,8 +93,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, dict[str, lis
     tables["raw.compacted"] = [r for load in loads for r in load]
 
     state = {}
-    for i, (load, mode) in enumerate([(rows(range(0, 200), 0), "replace"), (rows(range(100, 300), 1, long=True), "replace"),
-                                      (rows(range(300, 400), 2), "append"), (rows(range(350, 450), 3), "merge")]):
+    history = [(rows(range(0, 200), 0), "replace"), (rows(range(100, 300), 1, long=True), "replace"),
+               (rows(range(300, 400), 2), "append"), (rows(range(350, 450), 3), "merge")]
+    for i, (load, mode) in enumerate(history):
         lake.land("raw.vacuumed", batches(load), run_id=f"v{i}", state={"load": i}, mode=mode, primary_key=["id"])
         state = {} if mode == "replace" else state
         merged(state, load)
@@ -111,7 +113,8 @@ def filters(column: str, table: list[dict[str, Any]]) -> list[Filter]:
     if column == "nan":  # NaN orders differently in each engine: only (in)equality is common ground
         return [Filter(column, "!=", 1.0, kind), Filter(column, "=", values[0], kind)]
     if column == "flag":
-        return [Filter(column, "=", True, kind), Filter(column, "=", False, kind), Filter(column, "is null", None, kind)]
+        return [Filter(column, "=", True, kind), Filter(column, "=", False, kind),
+                Filter(column, "is null", None, kind)]
     middle, low, high = values[len(values) // 2], values[0], values[-1]
     out = [Filter(column, op, middle, kind) for op in (">=", "<=", "=", "!=", "<", ">")]
     out += [Filter(column, "<=", low, kind), Filter(column, ">=", high, kind)]
@@ -179,3 +182,29 @@ def test_a_vacuumed_version_names_the_oldest_readable_one(built: tuple[Lake, dic
     assert sorted(r["id"] for r in lake.read("raw.vacuumed", 1, columns=["id"]).to_pylist()) == list(range(100, 300))
 
 
+
+
+def test_every_write_path_stores_plain_strings(tmp_path: Path) -> None:
+    """string_view and large_string in, at any depth: the lake's files hold plain strings
+    (appends by the parallel writer, a new column by delta-rs' writer, merges, model writes)."""
+    lake = Lake(str(tmp_path))
+    view = pa.schema([("id", pa.int64()), ("s", pa.string_view()), ("big", pa.large_string()),
+                      ("l", pa.list_(pa.string_view())), ("m", pa.map_(pa.string_view(), pa.int64()))])
+
+    def table(ids: range, extra: bool = False) -> pa.Table:
+        data = {"id": list(ids), "s": [f"s{i}" for i in ids], "big": [f"b{i}" for i in ids],
+                "l": [[f"l{i}"] for i in ids], "m": [[(f"k{i}", i)] for i in ids]}
+        schema = pa.schema([*view, ("new", pa.string_view())]) if extra else view
+        return pa.table({**data, **({"new": [f"n{i}" for i in ids]} if extra else {})}, schema=schema)
+
+    lake.land("raw.v", table(range(0, 10)).to_batches(), run_id="a", state={})
+    lake.land("raw.v", table(range(10, 20), extra=True).to_batches(), run_id="b", state={})  # a new column
+    lake.land("raw.v", table(range(5, 25), extra=True).to_batches(), run_id="c", state={}, mode="merge",
+              primary_key=["id"])
+    lake.write("models.v", table(range(3)), run_id="d", meta={})
+    for name in ("raw.v", "models.v"):
+        for uri in DeltaTable(lake.uri(name)).file_uris():
+            types = {str(f.type) for f in pq.read_schema(uri)}
+            assert not any("view" in t or "large" in t for t in types), (name, types)
+    got = lake.dataset("raw.v").to_table(filter=ds.field("s") >= "s20").column("id").to_pylist()
+    assert sorted(got) == sorted(i for i in range(25) if f"s{i}" >= "s20")
