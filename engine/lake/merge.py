@@ -46,7 +46,7 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Schema, write_deltalake
 from deltalake.transaction import AddAction, RemoveAction
 
-from engine.errors import ConfigError, SchemaError
+from engine.errors import ConfigError, SchemaError, StorageError
 from engine.lake import write as lake_write
 from engine.lake.storage import arrow_dataset
 from engine.lake.types import conform
@@ -151,11 +151,14 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
     def rows() -> Iterator[pa.RecordBatch]:
         for fragment, hits in touched:
             start = 0
-            for batch in fragment.to_batches(schema=dataset.schema):
+            for batch in fragment.to_batches(schema=dataset.schema):  # in file order, as the keys were
                 left = ~hits[start:start + batch.num_rows]
                 start += batch.num_rows
                 if left.any():
                     yield conform(batch.filter(pa.array(left)), schema)
+            if start != len(hits):
+                raise StorageError(f"{fragment.path} of {uri} changed while it was merged into "
+                                   f"({start} rows read, {len(hits)} before)", "run again", retryable=True)
         yield from kept
 
     actions, _ = lake_write.write_files(uri, rows(), schema, target=lake_write.target_file_size(table),
