@@ -149,16 +149,20 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
     updated = _distinct(matched, key)
 
     def rows() -> Iterator[pa.RecordBatch]:
-        for fragment, hits in touched:
-            start = 0
-            for batch in fragment.to_batches(schema=dataset.schema):  # in file order, as the keys were
-                left = ~hits[start:start + batch.num_rows]
-                start += batch.num_rows
-                if left.any():
-                    yield conform(batch.filter(pa.array(left)), schema)
-            if start != len(hits):
-                raise StorageError(f"{fragment.path} of {uri} changed while it was merged into "
-                                   f"({start} rows read, {len(hits)} before)", "run again", retryable=True)
+        masks = {fragment.path: hits for fragment, hits in touched}
+        read = dict.fromkeys(masks, 0)
+        files = ds.FileSystemDataset([f for f, _ in touched], dataset.schema, dataset.format, dataset.filesystem)
+        for tagged in files.scanner().scan_batches():  # files read in parallel, each in order
+            path, batch = tagged.fragment.path, tagged.record_batch
+            left = ~masks[path][read[path]:read[path] + batch.num_rows]
+            read[path] += batch.num_rows
+            if left.any():
+                yield conform(batch.filter(pa.array(left)), schema)
+        changed = [p for p in masks if read[p] != len(masks[p])]
+        if changed:
+            raise StorageError(f"{changed[0]} of {uri} changed while it was merged into "
+                               f"({read[changed[0]]} rows read, {len(masks[changed[0]])} before)", "run again",
+                               retryable=True)
         yield from kept
 
     actions, _ = lake_write.write_files(uri, rows(), schema, target=lake_write.target_file_size(table),
