@@ -1,4 +1,4 @@
-"""`headwater show --limit` and `headwater runs` on a lake on S3 (moto on loopback) exit cleanly:
+"""`headwater show --limit`, `runs` and `query … limit` on a lake on S3 (moto on loopback) exit cleanly:
 a scan stopped early over pyarrow's fsspec wrapper used to abort the process at exit
 (`terminate called without an active exception`, `PyGILState_Release … finalizing`, exit 134)
 or leave it hanging, in 16 of 20 calls of `show raw.events --limit 5`."""
@@ -19,10 +19,10 @@ from engine.runs.manifest import RUNS, SCHEMA
 from tests.support.processes import ROOT
 from tests.support.s3 import S3Server
 
-SHOWS, RUN_LISTS = 20, 6
+SHOWS, RUN_LISTS, QUERIES = 20, 6, 4
 
 
-def test_show_and_runs_exit_cleanly_on_an_s3_lake(s3_server: S3Server, s3_bucket: str) -> None:
+def test_show_runs_and_query_exit_cleanly_on_an_s3_lake(s3_server: S3Server, s3_bucket: str) -> None:
     uri = f"s3://{s3_bucket}/lake"
     lake = Lake(uri, s3_server.env())
     for i in range(3):  # three files of 1,000 rows each: ids 1000*i + j, names n<j>
@@ -48,7 +48,9 @@ def test_show_and_runs_exit_cleanly_on_an_s3_lake(s3_server: S3Server, s3_bucket
             return "hung", "", ""
         return done.returncode, done.stdout, done.stderr
 
-    calls = [["show", "raw.events", "--limit", "5"]] * SHOWS + [["runs"]] * RUN_LISTS
+    calls = ([["show", "raw.events", "--limit", "5"]] * SHOWS + [["runs"]] * RUN_LISTS
+             + [["query", "select id, name from raw.events where name = 'n7' order by id limit 2",
+                 "--warehouse", "duckdb:///:memory:"]] * QUERIES)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(call, calls))
     bad = []
@@ -56,8 +58,10 @@ def test_show_and_runs_exit_cleanly_on_an_s3_lake(s3_server: S3Server, s3_bucket
         if args[0] == "show":
             shown = [(int(a), int(b)) for a, b in re.findall(r"│ (\d+)\s+│ n(\d+)\s+│", out)]
             right = len(shown) == 5 and all(a % 1000 == b for a, b in shown)
-        else:
+        elif args[0] == "runs":
             right = all(f"run{i}" in out for i in range(3))
+        else:  # a scan DuckDB stops at its LIMIT
+            right = re.findall(r"│ (\d+)\s+│ (n\d+)\s+│", out) == [("7", "n7"), ("1007", "n7")]
         if code != 0 or not right:
             bad.append(f"{' '.join(args)}: exit {code}, {err.strip().splitlines()[-1:] or out[-300:]}")
     assert not bad, f"{len(bad)} of {len(calls)} calls failed:\n" + "\n".join(bad)
