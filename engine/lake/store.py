@@ -101,9 +101,10 @@ class Lake:
                 if self.exists(f"{z}.{t}")]
 
     # -- reading --------------------------------------------------------------------------
-    def table(self, name: str, version: int | None = None) -> DeltaTable:
+    def table(self, name: str, version: int | None = None, *, readable: bool = True) -> DeltaTable:
         """The DeltaTable for `name`, at `version` (latest when None). A version whose data files
-        VACUUM deleted is refused with the oldest version that can still be read."""
+        VACUUM deleted is refused with the oldest version that can still be read, unless only its
+        log is wanted (`readable=False`: which files it had, its schema)."""
         uri = self.uri(name)
         try:
             with storage_errors(f"cannot read the lake table at {uri}"):
@@ -118,12 +119,15 @@ class Lake:
             if not 0 <= version < latest:
                 raise ValueError(version)
             with storage_errors(f"cannot read the lake table at {uri}"):
-                current = {f.path for f in arrow_dataset(table, self.storage_options).get_fragments()}
+                current = {f.path for f in arrow_dataset(table, self.storage_options).get_fragments()} \
+                    if readable else set()
                 table.load_as_version(version)
         except (ValueError, DeltaError) as exc:  # DeltaError: its log no longer reaches that far back
             raise ConfigError(f"table {self.qualify(name)!r} has no version {version} "
                               f"(its versions end at {latest})",
                               "see `headwater history` for the versions it has") from exc
+        if not readable:
+            return table
 
         checked: dict[str, bool] = {}  # file -> present
 
@@ -137,15 +141,15 @@ class Lake:
             missing = gone(table)
             if not missing:
                 return table
-            readable = latest  # the oldest version from which on every one can be read
-            while readable - 1 > version and not gone(DeltaTable(uri, version=readable - 1,
-                                                                 storage_options=self.storage_options)):
-                readable -= 1
+            oldest = latest  # the oldest version from which on every one can be read
+            while oldest - 1 > version and not gone(DeltaTable(uri, version=oldest - 1,
+                                                               storage_options=self.storage_options)):
+                oldest -= 1
             history = DeltaTable(uri, storage_options=self.storage_options).history()
         vacuums = [c["version"] for c in history if c.get("operation") == "VACUUM END"]
         by = f"; the latest VACUUM is version {vacuums[0]}" if vacuums else ""
         raise ConfigError(f"version {version} of {self.qualify(name)} was vacuumed ({len(missing)} of its "
-                          f"data files are gone{by}); the oldest readable is {readable}",
+                          f"data files are gone{by}); the oldest readable is {oldest}",
                           "read that version or a later one (`headwater history` lists them)")
 
     def version(self, name: str) -> int | None:
