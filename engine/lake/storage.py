@@ -194,18 +194,21 @@ def check_bucket(fs: Any, path: str) -> None:
 
 # Error codes S3 (and S3-compatible stores) answer with, what they mean to a user, and whether the
 # same request may succeed later unchanged (retryable). delta-rs raises one exception type for
-# every object-store failure and quotes the store's answer in its message, so the code is read
-# from the text: there is no type to match on.
+# every object-store failure and quotes the store's answer in its message (pyarrow's S3 client
+# raises OSError with `AWS Error ACCESS_DENIED during …`), so the code is read from the text:
+# there is no type to match on.
 _CAUSES = [
-    (r"NoSuchBucket|bucket does not exist", "the bucket does not exist",
+    (r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist", "the bucket does not exist",
      "check the bucket name, or create the bucket", False),
     (r"InvalidAccessKeyId|SignatureDoesNotMatch|signature we calculated does not match|AccessDenied|"
      r"ExpiredToken|InvalidToken|\bForbidden\b|lacked the necessary privileges|Unable to locate credentials|"
-     r"NoCredentials|^PermissionError", "access was refused",
+     r"NoCredentials|^PermissionError|ACCESS_DENIED|INVALID_ACCESS_KEY_ID|SIGNATURE_DOES_NOT_MATCH|EXPIRED_TOKEN",
+     "access was refused",
      "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or storage_options) and the key's permissions", False),
-    (r"Connection refused|error sending request|dns error|Could not connect to the endpoint",
+    (r"Connection refused|error sending request|dns error|Could not connect to the endpoint|NETWORK_CONNECTION",
      "the endpoint cannot be reached", "check AWS_ENDPOINT_URL (or storage_options) and the network", True),
-    (r"SlowDown|ServiceUnavailable|RequestTimeout|<Code>InternalError</Code>",
+    (r"SlowDown|ServiceUnavailable|RequestTimeout|<Code>InternalError</Code>|SLOW_DOWN|SERVICE_UNAVAILABLE|"
+     r"THROTTLING|INTERNAL_FAILURE",
      "the store is overloaded or failed the request", "run again; if it persists, check the store's status", True),
 ]
 
