@@ -5,6 +5,7 @@ lake's writer must not write to still merge through delta-rs."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -114,3 +115,40 @@ def test_merge_on_an_s3_lake(s3_server: S3Server, s3_bucket: str) -> None:
     assert content(lake, "raw.t") == {i: f"a{i}" for i in range(40)} | {i: f"b{i}" for i in range(40, 60)}
     filtered = lake.dataset("raw.t").to_table(filter=ds.field("title") >= "b", columns=["id"])
     assert sorted(filtered.column("id").to_pylist()) == list(range(40, 60))
+
+
+@pytest.mark.parametrize("kind", [pa.int32(), pa.string(), pa.date32(), pa.timestamp("us"),
+                                  pa.timestamp("us", "UTC"), pa.decimal128(10, 2), pa.float64(), pa.bool_()])
+def test_keys_of_every_type_find_their_rows(tmp_path: Path, kind: pa.DataType) -> None:
+    """Files are pruned by their key bounds in the log (ints, strings, dates, times); a key of
+    another type is looked for in every file."""
+    def key(i: int) -> object:
+        if pa.types.is_string(kind):
+            return f"k{i:04d}"
+        if pa.types.is_date32(kind):
+            return DAY + dt.timedelta(days=i)
+        if pa.types.is_timestamp(kind):  # sub-millisecond digits: the log's bounds are in milliseconds
+            at = dt.datetime(2026, 1, 1) + dt.timedelta(seconds=i, microseconds=i)
+            return at.replace(tzinfo=dt.timezone.utc) if kind.tz else at
+        if pa.types.is_decimal(kind):
+            return Decimal(i).scaleb(-2)
+        if pa.types.is_floating(kind):
+            return i + 0.5
+        if pa.types.is_boolean(kind):
+            return i % 2 == 0
+        return i
+
+    schema = pa.schema([("k", kind), ("v", pa.string())])
+    lake = Lake(str(tmp_path))
+    ids = range(2) if kind == pa.bool_() else range(30)
+    for part in ([i for i in ids if i < len(ids) // 2], [i for i in ids if i >= len(ids) // 2]):  # two files
+        rows = pa.Table.from_pylist([{"k": key(i), "v": f"a{i}"} for i in part], schema=schema)
+        lake.land("raw.t", rows.to_batches(), run_id="r", state={}, mode="append")
+    changed = [ids[-1], 1000] if kind != pa.bool_() else [1]
+    rows = pa.Table.from_pylist([{"k": key(i), "v": f"b{i}"} for i in changed], schema=schema)
+    before = files(lake, "raw.t")
+    commit = lake.land("raw.t", rows.to_batches(), run_id="m", state={}, mode="merge", primary_key=["k"])
+    assert (commit.inserted, commit.updated) == (len(changed) - 1, 1)
+    assert len(before - files(lake, "raw.t")) == 1  # the file without the key is left as it was
+    got = {r["k"]: r["v"] for r in lake.read("raw.t").to_pylist()}
+    assert got == {key(i): f"a{i}" for i in ids} | {key(i): f"b{i}" for i in changed}
