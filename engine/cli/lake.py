@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 import typer
 from rich.tree import Tree
 
@@ -13,6 +15,7 @@ from engine.cli.report import arrow_table, rows_table
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.lake import Lake
+from engine.lake.storage import arrow_dataset
 from engine.pipeline import load_pipeline
 from engine.runs import manifest
 from engine.runs.reproduce import Node, edges, label, reproduce, upstream
@@ -26,7 +29,7 @@ def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model>
     """Show rows of a lake table, at its latest or a given version."""
     the_lake = _lake(lake)
     dt = the_lake.table(table, version)
-    data = the_lake.dataset(table, dt.version()).head(limit)
+    data = first_rows(arrow_dataset(dt, the_lake.storage_options), limit)
     console.print(arrow_table(data, f"{the_lake.qualify(table)} @ version {dt.version()} "
                                     f"(first {data.num_rows} rows)", width=console.width))
 
@@ -46,7 +49,8 @@ def history(table: Annotated[str, typer.Argument(help="a lake table")], lake: La
 
 @app.command()
 @friendly
-def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> and models.<x> on DuckDB")],
+def query(sql: Annotated[str, typer.Argument(
+              help="SQL; lake tables are raw.<x>, models.<x>, quarantine.<x> and _headwater.runs on DuckDB")],
           limit: Annotated[int, typer.Option(help="rows to show")] = 50,
           lake: LakeOpt = None, warehouse: WarehouseOpt = None) -> None:
     """Run SQL over the warehouse (and, on DuckDB, over the lake's tables)."""
@@ -56,7 +60,7 @@ def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> 
     the_lake = Lake(config.lake, config.storage_options)
     wh = connect(config.warehouse)
     try:
-        datasets = {name: the_lake.dataset(name) for name in the_lake.tables()}
+        datasets = {name: the_lake.dataset(name) for name in the_lake.tables(internal=True)}
         result = wh.query(sql, lake=datasets)
     finally:
         wh.dispose()
@@ -64,6 +68,24 @@ def query(sql: Annotated[str, typer.Argument(help="SQL; lake tables are raw.<x> 
     if result.num_rows > limit:
         console.print(f"[dim]{result.num_rows - limit} more rows (--limit)[/]")
 
+
+
+def first_rows(dataset: ds.Dataset, limit: int) -> pa.Table:
+    """The first `limit` rows of `dataset`, read a whole row group at a time: a scan stopped
+    early (`Dataset.head`) leaves reads in flight that can outlive the command."""
+    parts: list[pa.Table] = []
+    got = 0
+    for fragment in dataset.get_fragments():
+        if got >= limit:
+            break
+        for group in fragment.split_by_row_group():
+            if got >= limit:
+                break
+            one = ds.FileSystemDataset([group], dataset.schema, dataset.format, dataset.filesystem)
+            rows = one.to_table().slice(0, limit - got)
+            parts.append(rows)
+            got += rows.num_rows
+    return pa.concat_tables(parts) if parts else dataset.schema.empty_table()
 
 
 def _lake(uri: str | None) -> Lake:

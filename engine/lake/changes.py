@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow.dataset as ds
 
+from engine.lake.storage import arrow_dataset
 from engine.lake.store import Lake
 
 
@@ -34,7 +35,8 @@ def changes(lake: Lake, name: str, since: int | None, version: int) -> Changes:
     now = lake.dataset(name, version)
     if since is None or since > version:  # nothing to compare with (or a table recreated since)
         return Changes(name, None, version, now, True)
-    before = {f.path for f in lake.dataset(name, since).get_fragments()}
+    then = lake.table(name, since, readable=False)  # its files may be vacuumed: only their names are needed
+    before = {f.path for f in arrow_dataset(then, lake.storage_options).get_fragments()}
     fragments = list(now.get_fragments())
     added = [f for f in fragments if f.path not in before]
     rewritten = bool(before - {f.path for f in fragments})

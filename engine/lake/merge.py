@@ -1,37 +1,59 @@
 """Merge landing: upsert one load into a Delta table by primary key, as one commit.
 
 Within a load the last row of each key wins (rows count in arrival order: cursor order for
-SQL sources, file then row order for files); the winners update the table's rows with the same
-key and the rest are inserted (`when_matched_update_all().when_not_matched_insert_all()`).
-The commit carries the load's state in its `custom_metadata`, like an append.
+SQL sources, file then row order for files); the winners replace the table's rows with the
+same key and the rest are inserted. The commit carries the load's state in its
+`custom_metadata`, like an append.
 
-Memory: the rows are spooled, batch by batch, to a local Arrow IPC file as they arrive. What
-Headwater holds is the key columns of the load, plus 9 bytes a row (a row number and a keep
-flag) while the last row of each key is found; the surviving rows are then read back from the
-spool a batch at a time and handed to delta-rs's MERGE. delta-rs joins them to the table with a
-DataFusion hash join whose build side is the load and which does not spill, so a merge's peak
-memory grows with the deduplicated load (not with the table): landing 1.4 M rows of ~120 bytes
-(~170 MB as Arrow) into a 400 k-row table peaked ~500 MB above the process's baseline, while
-20 k rows into a 1.6 M-row table, rewriting every file, peaked ~150 MB above it (mostly the
-writer's buffers). The target side streams; only data files holding matching keys are rewritten.
-`streamed_exec=False` lets delta-rs prune target files by the load's key range, and measured
-lower peaks than `True` here. The spool takes the load's size on local disk (the system temp
-folder) until the merge commits.
+How: the rows are spooled, batch by batch, to a local Arrow IPC file as they arrive, keeping
+only the key columns in memory (plus 9 bytes a row while the last row of each key is found).
+The data files that may hold a key of the load (by their key columns' bounds in the Delta log)
+have their key columns read; each file holding one is rewritten without those rows, and the
+load's rows are added, all by the lake's parallel writer (engine/lake/write.py), with the same
+types and statistics as an append, and committed in one Delta commit that removes the rewritten
+files (operation WRITE; its `rows_added` says "N new, M updated"). A table keeps one row per
+key: rows of the table sharing a key of the load are all replaced by the load's one row.
+
+Not through delta-rs' MERGE: it writes strings as Arrow `string_view` (and says so in the
+files' Arrow schema), whose Parquet statistics pyarrow 26 cannot compare with a string, so any
+filtered pyarrow read of a merged file failed (`Function 'equal' has no kernel matching input
+types (string, string_view)`), deltalake's own dataset and `headwater query` included. delta-rs'
+MERGE is still used for a table whose files this writer must not write (see
+`engine.lake.write.plain`: partitioned, constraints, deletion vectors, ...), which Headwater never
+creates itself. A load that adds columns first adds them to the table in a commit of its own
+(without Headwater metadata, so the source's state is still the previous one's until the merge
+commits).
+
+Memory: the key columns of the load, one boolean a row of each file being rewritten, and the
+writer's chunks; the spool takes the load's size on local disk (the system temp folder) until
+the merge commits.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Schema, write_deltalake
+from deltalake.transaction import AddAction, RemoveAction
 
-from engine.errors import ConfigError, SchemaError
+from engine.errors import ConfigError, SchemaError, StorageError
+from engine.lake import write as lake_write
+from engine.lake.storage import arrow_dataset
+from engine.lake.types import conform
 
 ROW = "_hw_row"
+# what `headwater history` shows as a merge's rows (engine.lake.store.META_PREFIX + "rows_added")
+ROWS_ADDED = "headwater.rows_added"
 
 
 @dataclass(frozen=True)
@@ -66,25 +88,27 @@ def merge_load(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, p
         if keys.num_rows == 0:
             return Merged(None, 0, 0, 0)
         keep = last_per_key(keys, key)
+        load_keys = keys.filter(pa.array(keep)).combine_chunks()
         del keys
-        rows = int(keep.sum())
+        rows = load_keys.num_rows
         with pa.OSFile(str(spool)) as source:  # read back a batch at a time (an mmap would count in RSS)
             reader = pa.ipc.open_file(source)
-            kept = pa.RecordBatchReader.from_batches(schema, _kept(reader, keep))
+            kept = _kept(reader, keep)
             if table is None and not DeltaTable.is_deltatable(uri, storage_options):
-                write_deltalake(uri, kept, mode="error" if commit_properties.app_transactions else "append",
+                write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, kept),
+                                mode="error" if commit_properties.app_transactions else "append",
                                 schema_mode="merge", storage_options=storage_options,
                                 commit_properties=commit_properties)
                 inserted, updated = rows, 0
             else:
-                target = table if table is not None else DeltaTable(uri, storage_options=storage_options)
-                metrics = (target
-                           .merge(kept, predicate(key), source_alias="s", target_alias="t",
-                                  merge_schema=True, streamed_exec=False,
-                                  commit_properties=commit_properties)
-                           .when_matched_update_all().when_not_matched_insert_all().execute())
-                inserted = metrics["num_target_rows_inserted"]
-                updated = metrics["num_target_rows_updated"]
+                if table is None:
+                    table = DeltaTable(uri, storage_options=storage_options)
+                if lake_write.plain(table, rewrites=True):
+                    updated = _upsert(uri, table, kept, schema, key, load_keys, commit_properties,
+                                      storage_options)
+                    inserted = rows - updated
+                else:
+                    inserted, updated = _delta_rs_merge(table, kept, schema, key, commit_properties)
             del reader, kept
     version = DeltaTable(uri, storage_options=storage_options).version()
     return Merged(version, rows, inserted, updated)
@@ -102,6 +126,121 @@ def last_per_key(keys: pa.Table, key: list[str]) -> np.ndarray:
     keep = np.zeros(keys.num_rows, dtype=bool)
     keep[last.column(f"{ROW}_max").to_numpy()] = True
     return keep
+
+
+def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema: pa.Schema, key: list[str],
+            load_keys: pa.Table, properties: CommitProperties, storage_options: dict[str, str] | None) -> int:
+    """Replace the rows of `table` whose key is in `load_keys` with the `kept` rows (the load,
+    one row per key) and insert the rest, in one commit; the number of load keys the table held."""
+    current = pa.schema(table.schema().to_arrow())
+    added = [f for f in schema if f.name not in current.names]
+    if added:  # Delta's schema changes with a metaData action, which a write transaction cannot carry
+        # on the same snapshot and with the same transaction identifier as the merge itself, so a
+        # commit another run made since the snapshot makes this one fail too (the object moves on
+        # to the version this commit made)
+        table.alter.add_columns(Schema.from_arrow(pa.schema(added)).fields,
+                                commit_properties=CommitProperties(app_transactions=properties.app_transactions))
+    dataset = arrow_dataset(table, storage_options)
+    candidates = _candidates(table, key, load_keys)
+    touched: list[tuple[ds.Fragment, np.ndarray]] = []
+    matched: list[pa.Table] = []
+    for fragment in dataset.get_fragments():
+        if not candidates.get(fragment.path, (True, None))[0]:
+            continue
+        keys = fragment.to_table(schema=dataset.schema, columns=key)
+        hits = _members(keys, load_keys, key)
+        if hits.any():
+            touched.append((fragment, hits))
+            matched.append(keys.filter(pa.array(hits)))
+    updated = _distinct(matched, key)
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        masks = {fragment.path: hits for fragment, hits in touched}
+        read = dict.fromkeys(masks, 0)
+        files = ds.FileSystemDataset([f for f, _ in touched], dataset.schema, dataset.format, dataset.filesystem)
+        for tagged in files.scanner().scan_batches():  # files read in parallel, each in order
+            path, batch = tagged.fragment.path, tagged.record_batch
+            left = ~masks[path][read[path]:read[path] + batch.num_rows]
+            read[path] += batch.num_rows
+            if left.any():
+                yield conform(batch.filter(pa.array(left)), schema)
+        changed = [p for p in masks if read[p] != len(masks[p])]
+        if changed:
+            raise StorageError(f"{changed[0]} of {uri} changed while it was merged into "
+                               f"({read[changed[0]]} rows read, {len(masks[changed[0]])} before)", "run again",
+                               retryable=True)
+        yield from kept
+
+    actions, _ = lake_write.write_files(uri, rows(), schema, target=lake_write.target_file_size(table),
+                                        storage_options=storage_options)
+    now = int(time.time() * 1000)
+    removes = [RemoveAction(f.path, True, now, candidates.get(f.path, (True, None))[1]) for f, _ in touched]
+    properties.custom_metadata = {**(properties.custom_metadata or {}),
+                                  ROWS_ADDED: json.dumps(f"{load_keys.num_rows - updated} new, {updated} updated")}
+    changes: list[AddAction | RemoveAction] = [*removes, *actions]
+    table.create_write_transaction(changes, "append", schema, commit_properties=properties)
+    return updated
+
+
+def _candidates(table: DeltaTable, key: list[str], load_keys: pa.Table) -> dict[str, tuple[bool, int]]:
+    """Per data file of `table`: (whether its key columns' bounds in the log overlap the load's
+    keys, its size). A file whose bound is missing, or of a type not compared here, may overlap."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    maybe = np.ones(actions.num_rows, dtype=bool)
+    for k in key:
+        column = load_keys.column(k)
+        if not _comparable(column.type) or f"min.{k}" not in actions.column_names:
+            continue
+        low, high = pc.min_max(column).values()
+        file_low, file_high = actions.column(f"min.{k}"), actions.column(f"max.{k}")
+        if pa.types.is_timestamp(file_high.type):  # delta-rs truncates a max to the millisecond
+            file_high = pc.add(file_high, pa.scalar(dt.timedelta(milliseconds=1), pa.duration(file_high.type.unit)))
+        apart = pc.or_(pc.less(file_high, _like(low, file_high)), pc.greater(file_low, _like(high, file_low)))
+        maybe &= ~pc.fill_null(apart, False).to_numpy(zero_copy_only=False)
+    paths = actions.column("path").to_pylist()
+    sizes = actions.column("size_bytes").to_pylist()
+    return {p: (bool(m), s) for p, m, s in zip(paths, maybe, sizes)}
+
+
+def _like(value: pa.Scalar, column: pa.ChunkedArray) -> pa.Scalar:
+    """`value` as the type of `column` (the log's bounds may be typed a little differently)."""
+    return value if value.type == column.type else value.cast(column.type)
+
+
+def _comparable(t: pa.DataType) -> bool:
+    """Types whose bounds in the log bound every value (floats and decimals are written rounded)."""
+    return (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_date32(t)
+            or pa.types.is_timestamp(t))
+
+
+def _members(keys: pa.Table, load_keys: pa.Table, key: list[str]) -> np.ndarray:
+    """A boolean mask over the rows of `keys`: True where the row's key is one of `load_keys`
+    (a null never matches, as in SQL)."""
+    if len(key) == 1:
+        hit = pc.is_in(keys.column(key[0]), value_set=load_keys.column(key[0]).combine_chunks())
+        return pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+    numbered = keys.select(key).append_column(ROW, pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+    rows = numbered.join(load_keys.select(key), keys=key, join_type="left semi", use_threads=False)
+    mask = np.zeros(keys.num_rows, dtype=bool)
+    mask[rows.column(ROW).to_numpy()] = True
+    return mask
+
+
+def _distinct(matched: list[pa.Table], key: list[str]) -> int:
+    """How many distinct keys the `matched` rows hold."""
+    if not matched:
+        return 0
+    return pa.concat_tables(matched).group_by(key, use_threads=False).aggregate([]).num_rows
+
+
+def _delta_rs_merge(table: DeltaTable, kept: Iterator[pa.RecordBatch], schema: pa.Schema, key: list[str],
+                    properties: CommitProperties) -> tuple[int, int]:
+    """delta-rs' MERGE, for a table the lake's writer must not write to; (inserted, updated)."""
+    metrics: dict[str, Any] = (
+        table.merge(pa.RecordBatchReader.from_batches(schema, kept), predicate(key), source_alias="s",
+                    target_alias="t", merge_schema=True, streamed_exec=False, commit_properties=properties)
+        .when_matched_update_all().when_not_matched_insert_all().execute())
+    return metrics["num_target_rows_inserted"], metrics["num_target_rows_updated"]
 
 
 def _spool(batches: Iterable[pa.RecordBatch], schema: pa.Schema, key: list[str], path: Path,

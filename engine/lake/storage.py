@@ -106,24 +106,80 @@ def source_options(uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
 
 def table_filesystem(table_uri: str, storage_options: dict[str, Any] | None = None) -> pafs.FileSystem:
     """A pyarrow filesystem rooted at a Delta table's folder (paths inside it are relative to
-    the table): pyarrow's local filesystem, or fsspec for remote tables, never delta-rs' own
-    handler (a process that read through it often aborts at exit, delta-rs #2184)."""
+    the table): pyarrow's local filesystem; on s3:// pyarrow's own S3 client (`s3_filesystem`),
+    or fsspec where the options name something it does not take; never delta-rs' own handler
+    (a process that read through it often aborts at exit, delta-rs #2184).
+
+    Not fsspec where pyarrow's client will do: a scan stopped early (`head`) left pyarrow's I/O
+    threads calling into Python through the fsspec wrapper while the interpreter shut down,
+    and the process aborted at exit (`PyGILState_Release`, `terminate called`) or hung."""
     uri = table_uri.rstrip("/")
     if protocol(uri) == "file":
         fs: pafs.FileSystem = pafs.LocalFileSystem()
         root = unquote(uri.removeprefix("file://"))
     else:
-        import fsspec
+        root = uri.split("://", 1)[1]
+        native = s3_filesystem(uri, storage_options) if is_s3(uri) else None
+        if native is not None:
+            fs = native
+        else:
+            import fsspec
 
-        handler = pafs.FSSpecHandler(fsspec.filesystem(protocol(uri), **source_options(uri, storage_options)))
-        fs, root = pafs.PyFileSystem(handler), uri.split("://", 1)[1]
+            handler = pafs.FSSpecHandler(fsspec.filesystem(protocol(uri), **source_options(uri, storage_options)))
+            fs = pafs.PyFileSystem(handler)
     return pafs.SubTreeFileSystem(root, fs)
+
+
+# Options that only delta-rs' commits use (how to commit safely on S3): a data file's reads and
+# writes need none of them.
+_COMMIT_ONLY = {"AWS_S3_ALLOW_UNSAFE_RENAME", "AWS_CONDITIONAL_PUT", "AWS_S3_LOCKING_PROVIDER",
+                "AWS_COPY_IF_NOT_EXISTS", "DELTA_DYNAMO_TABLE_NAME", "AWS_ALLOW_HTTP"}
+# fsspec (s3fs) spellings of the options that pyarrow's client takes too
+_FSSPEC_AS_AWS = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN",
+                  "endpoint_url": "AWS_ENDPOINT_URL"}
+
+
+def s3_filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> pafs.S3FileSystem | None:
+    """pyarrow's S3 client with the settings delta-rs gets for `uri` (see `delta_options`:
+    credentials, region, endpoint, plain http for an http:// endpoint), or None when the
+    options name something it has no setting for (then fsspec reads the files)."""
+    settings: dict[str, str] = {}
+    for name, value in (delta_options(uri, storage_options) or {}).items():
+        name = _FSSPEC_AS_AWS.get(name, name)
+        if name == "anon":
+            name = "AWS_SKIP_SIGNATURE"
+        settings[name] = str(value)
+    if not set(settings) <= {*AWS_ENV, "AWS_ENDPOINT", "AWS_SKIP_SIGNATURE", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+                             *_COMMIT_ONLY}:
+        return None
+    endpoint = settings.get("AWS_ENDPOINT_URL") or settings.get("AWS_ENDPOINT")
+    scheme, override = None, None
+    if endpoint:
+        scheme, sep, rest = endpoint.partition("://")
+        if not sep or "/" in rest.strip("/"):
+            return None  # an endpoint with a path: left to fsspec
+        override = rest.strip("/")
+    anonymous = settings.get("AWS_SKIP_SIGNATURE", "").lower() == "true"
+    return pafs.S3FileSystem(
+        access_key=None if anonymous else settings.get("AWS_ACCESS_KEY_ID"),
+        secret_key=None if anonymous else settings.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=None if anonymous else settings.get("AWS_SESSION_TOKEN"),
+        anonymous=anonymous, region=_region(settings), scheme=scheme or "https", endpoint_override=override,
+        force_virtual_addressing=settings.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "").lower() == "true")
 
 
 def arrow_dataset(table: DeltaTable, storage_options: dict[str, Any] | None = None) -> ds.Dataset:
     """A Delta table's rows (at the version it was opened at) as a pyarrow dataset, one fragment
     per data file, read through `table_filesystem`."""
     return table.to_pyarrow_dataset(filesystem=table_filesystem(table.table_uri, storage_options))
+
+
+def missing_files(table_uri: str, paths: list[str], storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Those of `paths` (relative to the table at `table_uri`) that its store no longer holds."""
+    if not paths:
+        return []
+    fs = table_filesystem(table_uri, storage_options)
+    return [info.path for info in fs.get_file_info(paths) if info.type == pafs.FileType.NotFound]
 
 
 def check_bucket(fs: Any, path: str) -> None:
@@ -138,18 +194,21 @@ def check_bucket(fs: Any, path: str) -> None:
 
 # Error codes S3 (and S3-compatible stores) answer with, what they mean to a user, and whether the
 # same request may succeed later unchanged (retryable). delta-rs raises one exception type for
-# every object-store failure and quotes the store's answer in its message, so the code is read
-# from the text: there is no type to match on.
+# every object-store failure and quotes the store's answer in its message (pyarrow's S3 client
+# raises OSError with `AWS Error ACCESS_DENIED during …`), so the code is read from the text:
+# there is no type to match on.
 _CAUSES = [
-    (r"NoSuchBucket|bucket does not exist", "the bucket does not exist",
+    (r"NoSuchBucket|NO_SUCH_BUCKET|bucket does not exist", "the bucket does not exist",
      "check the bucket name, or create the bucket", False),
     (r"InvalidAccessKeyId|SignatureDoesNotMatch|signature we calculated does not match|AccessDenied|"
      r"ExpiredToken|InvalidToken|\bForbidden\b|lacked the necessary privileges|Unable to locate credentials|"
-     r"NoCredentials|^PermissionError", "access was refused",
+     r"NoCredentials|^PermissionError|ACCESS_DENIED|INVALID_ACCESS_KEY_ID|SIGNATURE_DOES_NOT_MATCH|EXPIRED_TOKEN",
+     "access was refused",
      "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or storage_options) and the key's permissions", False),
-    (r"Connection refused|error sending request|dns error|Could not connect to the endpoint",
+    (r"Connection refused|error sending request|dns error|Could not connect to the endpoint|NETWORK_CONNECTION",
      "the endpoint cannot be reached", "check AWS_ENDPOINT_URL (or storage_options) and the network", True),
-    (r"SlowDown|ServiceUnavailable|RequestTimeout|<Code>InternalError</Code>",
+    (r"SlowDown|ServiceUnavailable|RequestTimeout|<Code>InternalError</Code>|SLOW_DOWN|SERVICE_UNAVAILABLE|"
+     r"THROTTLING|INTERNAL_FAILURE",
      "the store is overloaded or failed the request", "run again; if it persists, check the store's status", True),
 ]
 

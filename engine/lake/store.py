@@ -38,11 +38,13 @@ from engine.lake.storage import (
     check_bucket,
     delta_options,
     fsspec_options,
+    missing_files,
     storage_errors,
 )
 from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_schema
 
 ZONES = ("raw", "models", "quarantine")
+INTERNAL = "_headwater"  # Headwater's own tables (the run manifest), beside the zones
 log = logging.getLogger("headwater.lake")
 META_PREFIX = "headwater."
 
@@ -70,7 +72,7 @@ class Lake:
     def qualify(self, name: str) -> str:
         """`zone.table` for a user-given name (a bare name: the model if it exists, else raw)."""
         zone, _, table = name.partition(".")
-        if table and zone in ZONES + ("_headwater",):
+        if table and zone in ZONES + (INTERNAL,):
             return name
         if self.exists(f"models.{name}") or not self.exists(f"raw.{name}"):
             return f"models.{name}"
@@ -99,8 +101,10 @@ class Lake:
         with storage_errors(f"cannot read the lake at {uri}"):
             return DeltaTable.is_deltatable(uri, self.storage_options)
 
-    def tables(self) -> list[str]:
-        """Qualified names of every table in the lake."""
+    def tables(self, internal: bool = False) -> list[str]:
+        """Qualified names of every table in the lake; with `internal`, Headwater's own too
+        (`_headwater.runs`, the run manifest) after the others."""
+        zones = ZONES + (INTERNAL,) if internal else ZONES
         if "://" in self.root and not self.root.startswith("file://"):
             import fsspec
 
@@ -109,17 +113,19 @@ class Lake:
                 fs.invalidate_cache()  # tables written since an earlier listing must show
                 check_bucket(fs, base)
                 listing = {z: [Path(p).name for p in fs.ls(f"{base}/{z}", detail=False)]
-                           for z in ZONES if fs.exists(f"{base}/{z}")}
+                           for z in zones if fs.exists(f"{base}/{z}")}
         else:
             root = Path(self.root.removeprefix("file://"))
             listing = {z: sorted(p.name for p in (root / z).iterdir() if p.is_dir())
-                       for z in ZONES if (root / z).is_dir()}
+                       for z in zones if (root / z).is_dir()}
         return [f"{z}.{t}" for z, names in listing.items() for t in sorted(names)
                 if self.exists(f"{z}.{t}")]
 
     # -- reading --------------------------------------------------------------------------
-    def table(self, name: str, version: int | None = None) -> DeltaTable:
-        """The DeltaTable for `name`, at `version` (latest when None)."""
+    def table(self, name: str, version: int | None = None, *, readable: bool = True) -> DeltaTable:
+        """The DeltaTable for `name`, at `version` (latest when None). A version whose data files
+        VACUUM deleted is refused with the oldest version that can still be read, unless only its
+        log is wanted (`readable=False`: which files it had, its schema)."""
         uri = self.uri(name)
         try:
             with storage_errors(f"cannot read the lake table at {uri}"):
@@ -129,16 +135,43 @@ class Lake:
                               "run the pipeline first, or check the name with `headwater show`") from exc
         if version is None or version == table.version():
             return table
+        latest = table.version()
         try:
-            if not 0 <= version < table.version():
+            if not 0 <= version < latest:
                 raise ValueError(version)
             with storage_errors(f"cannot read the lake table at {uri}"):
+                current = {f.path for f in arrow_dataset(table, self.storage_options).get_fragments()} \
+                    if readable else set()
                 table.load_as_version(version)
         except (ValueError, DeltaError) as exc:  # DeltaError: its log no longer reaches that far back
             raise ConfigError(f"table {self.qualify(name)!r} has no version {version} "
-                              f"(its versions end at {table.version()})",
+                              f"(its versions end at {latest})",
                               "see `headwater history` for the versions it has") from exc
-        return table
+        if not readable:
+            return table
+
+        checked: dict[str, bool] = {}  # file -> present
+
+        def gone(at: DeltaTable) -> list[str]:  # vacuum keeps every file the latest version reads
+            older = [f.path for f in arrow_dataset(at, self.storage_options).get_fragments() if f.path not in current]
+            lost = set(missing_files(uri, [f for f in older if f not in checked], self.storage_options))
+            checked.update({f: f not in lost for f in older if f not in checked})
+            return [f for f in older if not checked[f]]
+
+        with storage_errors(f"cannot read the lake table at {uri}"):
+            missing = gone(table)
+            if not missing:
+                return table
+            oldest = latest  # the oldest version from which on every one can be read
+            while oldest - 1 > version and not gone(DeltaTable(uri, version=oldest - 1,
+                                                               storage_options=self.storage_options)):
+                oldest -= 1
+            history = DeltaTable(uri, storage_options=self.storage_options).history()
+        vacuums = [c["version"] for c in history if c.get("operation") == "VACUUM END"]
+        by = f"; the latest VACUUM is version {vacuums[0]}" if vacuums else ""
+        raise ConfigError(f"version {version} of {self.qualify(name)} was vacuumed ({len(missing)} of its "
+                          f"data files are gone{by}); the oldest readable is {oldest}",
+                          "read that version or a later one (`headwater history` lists them)")
 
     def version(self, name: str) -> int | None:
         """The latest version of `name`, or None when it does not exist yet."""

@@ -19,7 +19,8 @@ def delta_mode(mode: WriteMode) -> Literal["append", "overwrite"]:
 
 def delta_type(t: pa.DataType) -> pa.DataType:
     """The Arrow type a column of type `t` is stored as in Delta (us timestamps, in UTC when they
-    have a time zone; plain strings)."""
+    have a time zone; plain strings, at any depth: never `string_view`, whose Parquet statistics
+    pyarrow cannot compare with a string, nor `large_string`)."""
     if pa.types.is_timestamp(t) and (t.unit != "us" or t.tz not in (None, "UTC")):
         return pa.timestamp("us", tz=t.tz and "UTC")  # Delta keeps instants in UTC, naive as naive
     if pa.types.is_string_view(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
@@ -36,6 +37,8 @@ def delta_type(t: pa.DataType) -> pa.DataType:
         return pa.list_(delta_type(t.value_type))
     if pa.types.is_struct(t):
         return pa.struct([f.with_type(delta_type(f.type)) for f in t])
+    if pa.types.is_map(t) and (delta_type(t.key_type) != t.key_type or delta_type(t.item_type) != t.item_type):
+        return pa.map_(delta_type(t.key_type), delta_type(t.item_type))  # strings inside: plain strings
     return t
 
 

@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Schema
@@ -45,6 +46,10 @@ MAX_WRITERS = 4
 # `fast_path` cover (delta-rs lists them all once a table's properties are altered)
 PLAIN_FEATURES = {"timestampNtz", "appendOnly", "invariants", "checkConstraints", "variantType"}
 STRING_STATS_MAX = 32  # characters of a string bound (Delta's convention)
+# pyarrow keeps no Parquet min/max for a column chunk whose min or max is over 4 KiB (Arrow's
+# max_statistics_size, not settable from Python): a string column with a value longer than this
+# gets its bounds measured from the data as it is written (see `_long_string_bounds`)
+LONG_STRING = 1024
 # Parquet layout choices where pyarrow's defaults differ from delta-rs' (decimals of precision
 # up to 18 as INT32/INT64, list elements named "item"): a table holds files from both writers,
 # and cuDF reads such files as one only when every column is laid out alike. Still different:
@@ -60,14 +65,20 @@ def writer_count() -> int:
 def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: WriteMode) -> bool:
     """True when an append or replace (`mode`) of `schema` into the table at `uri` (`table`
     None: a new table) may bypass delta-rs' writer: the table is on local disk (against an S3
-    server on loopback delta-rs' uploads were faster, bench/RESULTS.md), keeps its schema, is
-    unpartitioned and asks for nothing that files written here would skip (CHECK constraints,
-    invariants, generated or identity columns, column mapping, change data feed, an
-    append-only table being overwritten)."""
+    server on loopback delta-rs' uploads were faster, bench/RESULTS.md), keeps its schema and is
+    `plain`."""
     if protocol(uri) != "file":
         return False
     if table is None:
         return True
+    return plain(table, rewrites=mode != "append") and pa.schema(table.schema().to_arrow()) == schema
+
+
+def plain(table: DeltaTable, rewrites: bool) -> bool:
+    """True when files written here may be committed to `table`: it is unpartitioned and asks
+    for nothing that they would skip (CHECK constraints, invariants, generated or identity
+    columns, column mapping, deletion vectors, change data feed, or, when the commit
+    `rewrites` existing rows, being append-only)."""
     versions = table.protocol()
     if versions.min_writer_version == 7:
         if not set(versions.writer_features or []) <= PLAIN_FEATURES:
@@ -76,11 +87,9 @@ def fast_path(uri: str, table: DeltaTable | None, schema: pa.Schema, mode: Write
         return False
     metadata = table.metadata()
     config = metadata.configuration
-    if (metadata.partition_columns or any(k.startswith("delta.constraints.") for k in config)
-            or (mode == "replace" and config.get("delta.appendOnly", "").lower() == "true")
-            or "delta.invariants" in table.schema().to_json()):
-        return False
-    return pa.schema(table.schema().to_arrow()) == schema
+    return not (metadata.partition_columns or any(k.startswith("delta.constraints.") for k in config)
+                or (rewrites and config.get("delta.appendOnly", "").lower() == "true")
+                or "delta.invariants" in table.schema().to_json())
 
 
 def target_file_size(table: DeltaTable | None) -> int:
@@ -89,11 +98,15 @@ def target_file_size(table: DeltaTable | None) -> int:
     return int(value) if value else DEFAULT_TARGET_FILE_SIZE
 
 
+Bounds = dict[str, tuple[Any, Any]]  # column -> (min, max) of its non-null values
+
+
 @dataclass
 class _Written:
     path: str
     size: int
     metadata: pq.FileMetaData
+    measured: Bounds  # string columns whose bounds the footer may lack, measured from the data
 
 
 class _Writer:
@@ -104,6 +117,7 @@ class _Writer:
         self.sink: Any = None
         self.writer: pq.ParquetWriter | None = None
         self.path = ""
+        self.measured: Bounds = {}
         self.thread = threading.Thread(target=self.run, name=f"lake-writer-{index}", daemon=True)
         self.thread.start()
 
@@ -131,6 +145,9 @@ class _Writer:
             with self.pool.lock:
                 self.pool.opened.append(self.path)
         self.writer.write_table(chunk)
+        for name, (low, high) in _long_string_bounds(chunk).items():
+            was = self.measured.get(name)
+            self.measured[name] = (low, high) if was is None else (min(was[0], low), max(was[1], high))
         if self.sink.tell() >= self.pool.target:
             self.roll()
 
@@ -143,8 +160,9 @@ class _Writer:
         self.sink.close()
         with self.pool.lock:
             # the footer pyarrow just wrote (its ParquetWriter keeps it on the inner writer)
-            self.pool.written.append(_Written(self.path, size, self.writer.writer.metadata))
+            self.pool.written.append(_Written(self.path, size, self.writer.writer.metadata, self.measured))
         self.writer = self.sink = None
+        self.measured = {}
 
 
 class _Writers:
@@ -223,7 +241,8 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
         pool.abort()
         raise
     now = int(time.time() * 1000)
-    actions = [AddAction(w.path, w.size, {}, now, True, file_stats(w.metadata, schema)) for w in written]
+    actions = [AddAction(w.path, w.size, {}, now, True, file_stats(w.metadata, schema, w.measured))
+               for w in written]
     return actions, sum(w.metadata.num_rows for w in written)
 
 
@@ -241,14 +260,18 @@ def commit(uri: str, table: DeltaTable | None, actions: list[AddAction], mode: W
     return DeltaTable(uri, storage_options=storage_options).version()
 
 
-def file_stats(metadata: pq.FileMetaData, schema: pa.Schema) -> str:
+def file_stats(metadata: pq.FileMetaData, schema: pa.Schema, measured: Bounds | None = None) -> str:
     """Delta's per-file statistics JSON from a Parquet footer: numRecords and, per top-level
     column of a type delta-rs gives bounds for, nullCount, minValues and maxValues.
 
-    delta-rs' reader turns a column missing from the bounds into `col >= null`, which skips the
-    file for any filter on that column; so bounds are given wherever the footer has them (and
-    only the null count for a column that is entirely null), widened where Delta's precision
-    is coarser, never narrowed."""
+    deltalake's Arrow dataset turns a column missing from the bounds into `col >= null`, which
+    skips the file for any filter on that column; so bounds are given wherever the footer has
+    them (and only the null count for a column that is entirely null), widened where Delta's
+    precision is coarser, never narrowed. `measured` fills in string columns whose footer bounds
+    pyarrow dropped (values over 4 KiB). A column that has values but no bound at all (a float
+    column of only NaN) leaves out minValues and maxValues for the whole file: readers then
+    keep the file for every filter instead of skipping it for one."""
+    measured = measured or {}
     columns: dict[str, list[Any]] = {}
     for g in range(metadata.num_row_groups):
         group = metadata.row_group(g)
@@ -258,17 +281,40 @@ def file_stats(metadata: pq.FileMetaData, schema: pa.Schema) -> str:
     nulls: dict[str, int] = {}
     lows: dict[str, Any] = {}
     highs: dict[str, Any] = {}
+    unbounded = False
     for field in schema:
         parts = columns.get(field.name)
         if not _bounded(field.type) or not parts or any(s is None or not s.has_null_count for s, _ in parts):
             continue
         nulls[field.name] = sum(s.null_count for s, _ in parts)
         filled = [s for s, rows in parts if s.null_count < rows]
-        if filled and all(s.has_min_max for s in filled):
-            lows[field.name] = _bound(field.type, min(s.min for s in filled), floor=True)
-            highs[field.name] = _bound(field.type, max(s.max for s in filled), floor=False)
+        if not filled:
+            continue
+        found = [(s.min, s.max) for s in filled if s.has_min_max]
+        if len(found) < len(filled):
+            if field.name not in measured:
+                unbounded = True
+                continue
+            found.append(measured[field.name])
+        lows[field.name] = _bound(field.type, min(low for low, _ in found), floor=True)
+        highs[field.name] = _bound(field.type, max(high for _, high in found), floor=False)
+    if unbounded:
+        return json.dumps({"numRecords": metadata.num_rows, "nullCount": nulls})
     return json.dumps({"numRecords": metadata.num_rows, "minValues": lows, "maxValues": highs,
                        "nullCount": nulls})
+
+
+def _long_string_bounds(chunk: pa.Table) -> Bounds:
+    """(min, max) of each string column of `chunk` holding a value over `LONG_STRING` bytes."""
+    out: Bounds = {}
+    for field, column in zip(chunk.schema, chunk.columns):
+        if not pa.types.is_string(field.type) or column.null_count == len(column):
+            continue
+        longest = pc.max(pc.binary_length(column)).as_py()
+        if longest is not None and longest > LONG_STRING:
+            low, high = pc.min_max(column).values()
+            out[field.name] = (low.as_py(), high.as_py())
+    return out
 
 
 def _bounded(t: pa.DataType) -> bool:
@@ -307,13 +353,17 @@ def _bound(t: pa.DataType, value: Any, floor: bool) -> Any:
 
 def _string_bound(value: str, floor: bool) -> str:
     """`value` cut to `STRING_STATS_MAX` characters: a prefix is a lower bound; an upper bound
-    is the prefix with its last character raised by one (the whole value when it cannot be)."""
+    is the prefix with its last raisable character raised by one and what follows it dropped
+    (the whole value when no character can be raised)."""
     if len(value) <= STRING_STATS_MAX:
         return value
     prefix = value[:STRING_STATS_MAX]
     if floor:
         return prefix
-    last = ord(prefix[-1]) + 1
-    if last == 0xD800:  # surrogates are not characters
-        last = 0xE000
-    return prefix[:-1] + chr(last) if last <= 0x10FFFF else value
+    for i in range(len(prefix) - 1, -1, -1):
+        raised = ord(prefix[i]) + 1
+        if raised == 0xD800:  # surrogates are not characters
+            raised = 0xE000
+        if raised <= 0x10FFFF:
+            return prefix[:i] + chr(raised)
+    return value

@@ -79,3 +79,19 @@ def test_read_metadata_gives_a_version_and_its_metadata(tmp_path: Path) -> None:
     lake.land("raw.t", rows([2]).to_batches(), run_id="r1", state={"cursor": 2})
     version, meta = lake.read_metadata("raw.t")
     assert version == 1 and meta["state"] == {"cursor": 2} and meta["run_id"] == "r1"
+
+
+def test_a_merge_that_adds_a_column_is_refused_whole(tmp_path: Path) -> None:
+    """The column a merge adds goes in a commit of its own, guarded like the merge: the run that
+    lost adds neither the column nor its rows."""
+    lake = Lake(str(tmp_path))
+    lake.land("raw.t", rows([1, 2]).to_batches(), run_id="r0", state={}, mode="merge", primary_key=["id"])
+    read = lake.based("raw.t")
+    lake.land("raw.t", rows([2, 3]).to_batches(), run_id="r1", state={"n": 1}, mode="merge", primary_key=["id"],
+              based_on=read)
+    wider = rows([3, 4]).append_column("extra", pa.array(["x", "y"]))
+    with pytest.raises(ConcurrentRunError):
+        lake.land("raw.t", wider.to_batches(), run_id="r2", state={"n": 1}, mode="merge", primary_key=["id"],
+                  based_on=read)
+    assert lake.read("raw.t").column_names == ["id", "v"] and ids(lake, "raw.t") == [1, 2, 3]
+    assert lake.version("raw.t") == read.version + 1

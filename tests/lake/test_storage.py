@@ -2,6 +2,7 @@
 import socket
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 
 from engine.errors import HeadwaterError
@@ -10,8 +11,10 @@ from engine.lake.storage import (
     AWS_ENV,
     delta_options,
     detail,
+    s3_filesystem,
     source_options,
     storage_failure,
+    table_filesystem,
 )
 
 
@@ -70,3 +73,31 @@ def test_an_unreachable_endpoint_is_a_clear_error() -> None:
                                      "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
     with pytest.raises(HeadwaterError, match="the endpoint cannot be reached.*check AWS_ENDPOINT_URL"):
         lake.land("raw.x", [pa.RecordBatch.from_pydict({"a": [1]})], run_id="r", state={})
+
+
+def test_an_s3_lake_is_read_by_pyarrow_s3_client_with_delta_rs_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    fs = table_filesystem("s3://b/lake/raw/x", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "aws_region": "eu-west-3"})
+    assert isinstance(fs, pafs.SubTreeFileSystem) and fs.base_path == "b/lake/raw/x/"
+    s3 = fs.base_fs
+    assert isinstance(s3, pafs.S3FileSystem) and s3.region == "eu-west-3"
+    # what pyarrow keeps of the settings it was given (its S3 options are not all readable)
+    assert "127.0.0.1:9000" in repr(s3.__reduce__()) and "'http'" in repr(s3.__reduce__())
+    assert "env-key" in repr(s3.__reduce__())
+    assert isinstance(s3_filesystem("s3://b/t", {"key": "k", "secret": "s", "endpoint_url": "https://m.io"}),
+                      pafs.S3FileSystem)  # fsspec spellings
+    assert s3_filesystem("s3://b/t", {"anon": True}) is not None
+    # a setting pyarrow's client has none for, or an endpoint with a path: fsspec reads instead
+    assert s3_filesystem("s3://b/t", {"client_kwargs": {"verify": False}}) is None
+    assert s3_filesystem("s3://b/t", {"AWS_ENDPOINT_URL": "https://gw.example.org/s3"}) is None
+    assert isinstance(table_filesystem("s3://b/t", {"client_kwargs": {"verify": False}}).base_fs, pafs.PyFileSystem)
+
+
+def test_pyarrow_s3_refusals_are_recognised() -> None:
+    denied = OSError("When reading information for key 'k' in bucket 'b': AWS Error ACCESS_DENIED during "
+                     "HeadObject operation: No response body.")
+    assert storage_failure(denied)[0] == "access was refused"
+    down = OSError("AWS Error NETWORK_CONNECTION during HeadObject operation: curlCode: 7, Could not connect to "
+                   "server")
+    assert storage_failure(down)[:1] == ("the endpoint cannot be reached",) and storage_failure(down)[2]
