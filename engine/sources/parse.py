@@ -1,9 +1,13 @@
 """Tolerant reading of CSV, JSON lines and Parquet: good rows as batches, bad ones to quarantine.
 
-Text files are cut into blocks of whole lines; each block goes through pyarrow's fast reader
-(with the planned column types). A block that fails is bisected by lines until every bad line
-is alone, so a clean file pays one UTF-8 check per block and nothing else. A file that cannot
-be read at all (corrupt compression, not Parquet) becomes one whole-file quarantine entry.
+Text files are cut into blocks of whole lines (LF, CRLF or a lone CR ends a line; a CSV row is
+one line, so a quoted value with a line break is quarantined line by line); each block goes
+through pyarrow's fast reader (with the planned column types). Lines that must not reach it, or
+that it parsed into something that cannot land, are named by `guards.py` and quarantined; a
+block that fails otherwise is bisected by lines until every bad line is alone, so a clean file
+pays one UTF-8 check and a few vectorised passes per block. A file that cannot be read at all
+(corrupt compression, not Parquet, a CSV header that names no valid set of columns) becomes one
+whole-file quarantine entry.
 """
 from __future__ import annotations
 
@@ -22,12 +26,25 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from engine.load.quarantine import Quarantine
-from engine.load.schema import coerce
-from engine.sources.base import flatten
+from engine.load.schema import coerce, names_problem, widens
+from engine.sources.guards import (
+    MAX_DEPTH,
+    BadLines,
+    csv_inexact,
+    flatten_rows,
+    float_suspects,
+    floating_columns,
+    json_inexact,
+    json_rows,
+    line_spans,
+    type_depth,
+)
 
 SAMPLE_BYTES = 1 << 20  # how much of each text file the schema plan reads
 BOM = b"\xef\xbb\xbf"
 NEWLINES = re.compile(rb"[\r\n]*")
+LONE_CR = re.compile(rb"\r(?!\n)")
+CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (.+?): invalid value '(.*)'", re.S)
 Bytes = bytes | bytearray  # text is read into bytearrays in place; lines cut from them may be either
 READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException)  # what a bad file raises
 
@@ -50,8 +67,11 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
         del buf[len(carry) + got:]
         if not got:
             if carry:
-                yield line, bytearray(carry)
+                block = bytearray(carry)
+                _lone_cr_to_lf(block, final=True)
+                yield line, block
             return
+        _lone_cr_to_lf(buf, final=False)
         cut = buf.rfind(b"\n")
         if cut < 0:
             carry = buf  # a line longer than the block: read on (this buffer is never yielded)
@@ -60,6 +80,15 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
         del buf[cut + 1:]
         yield line, buf
         line += count_lines(buf)
+
+
+def _lone_cr_to_lf(buf: bytearray, final: bool) -> None:
+    """A CR not followed by LF ends a line, as LF does (in place, so the length stays). A CR
+    that ends `buf` is left for the next read to decide, unless the file ends there."""
+    end = len(buf) - 1 if not final and buf.endswith(b"\r") else len(buf)
+    if buf.count(b"\r", 0, end) == buf.count(b"\r\n"):  # every CR is a CRLF's (the usual case)
+        return
+    buf[:end] = LONE_CR.sub(b"\n", bytes(buf[:end]))
 
 
 def _fill(fh: Any, buf: bytearray, start: int) -> int:
@@ -103,11 +132,20 @@ def tolerant(data: Bytes, first_line: int, parse: Callable[[Bytes], pa.Table],
              bad: Callable[[int, Bytes, str], None]) -> list[tuple[int, Bytes, pa.Table]]:
     """`data` parsed by `parse`; when that fails, bisected by lines until each bad line is
     alone and handed to `bad(line number, raw, reason)`. Returns the good parts in order, each
-    as (its first line number, its bytes, its rows)."""
+    as (its first line number, its bytes, its rows). When `parse` names the bad lines
+    (`BadLines`), they are handed to `bad` and the block is parsed again with them left blank."""
     try:
         _check_text(data)
         return [(first_line, data, parse(data))]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
+    except BadLines as exc:
+        lines = _lines(data)
+        if not exc.lines or any(not 0 <= i < len(lines) or not lines[i].strip() for i in exc.lines):
+            raise AssertionError(f"bad line numbers {sorted(exc.lines)} of {len(lines)}") from exc
+        for i, why in sorted(exc.lines.items()):
+            bad(first_line + i, lines[i], why)
+            lines[i] = b"\n" if lines[i].endswith(b"\n") else b""
+        return tolerant(b"".join(lines), first_line, parse, reason, bad)
+    except (pa.ArrowException, ValueError) as exc:
         lines = _lines(data)
         if len(lines) <= 1:
             bad(first_line, data, reason(data, exc))
@@ -123,23 +161,21 @@ def _text_reason(data: Bytes, exc: Exception) -> str:
     return str(exc).strip()
 
 
-def json_reason(data: Bytes, exc: Exception) -> str:
-    """Why one JSON line was not landed, in words."""
-    if isinstance(exc, (UnicodeDecodeError, ValueError)) and not isinstance(exc, pa.ArrowException):
+def json_reason(data: Bytes, exc: Exception | None) -> str:
+    """Why one JSON line was not landed, in words (`exc`: what the parser said, if anything)."""
+    if isinstance(exc, UnicodeDecodeError) or (isinstance(exc, ValueError) and "NUL" in str(exc)):
         return _text_reason(data, exc)
     try:
         value = json.loads(data)
     except json.JSONDecodeError as err:
         return f"not valid JSON: {err}"
+    except RecursionError:
+        return f"the line is nested more than {MAX_DEPTH} levels deep"
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
             type(value), "a number")
         return f"the line is JSON {kind}, not an object (JSON lines need one object per line)"
-    return str(exc).removeprefix("JSON parse error: ").strip()
-
-
-def _row_lines(data: Bytes, blank: Callable[[Bytes], bool]) -> list[tuple[int, Bytes]]:
-    return [(i, ln) for i, ln in enumerate(_lines(data)) if not blank(ln)]
+    return str(exc).removeprefix("JSON parse error: ").strip() if exc else "the line could not be read"
 
 
 class TextReader:
@@ -150,25 +186,29 @@ class TextReader:
         self.fmt, self.path, self.q, self.types = fmt, path, quarantine, types
         self.extras, self.dropped, self.delimiter, self.block_bytes = extras, dropped, delimiter, block_bytes
         self.names: list[str] = []
+        self.header_read = False
+        # declared decimals are parsed as such, so a number wider than float64 keeps every digit
+        self.json_schema = pa.schema([(n, t) for n, t in types.items() if pa.types.is_decimal(t)])
 
     def _bad(self, line: int, raw: Bytes, reason: str) -> None:
         self.q.row(self.path, line, raw, reason)
 
     def read(self, fh: Any) -> Iterator[pa.Table]:
         """Good rows of the file as tables; bad rows quarantined."""
+        block: Bytes
         for first_line, block in text_blocks(fh, self.block_bytes):
-            if self.fmt == "csv" and not self.names:
-                header, _, block = block.partition(b"\n")
-                first_line += 1
+            if self.fmt == "csv" and not self.header_read:
+                header, used, block = csv_header_record(block)
+                first_line += used
                 if not header.strip():
                     if block.strip():
                         raise FileUnreadable("the first line (the CSV header) is empty")
                     continue
-                self.names = csv_header(header, self.delimiter)
+                self.names, self.header_read = csv_header(header, self.delimiter), True
             if not block or block.isspace():  # (strip would copy the block)
                 continue
             parse = self._parse_csv if self.fmt == "csv" else self._parse_json
-            reason = _text_reason if self.fmt == "csv" else json_reason
+            reason = self._csv_reason if self.fmt == "csv" else json_reason
             for part_line, part, table in tolerant(block, first_line, parse, reason, self._bad):
                 yield self._coerce(table, part, part_line)
 
@@ -176,30 +216,65 @@ class TextReader:
         if NEWLINES.fullmatch(data):
             return pa.table({n: pa.array([], self.types.get(n, pa.string())) for n in self.names})
         types = {n: self.types[n] for n in self.names if n in self.types}
-        return _with_block_size(lambda size: pcsv.read_csv(
+        table = _with_block_size(lambda size: pcsv.read_csv(
             pa.BufferReader(data), read_options=pcsv.ReadOptions(column_names=self.names, block_size=size),
             parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pcsv.ConvertOptions(column_types=types)), len(data))
+        rows = csv_rows(data)
+        if table.num_rows != len(rows):  # a quote ran over a line break: find the line by bisection
+            raise ValueError(f"{len(rows)} lines parsed as {table.num_rows} CSV rows")
+        floats = floating_columns(table)
+        bad = _inexact_lines(data, rows, table, lambda line: csv_inexact(line, self.names, floats, self.delimiter)) \
+            if floats else {}
+        if bad:
+            raise BadLines(bad)
+        return table
+
+    def _csv_reason(self, data: Bytes, exc: Exception) -> str:
+        """Why one CSV line was not landed: pyarrow's words, with the column named."""
+        found = CONVERSION.search(str(exc))
+        if found is None:
+            return _text_reason(data, exc)
+        index, to, value = int(found[1]), found[2], found[3]
+        name = self.names[index] if index < len(self.names) else f"#{index}"
+        if to.startswith(("int", "uint")) and INT_TEXT.fullmatch(value):
+            return (f"column {name!r}: {value} is beyond {to}; declare the column as decimal128(38, 0) or "
+                    "string with schema= to keep it exactly")
+        return f"column {name!r}: {value!r} is not a valid {to}"
 
     def _parse_json(self, data: Bytes) -> pa.Table:
-        if not data or data.isspace():
+        rows = json_rows(data, json_reason)  # raises BadLines for lines pyarrow must not see
+        if not len(rows):
             return pa.table({})
+        options = pjson.ParseOptions(explicit_schema=self.json_schema) if len(self.json_schema) else None
         table = _with_block_size(lambda size: pjson.read_json(
-            pa.BufferReader(data), read_options=pjson.ReadOptions(block_size=size)), len(data))
-        return pa.Table.from_batches([flatten(b) for b in table.to_batches()]) if table.num_rows else table
+            pa.BufferReader(data), read_options=pjson.ReadOptions(block_size=size), parse_options=options),
+            len(data))
+        if table.num_rows != len(rows):  # a line holds more than one value: find it by bisection
+            raise ValueError(f"{len(rows)} lines parsed as {table.num_rows} JSON values")
+        if any(type_depth(t) > MAX_DEPTH for t in table.schema.types):
+            raise ValueError(f"the line is nested more than {MAX_DEPTH} levels deep")
+        table, bad_rows = flatten_rows(table)
+        bad = {int(rows[r]): why for r, why in bad_rows.items()}
+        floats = floating_columns(table)
+        if floats:
+            bad = _inexact_lines(data, rows, table, lambda line: json_inexact(line, floats)) | bad
+        if bad:
+            raise BadLines(bad)
+        return table
 
     def _coerce(self, table: pa.Table, block: Bytes, first_line: int) -> pa.Table:
         good, bad = coerce(table, self.types, extras=self.extras, dropped=self.dropped,
-                           origin=self.path)
+                           origin=f"source {self.q.source!r}: {self.path}")
         if bad:  # map row numbers back to lines (only on this slow path)
-            blank = (lambda ln: not ln.strip(b"\r\n")) if self.fmt == "csv" else (lambda ln: not ln.strip())
-            rows = _row_lines(block, blank)
+            rows = csv_rows(block) if self.fmt == "csv" else json_rows(block, json_reason)
+            lines = _lines(block)
             for i, why in sorted(bad.items()):
-                offset, raw = rows[i]
-                self._bad(first_line + offset, raw, why)
+                self._bad(first_line + int(rows[i]), lines[int(rows[i])], why)
         return good
 
 
+INT_TEXT = re.compile(r"[-+]?\d+")
 PARSE_BLOCK = 4 << 20  # pyarrow parses a text block in pieces of this size, in parallel; each
 # piece becomes one batch, and 1 MB pieces (thousands of small batches, each conformed and
 # counted on its own) landed SF1 lineitem.csv ~10% slower (bench/RESULTS.md)
@@ -214,42 +289,107 @@ def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
         return read(size + 1)
 
 
+def _inexact_lines(data: Bytes, rows: np.ndarray, table: pa.Table,
+                   why: Callable[[bytes], str | None]) -> dict[int, str]:
+    """The lines whose text holds an integer that their float column rounds: `why(line)` says,
+    for the few rows whose floats are large enough for that to be possible."""
+    suspects = float_suspects(table)
+    if not len(suspects):
+        return {}
+    starts, ends = line_spans(data)
+    found = {}
+    for row in suspects.tolist():
+        line = int(rows[row])
+        reason = why(bytes(data[starts[line]:ends[line]]))
+        if reason:
+            found[line] = reason
+    return found
+
+
+def csv_rows(data: Bytes) -> np.ndarray:
+    """The indices of the lines of `data` that pyarrow reads as CSV rows (all but empty ones)."""
+    starts, ends = line_spans(data)
+    if not len(starts):
+        return starts
+    view = np.frombuffer(data, np.uint8)
+    width = ends - starts
+    empty = (width == 0) | ((width == 1) & (view[np.minimum(starts, len(data) - 1)] == 13))
+    return np.flatnonzero(~empty)
+
+
+def csv_header_record(block: Bytes) -> tuple[Bytes, int, Bytes]:
+    """(the header record, how many lines it spans, the rest of the block): a quoted name may
+    hold a line break, so the record runs until its quotes are closed."""
+    end, used = -1, 0
+    while True:
+        end = block.find(b"\n", end + 1)
+        used += 1
+        closed = block.count(b'"', 0, len(block) if end < 0 else end) % 2 == 0
+        if end < 0 and not closed:
+            raise FileUnreadable("the CSV header opens a quote that is never closed")
+        if end < 0:
+            return block, used, bytearray()
+        if closed:
+            return block[:end], used, block[end + 1:]
+
+
 def csv_header(line: Bytes, delimiter: str) -> list[str]:
-    """Column names from a CSV header line; a repeated name makes the file unreadable."""
+    """Column names from a CSV header record; a header that cannot name the columns of a
+    Delta table (a repeated, empty or reserved name, or not UTF-8) makes the file unreadable."""
+    if line.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileUnreadable("the file looks UTF-16 encoded (it starts with a UTF-16 byte order mark); "
+                             "save it as UTF-8")
     try:
-        text = line.decode("utf-8").rstrip("\r")
+        text = line.decode("utf-8").removesuffix("\r")
     except UnicodeDecodeError as exc:
         raise FileUnreadable(f"the CSV header is not valid UTF-8 (byte {exc.start})") from exc
-    names = next(csv.reader([text], delimiter=delimiter))
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise FileUnreadable(f"the CSV header repeats column {name!r}")
-        seen.add(name)
+    if "\x00" in text:
+        raise FileUnreadable("the CSV header has NUL bytes (is the file UTF-16 or binary?)")
+    try:
+        names = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise FileUnreadable(f"the CSV header cannot be read: {exc}") from exc
+    why = names_problem(names)
+    if why:
+        raise FileUnreadable(f"the CSV header: {why}")
     return names
 
 
-def sample_schema(fmt: str, fh: Any, delimiter: str = ",") -> pa.Schema:
-    """The schema of a file from its first SAMPLE_BYTES (Parquet: its footer); good lines only."""
+def sample_schema(fmt: str, fh: Any, delimiter: str = ",",
+                  declared: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """The schema of a file from its first SAMPLE_BYTES (Parquet: its footer); good lines only,
+    read with the `declared` types.
+    A column whose sampled parts disagree takes the type most of its values have (a widening
+    joins the types it covers), so one odd row is quarantined rather than all the others."""
     if fmt == "parquet":
         return pq.read_schema(fh)
     sink = Quarantine("", "", None)  # type: ignore[arg-type]
-    reader = TextReader(fmt, "", sink, {}, "evolve", set(), delimiter, SAMPLE_BYTES)
+    reader = TextReader(fmt, "", sink, dict(declared or {}), "evolve", set(), delimiter, SAMPLE_BYTES)
     reader._coerce = lambda table, block, first_line: table  # type: ignore[method-assign]  # infer only
     blocks = text_blocks(fh, SAMPLE_BYTES)
     first = next(blocks, None)
     if first is None:
         return pa.schema([])
-    schemas = [t.schema for t in reader.read(io.BytesIO(first[1])) if t.num_columns]
-    fields: dict[str, pa.DataType] = {}
-    for schema in schemas:
-        for f in schema:
-            if f.name not in fields or pa.types.is_null(fields[f.name]):
-                fields[f.name] = f.type
+    votes: dict[str, list[list[Any]]] = {}
+    for table in reader.read(io.BytesIO(first[1])):
+        for name, col in zip(table.column_names, table.columns):
+            _vote(votes.setdefault(name, []), col.type, len(col) - col.null_count)
     if fmt == "csv":
         for name in reader.names:
-            fields.setdefault(name, pa.null())
-    return pa.schema(list(fields.items()))
+            votes.setdefault(name, [])
+    return pa.schema([(name, max(v, key=lambda c: c[1])[0] if v else pa.null()) for name, v in votes.items()])
+
+
+def _vote(candidates: list[list[Any]], t: pa.DataType, values: int) -> None:
+    """Count `values` for type `t` among `candidates` ([type, values] each, first seen first)."""
+    if pa.types.is_null(t):
+        return
+    for candidate in candidates:
+        if widens(candidate[0], t) or widens(t, candidate[0]):
+            candidate[0] = t if widens(candidate[0], t) else candidate[0]
+            candidate[1] += values
+            return
+    candidates.append([t, values])
 
 
 def read_parquet(batches: Iterator[pa.RecordBatch], path: str, quarantine: Quarantine,
@@ -258,7 +398,8 @@ def read_parquet(batches: Iterator[pa.RecordBatch], path: str, quarantine: Quara
     row = 0
     for batch in batches:
         table = pa.Table.from_batches([batch])  # struct columns stay structs, as in the footer
-        good, bad = coerce(table, types, extras=extras, dropped=dropped, origin=path)
+        good, bad = coerce(table, types, extras=extras, dropped=dropped,
+                           origin=f"source {quarantine.source!r}: {path}")
         if bad:
             values = table.to_pylist()
             for i, why in sorted(bad.items()):
