@@ -268,7 +268,9 @@ def coerce(table: pa.Table, types: Mapping[str, pa.DataType], *, extras: str = "
             arrays.append(cast(col, to))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             arrays.append(_cast_each(col, to, name, bad))
-    out = pa.Table.from_arrays(arrays, names=[n for n in types if n not in skip])
+    names = [n for n in types if n not in skip]
+    out = pa.Table.from_arrays(arrays, names=names) if names else \
+        pa.table({"": pa.nulls(table.num_rows)}).drop_columns([""])  # no columns, but its rows
     if bad:
         keep = pa.array([i not in bad for i in range(table.num_rows)])
         out = out.filter(keep)
