@@ -159,6 +159,24 @@ def float_suspects(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(rows)
 
 
+def long_int_lines(data: bytes | bytearray, starts: np.ndarray) -> np.ndarray:
+    """The lines (indices, given their `starts`) with a run of 16 or more digits that is not a
+    fraction nor followed by an exponent: the only text that can be an integer float64 rounds."""
+    view = np.frombuffer(data, np.uint8)
+    digit = (view - ord("0")) < 10  # (uint8 wraps below '0')
+    edges = np.diff(np.concatenate(([False], digit, [False])).astype(np.int8))
+    begin, end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long = end - begin >= 16
+    begin, end = begin[long], end[long]
+    if not len(begin):
+        return begin
+    before = view[np.maximum(begin - 1, 0)]
+    after = view[np.minimum(end, len(view) - 1)]
+    literal = ((begin == 0) | (before != ord("."))) & \
+        ((end == len(view)) | ~np.isin(after, (ord("."), ord("e"), ord("E"))))
+    return np.unique(np.searchsorted(starts, begin[literal], side="right") - 1)
+
+
 def _floating(t: pa.DataType) -> bool:
     while pa.types.is_list(t) or pa.types.is_large_list(t):
         t = t.value_type

@@ -37,6 +37,7 @@ from engine.sources.guards import (
     json_inexact,
     json_rows,
     line_spans,
+    long_int_lines,
     type_depth,
 )
 
@@ -85,8 +86,10 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
 def _lone_cr_to_lf(buf: bytearray, final: bool) -> None:
     """A CR not followed by LF ends a line, as LF does (in place, so the length stays). A CR
     that ends `buf` is left for the next read to decide, unless the file ends there."""
+    if b"\r" not in buf:  # (a memchr: the usual case costs nothing more)
+        return
     end = len(buf) - 1 if not final and buf.endswith(b"\r") else len(buf)
-    if buf.count(b"\r", 0, end) == buf.count(b"\r\n"):  # every CR is a CRLF's (the usual case)
+    if buf.count(b"\r", 0, end) == buf.count(b"\r\n"):  # every CR is a CRLF's
         return
     buf[:end] = LONE_CR.sub(b"\n", bytes(buf[:end]))
 
@@ -220,7 +223,8 @@ class TextReader:
             pa.BufferReader(data), read_options=pcsv.ReadOptions(column_names=self.names, block_size=size),
             parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pcsv.ConvertOptions(column_types=types)), len(data))
-        rows = csv_rows(data)
+        lines = count_lines(data) + (not data.endswith(b"\n"))
+        rows = np.arange(lines) if table.num_rows == lines else csv_rows(data)  # no empty line: one row each
         if table.num_rows != len(rows):  # a quote ran over a line break: find the line by bisection
             raise ValueError(f"{len(rows)} lines parsed as {table.num_rows} CSV rows")
         floats = floating_columns(table)
@@ -297,9 +301,9 @@ def _inexact_lines(data: Bytes, rows: np.ndarray, table: pa.Table,
     if not len(suspects):
         return {}
     starts, ends = line_spans(data)
+    lines = np.intersect1d(rows[suspects], long_int_lines(data, starts))
     found = {}
-    for row in suspects.tolist():
-        line = int(rows[row])
+    for line in lines.tolist():
         reason = why(bytes(data[starts[line]:ends[line]]))
         if reason:
             found[line] = reason
