@@ -63,6 +63,7 @@ from engine.sources.sql_types import (
     key_token,
     result_column_types,
     to_arrow_each,
+    tolerate_out_of_range,
 )
 
 __all__ = ["SqlSource", "arrow_type", "decode_cursor", "encode_cursor", "sql"]
@@ -175,8 +176,9 @@ class SqlSource:
             where = sa.and_(*plan.where)
             stmt = stmt.where(sa.or_(where, col.is_(None)) if plan.nulls else where).order_by(col)
             keep, new_state, planned = plan.keep, plan.state, plan.planned
+            nulls = plan.nulls  # only then can a row with a NULL cursor be read
         else:
-            keep, new_state = None, {}
+            keep, new_state, nulls = None, {}, False
             planned = "all rows (no cursor: replaces the raw table)" if self.write == "replace" else \
                 "all rows (no cursor: merged on the primary key)"
         types = {c.name: arrow_type(c.type) for c in source.c}
@@ -186,7 +188,7 @@ class SqlSource:
         schema = SchemaPlan(self.name, [(f"source {self.name!r}", known), (LOAD_ORIGIN, LOAD_SCHEMA)]) \
             if len(known) == len(types) else None
         read = Read(f"table {self.table}" if self.table else "query", types, self.batch_rows, keep,
-                    quarantine, failures, self.cursor)
+                    quarantine, failures, self.cursor if nulls else None)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at) for b in read.stream(engine, stmt))
         return Extraction(batches, new_state, planned, [self.table or "query"],
                           self.write or "replace", self.keys, plan=schema, quarantine=quarantine)
@@ -265,27 +267,33 @@ class Read:
     keep: Callable[[Row], bool] | None
     quarantine: Quarantine
     failures: list[int]  # bumped by `Tolerant` for each value it could not read
-    cursor: str | None = None
+    cursor: str | None = None  # set when rows with a NULL cursor are read, to quarantine them
     seen: int = 0  # rows read so far: a quarantined row's `line` is its place in the read
 
     def stream(self, engine: sa.Engine, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         """Batches of at most `rows` rows of `stmt`, read through a server-side cursor."""
         try:
             with engine.connect() as conn:
+                tolerate_out_of_range(conn.connection.driver_connection, self.failures)
                 result = conn.execution_options(stream_results=True, yield_per=self.rows).execute(stmt)
                 names = list(result.keys())
                 at = names.index(self.cursor) if self.cursor else None
                 counted = 0
                 for chunk in result.partitions(self.rows):
                     start, self.seen = self.seen, self.seen + len(chunk)
-                    rows: list[tuple[int, Row]] = [(start + i + 1, r) for i, r in enumerate(chunk)]
+                    rows: Sequence[Row] = chunk
+                    numbers: list[int] | None = None  # each row's place in the read, once rows are left out
                     if self.failures[0] != counted or at is not None:  # (rows are checked one by one)
-                        rows = [(n, r) for n, r in rows if self._readable(n, r, names, at)]
+                        kept: list[tuple[int, Row]] = [(start + i + 1, r) for i, r in enumerate(chunk)
+                                                       if self._readable(start + i + 1, r, names, at)]
+                        numbers, rows = [n for n, _ in kept], [r for _, r in kept]
                         counted = self.failures[0]
+                    places = numbers if numbers is not None else range(start + 1, start + len(rows) + 1)
                     if self.keep is not None:
-                        rows = [(n, r) for n, r in rows if self.keep(r)]
+                        kept = [(n, r) for n, r in zip(places, rows) if self.keep(r)]
+                        places, rows = [n for n, _ in kept], [r for _, r in kept]
                     if rows:
-                        batch = self._batch(names, rows)
+                        batch = self._batch(names, rows, places)
                         if batch.num_rows:
                             yield batch
         finally:
@@ -303,8 +311,8 @@ class Read:
                                  f"column type ({unreadable[1].why})")
         return False
 
-    def _batch(self, names: list[str], rows: Sequence[tuple[int, Row]]) -> pa.RecordBatch:
-        columns = list(zip(*(r for _, r in rows)))
+    def _batch(self, names: list[str], rows: Sequence[Row], numbers: Sequence[int]) -> pa.RecordBatch:
+        columns = list(zip(*rows))
         arrays, bad = [], {}  # type: list[pa.Array], dict[int, str]
         for name, values in zip(names, columns):
             array, failed = to_arrow_each(values, self.types.get(name), name)
@@ -316,7 +324,7 @@ class Read:
         table = pa.Table.from_arrays(arrays, names=names)
         good, unfit = coerce(table, {n: delta_type(t) for n, t in zip(names, table.schema.types)})
         for i, why in {**unfit, **bad}.items():
-            self._bad(rows[i][0], names, rows[i][1], why)
+            self._bad(numbers[i], names, rows[i], why)
         if bad:
             good = good.filter(pa.array([i not in bad for i in range(table.num_rows) if i not in unfit]))
         return good.combine_chunks().to_batches()[0] if good.num_rows else \

@@ -195,3 +195,40 @@ def result_column_types(dialect: str, description: Sequence[Any] | None) -> list
         make = _PG_OIDS.get(col[1]) if dialect == "postgresql" else None
         types.append(make(col) if make else sa.types.NullType())
     return types
+
+
+def tolerate_out_of_range(driver_connection: Any, failures: list[int]) -> None:
+    """On a psycopg connection, dates and timestamps Python cannot hold (BC, `infinity`, past
+    year 9999) load as `Unreadable` (counted in `failures`) instead of failing the fetch."""
+    try:
+        import psycopg
+    except ImportError:  # not a PostgreSQL source
+        return
+    if not isinstance(driver_connection, psycopg.Connection):
+        return
+    adapters = driver_connection.adapters
+    for name in ("date", "timestamp", "timestamptz"):
+        info = adapters.types.get(name)
+        for fmt in (psycopg.pq.Format.TEXT, psycopg.pq.Format.BINARY):
+            fast = adapters.get_loader(info.oid, fmt) if info else None
+            if fast is not None and info is not None:
+                adapters.register_loader(info.oid, _tolerant_loader(psycopg, fast, fmt, failures))
+
+
+def _tolerant_loader(psycopg: Any, fast: Any, fmt: Any, failures: list[int]) -> type:
+    class TolerantLoader(psycopg.adapt.Loader):
+        format = fmt
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self.fast = fast(oid, context)
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self.fast.load(data)
+            except psycopg.DataError as exc:
+                failures[0] += 1
+                raw = bytes(data).decode("utf-8", "replace") if fmt == psycopg.pq.Format.TEXT else bytes(data)
+                return Unreadable(raw, str(exc))
+
+    return TolerantLoader
