@@ -114,7 +114,7 @@ class FileSource:
                 continue  # read_file quarantines it as a whole file
             try:
                 with storage_errors(f"source {self.name!r}: cannot read {path}"), \
-                        open_file(path, self.storage_options, self._format(path)) as fh:
+                        open_file(path, self.storage_options, self._format(path), f"source {self.name!r}") as fh:
                     sampled = sample_schema(self._format(path), fh, self.csv_delimiter, declared)
             except (*READ_ERRORS, FileUnreadable) as exc:
                 if isinstance(exc, HeadwaterError):
@@ -156,7 +156,7 @@ class FileSource:
         rows = 0
         try:
             with storage_errors(f"source {self.name!r}: cannot read {path}"), \
-                    open_file(path, self.storage_options, fmt) as fh:
+                    open_file(path, self.storage_options, fmt, f"source {self.name!r}") as fh:
                 if fmt == "parquet":
                     tables = read_parquet(self._parquet(fh), path, quarantine, types, contract, dropped)
                 else:

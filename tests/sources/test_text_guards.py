@@ -152,3 +152,17 @@ def test_bad_lines_are_blanked_not_removed_so_later_lines_keep_their_numbers() -
     assert [i for t in tables for i in t.column("id").to_pylist()] == [1, 3, 6]
     assert [e["line"] for e in q.entries] == [2, 4, 5]
     assert np.array_equal(json_rows(data.replace(b"null", b"    ").replace(b"[4]", b"   "), json_reason)[:2], [0, 2])
+
+
+def test_a_compression_this_machine_cannot_read_fails_the_run_instead_of_quarantining_every_file(
+        tmp_path: Path) -> None:
+    from fsspec.utils import infer_compression
+
+    from engine.errors import SourceError
+    from engine.sources import files
+
+    if infer_compression("a.csv.zst") is not None:
+        pytest.skip("zstandard is installed here")
+    (tmp_path / "a.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd")
+    with pytest.raises(SourceError, match=r"source 's': cannot decompress .*a.csv.zst.*pip install zstandard"):
+        list(files("s", str(tmp_path)).extract({}, run_id="r", loaded_at=datetime.now(timezone.utc)).batches)

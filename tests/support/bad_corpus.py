@@ -142,6 +142,10 @@ CSV: list[Case] = [
     Case("csv_column_missing_in_second_file", (("a.csv", b"id,v\n1,x\n"), ("b.csv", b"id\n2\n")), (1, 2), schema=INT),
     c("csv_semicolons", b"id;name\n1;ann\n2;bob\n", (1, 2), schema=INT, options={"delimiter": ";"}),
     c("csv_gzip_empty", gzip.compress(b""), (), file="a.csv.gz"),
+    c("csv_single_cr_no_newline", b"id,name,score\r1,ann,1.5", (1,)),
+    c("csv_tab_delimited", b"id\tname\n1\tann\n2\tbob\n", (1, 2), file="a.tsv", schema=INT,
+      options={"delimiter": "\t"}),
+    c("csv_quoted_numbers", HEAD + b'"1","ann","1.5"\n"2","bob","x"\n', (1,), 1, "column 'score'"),
     c("csv_gzip_good", gzip.compress(HEAD + CSV_GOOD), (1, 2), file="a.csv.gz"),
 ]
 
@@ -158,6 +162,7 @@ CSV_WHOLE: list[Case] = [
     whole("csv_truncated_gzip", "a.csv.gz", gzip.compress(HEAD + CSV_GOOD * 50)[:-30], "cannot read", count=False),
     whole("csv_gzip_garbage", "a.csv.gz", b"\x1f\x8b\x08\x00garbage", "cannot read", count=False),
     whole("csv_bz2_garbage", "a.csv.bz2", b"BZh9 this is not bzip2", "cannot read", count=False),
+    whole("csv_blank_header_then_rows", "a.csv", b"   \n1,ann,1.5\n", "header", count=False),
     Case("csv_header_case_vs_earlier_file", (("a.csv", b"id,name\n1,ann\n"), ("b.csv", b"id,NAME\n2,bob\n")), (1,),
          0, 1, "'NAME'", INT, count=False),
 ]
@@ -245,6 +250,10 @@ JSON: list[Case] = [
     j("json_cr_only", JSON_GOOD.replace(b"\n", b"\r"), (1, 2)),
     j("json_blank_lines", b"\n\n" + JSON_GOOD.replace(b"\n", b"\n   \n"), (1, 2)),
     j("json_tab_indented", b"\t" + JSON_GOOD, (1, 2)),
+    j("json_form_feed_line", b"\x0c" + JSON_GOOD, (2,), 1, "not valid JSON"),
+    j("json_utf16", '{"id": 1}\n{"id": 2}\n'.encode("utf-16"), (), 3, ""),
+    j("json_latin1", JSON_GOOD + '{"id": 3, "name": "zoë"}\n'.encode("latin-1"), (1, 2), 1, "invalid UTF-8"),
+    j("json_cr_inside_object", JSON_GOOD + b'{"id": 3,\r "name": "cy"}\n', (1, 2), 2, ""),
     j("json_empty", b"", ()),
     j("json_whitespace_only", b" \n\t\r\n  ", ()),
     j("json_many_keys", json.dumps({"id": 1, **{f"k{i}": i for i in range(2000)}}).encode() + b"\n", (1,)),
@@ -259,6 +268,8 @@ JSON: list[Case] = [
 
 JSON_WHOLE: list[Case] = [
     whole("json_truncated_gzip", "a.jsonl.gz", gzip.compress(JSON_GOOD * 50)[:40], "cannot read", count=False),
+    whole("json_gzip_garbage", "a.jsonl.gz", b"\x1f\x8b\x08\x00 not gzip at all", "cannot read", count=False),
+    whole("json_bz2_garbage", "a.jsonl.bz2", b"BZh9 not bzip2", "cannot read", count=False),
 ]
 
 D = decimal.Decimal

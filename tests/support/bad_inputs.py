@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -91,7 +92,7 @@ def rows_in(name: str, data: bytes) -> int | None:
             data = gzip.decompress(data)
         elif name.endswith(".bz2"):
             data = bz2.decompress(data)
-    except (OSError, EOFError, ValueError):
+    except (OSError, EOFError, ValueError, zlib.error):
         return None
     lines = re.split(rb"\r\n|\r|\n", data.removeprefix(b"\xef\xbb\xbf"))
     if ".json" in name:
