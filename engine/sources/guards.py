@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ def line_spans(data: bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-def json_rows(data: bytes | bytearray, reason: Any) -> np.ndarray:
+def json_rows(data: bytes | bytearray, reason: Callable[[bytes, Exception | None], str]) -> np.ndarray:
     """The indices of the lines of `data` that are not blank (one row each, once parsed).
     Raises `BadLines` for lines that do not start with `{` (`reason(line, None)` says why) and
     for lines nested deeper than MAX_DEPTH."""
@@ -77,6 +77,17 @@ def json_rows(data: bytes | bytearray, reason: Any) -> np.ndarray:
     if bad:
         raise BadLines(bad)
     return np.flatnonzero(~blank)
+
+
+def csv_rows(data: bytes | bytearray) -> np.ndarray:
+    """The indices of the lines of `data` that pyarrow reads as CSV rows (all but empty ones)."""
+    starts, ends = line_spans(data)
+    if not len(starts):
+        return starts
+    view = np.frombuffer(data, np.uint8)
+    width = ends - starts
+    empty = (width == 0) | ((width == 1) & (view[np.minimum(starts, len(data) - 1)] == 13))
+    return np.flatnonzero(~empty)
 
 
 def json_depth(line: bytes) -> int:
@@ -214,6 +225,23 @@ def _walk(value: Any, column: str, floats: set[str], sep: str) -> str | None:
     elif isinstance(value, int) and not isinstance(value, bool) and column in floats:
         return inexact_int(value, column)
     return None
+
+
+def inexact_lines(data: bytes | bytearray, rows: np.ndarray, table: pa.Table,
+                   why: Callable[[bytes], str | None]) -> dict[int, str]:
+    """The lines whose text holds an integer that their float column rounds: `why(line)` says,
+    for the few rows whose floats are large enough for that to be possible."""
+    suspects = float_suspects(table)
+    if not len(suspects):
+        return {}
+    starts, ends = line_spans(data)
+    lines = np.intersect1d(rows[suspects], long_int_lines(data, starts))
+    found = {}
+    for line in lines.tolist():
+        reason = why(bytes(data[starts[line]:ends[line]]))
+        if reason:
+            found[line] = reason
+    return found
 
 
 def csv_inexact(line: bytes, names: Sequence[str], floats: set[str], delimiter: str) -> str | None:

@@ -31,13 +31,12 @@ from engine.sources.guards import (
     MAX_DEPTH,
     BadLines,
     csv_inexact,
+    csv_rows,
     flatten_rows,
-    float_suspects,
     floating_columns,
+    inexact_lines,
     json_inexact,
     json_rows,
-    line_spans,
-    long_int_lines,
     type_depth,
 )
 
@@ -228,7 +227,7 @@ class TextReader:
         if table.num_rows != len(rows):  # a quote ran over a line break: find the line by bisection
             raise ValueError(f"{len(rows)} lines parsed as {table.num_rows} CSV rows")
         floats = floating_columns(table)
-        bad = _inexact_lines(data, rows, table, lambda line: csv_inexact(line, self.names, floats, self.delimiter)) \
+        bad = inexact_lines(data, rows, table, lambda line: csv_inexact(line, self.names, floats, self.delimiter)) \
             if floats else {}
         if bad:
             raise BadLines(bad)
@@ -262,7 +261,7 @@ class TextReader:
         bad = {int(rows[r]): why for r, why in bad_rows.items()}
         floats = floating_columns(table)
         if floats:
-            bad = _inexact_lines(data, rows, table, lambda line: json_inexact(line, floats)) | bad
+            bad = inexact_lines(data, rows, table, lambda line: json_inexact(line, floats)) | bad
         if bad:
             raise BadLines(bad)
         return table
@@ -291,34 +290,6 @@ def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
         if "straddl" not in str(exc) or size < PARSE_BLOCK:  # ArrowInvalid has no code to tell it by
             raise
         return read(size + 1)
-
-
-def _inexact_lines(data: Bytes, rows: np.ndarray, table: pa.Table,
-                   why: Callable[[bytes], str | None]) -> dict[int, str]:
-    """The lines whose text holds an integer that their float column rounds: `why(line)` says,
-    for the few rows whose floats are large enough for that to be possible."""
-    suspects = float_suspects(table)
-    if not len(suspects):
-        return {}
-    starts, ends = line_spans(data)
-    lines = np.intersect1d(rows[suspects], long_int_lines(data, starts))
-    found = {}
-    for line in lines.tolist():
-        reason = why(bytes(data[starts[line]:ends[line]]))
-        if reason:
-            found[line] = reason
-    return found
-
-
-def csv_rows(data: Bytes) -> np.ndarray:
-    """The indices of the lines of `data` that pyarrow reads as CSV rows (all but empty ones)."""
-    starts, ends = line_spans(data)
-    if not len(starts):
-        return starts
-    view = np.frombuffer(data, np.uint8)
-    width = ends - starts
-    empty = (width == 0) | ((width == 1) & (view[np.minimum(starts, len(data) - 1)] == 13))
-    return np.flatnonzero(~empty)
 
 
 def csv_header_record(block: Bytes) -> tuple[Bytes, int, Bytes]:
