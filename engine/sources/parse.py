@@ -41,6 +41,7 @@ from engine.sources.guards import (
 )
 
 SAMPLE_BYTES = 1 << 20  # how much of each text file the schema plan reads
+MAX_LINE = 256 << 20  # the longest line read (a longer one is held whole in memory first)
 BOM = b"\xef\xbb\xbf"
 NEWLINES = re.compile(rb"[\r\n]*")
 LONE_CR = re.compile(rb"\r(?!\n)")
@@ -53,10 +54,11 @@ class FileUnreadable(Exception):
     """The file as a whole cannot be read (the reason is the message)."""
 
 
-def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
+def text_blocks(fh: Any, size: int, max_line: int = MAX_LINE) -> Iterator[tuple[int, bytearray]]:
     """(number of the first line, whole lines) for a binary file, BOM removed. Each block is a
     new bytearray filled in place after the previous block's unfinished line (which is the only
-    part copied)."""
+    part copied). A line longer than `max_line` bytes makes the rest of the file unreadable (it
+    would be held in memory whole: a binary file has no line breaks)."""
     head = bytearray(len(BOM))
     carry: Bytes = head[:_fill(fh, head, 0)].removeprefix(BOM)
     line = 1
@@ -74,6 +76,9 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
         _lone_cr_to_lf(buf, final=False)
         cut = buf.rfind(b"\n")
         if cut < 0:
+            if len(buf) > max_line:
+                raise FileUnreadable(f"line {line} runs past {max_line >> 20} MiB without a line break "
+                                     "(is it a text file?)")
             carry = buf  # a line longer than the block: read on (this buffer is never yielded)
             continue
         carry = bytes(buf[cut + 1:])

@@ -166,3 +166,12 @@ def test_a_compression_this_machine_cannot_read_fails_the_run_instead_of_quarant
     (tmp_path / "a.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd")
     with pytest.raises(SourceError, match=r"source 's': cannot decompress .*a.csv.zst.*pip install zstandard"):
         list(files("s", str(tmp_path)).extract({}, run_id="r", loaded_at=datetime.now(timezone.utc)).batches)
+
+
+def test_a_line_without_end_stops_the_file_instead_of_filling_memory() -> None:
+    from engine.sources.parse import FileUnreadable
+
+    blocks = text_blocks(io.BytesIO(b"a\nb\n" + b"x" * (3 << 20)), 1 << 16, max_line=1 << 20)
+    assert next(blocks) == (1, bytearray(b"a\nb\n"))
+    with pytest.raises(FileUnreadable, match="line 3 runs past 1 MiB without a line break"):
+        next(blocks)
