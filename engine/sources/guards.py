@@ -14,6 +14,7 @@ colliding with another, a name Delta refuses) are named by line too. Each check 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 
 from engine.load.schema import name_problem
 
+MAX_RECORD_LINES = 64  # most lines one CSV record (a quoted value with line breaks) may span
 GUARD_OPENS = 1000  # a line with this many `{` or `[` has its depth measured before parsing
 MAX_DEPTH = 128  # deepest nesting a JSON line may have
 EXACT = 2 ** 53  # integers up to this are exact as float64
@@ -35,11 +37,12 @@ WHITESPACE = b" \t\r\n"
 
 
 class BadLines(ValueError):
-    """Lines of a block that cannot be rows: their index among the block's lines -> why."""
+    """Rows of a block that cannot land: the index of their first line among the block's lines
+    -> why (and, for a CSV record over several lines, the index after its last in `ends`)."""
 
-    def __init__(self, lines: dict[int, str]) -> None:
+    def __init__(self, lines: dict[int, str], ends: dict[int, int] | None = None) -> None:
         super().__init__(f"{len(lines)} bad line(s)")
-        self.lines = lines
+        self.lines, self.ends = lines, ends or {}
 
 
 def line_spans(data: bytes | bytearray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +91,58 @@ def csv_rows(data: bytes | bytearray) -> np.ndarray:
     width = ends - starts
     empty = (width == 0) | ((width == 1) & (view[np.minimum(starts, len(data) - 1)] == 13))
     return np.flatnonzero(~empty)
+
+
+def csv_records(data: bytes | bytearray, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
+    """(first line, line after the last) of each CSV record of `data` that is not empty: a quoted
+    value may hold line breaks, up to MAX_RECORD_LINES lines (a quote left open longer is a
+    stray one, and its lines are records of their own)."""
+    reader = csv.reader(io.StringIO(bytes(data).decode("latin-1"), newline=""), delimiter=delimiter)
+    firsts: list[int] = []
+    ends: list[int] = []
+    start = 0
+    limit = csv.field_size_limit(len(data) + 1)  # (a process-wide setting: put back below)
+    try:
+        for fields in reader:
+            end = reader.line_num
+            if end - start > MAX_RECORD_LINES:
+                lines = bytes(data).split(b"\n")
+                keep = [i for i in range(start, end) if lines[i].strip(b"\r")]
+                firsts += keep
+                ends += [i + 1 for i in keep]
+            elif fields:
+                firsts.append(start)
+                ends.append(end)
+            start = end
+    except csv.Error:  # not a CSV the csv module reads: one row per line
+        rows = csv_rows(data)
+        return rows, rows + 1
+    finally:
+        csv.field_size_limit(limit)
+    return np.array(firsts, np.int64), np.array(ends, np.int64)
+
+
+def quotes_unsettled(data: bytes | bytearray | memoryview, delimiter: str) -> bool:
+    """Whether counting the quotes of `data` (from the start of a record) cannot tell which line
+    breaks are inside a value: a value is left open (an odd count), or a quote is not where
+    RFC 4180 puts one. Under RFC 4180 an even number of quotes before a quote makes it open a
+    value, so it starts a field (or doubles the quote before it); an odd number makes it close
+    one, so a field ends after it (or the quote after it doubles it)."""
+    view = np.frombuffer(data, np.uint8)
+    size, at = len(view), np.flatnonzero(view == ord('"'))
+    opens, closes = at[0::2], at[1::2]
+    before, after = view[np.maximum(opens - 1, 0)], view[np.minimum(closes + 1, size - 1)]
+    del view  # no view of `data` may outlive this call: the caller may resize it
+    if len(at) % 2:
+        return True
+    starts = (opens == 0) | _edge(before, delimiter)
+    ends = (closes == size - 1) | _edge(after, delimiter)
+    return not (starts.all() and ends.all())
+
+
+def _edge(chars: np.ndarray, delimiter: str) -> np.ndarray:
+    """Which of `chars` may stand beside a quote that opens or closes a value."""
+    return (chars == ord(delimiter)) | (chars == 10) | (chars == 13) | (chars == ord('"'))
 
 
 def json_depth(line: bytes) -> int:

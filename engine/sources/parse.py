@@ -1,8 +1,9 @@
 """Tolerant reading of CSV, JSON lines and Parquet: good rows as batches, bad ones to quarantine.
 
 Text files are cut into blocks of whole lines (LF, CRLF or a lone CR ends a line; a CSV row is
-one line, so a quoted value with a line break is quarantined line by line); each block goes
-through pyarrow's fast reader (with the planned column types). Lines that must not reach it, or
+a record, whose quoted values may hold line breaks, up to 64 lines: Python's csv module settles
+where records end when quotes are not as RFC 4180 writes them); each block goes through
+pyarrow's fast reader (with the planned column types). Lines that must not reach it, or
 that it parsed into something that cannot land, are named by `guards.py` and quarantined; a
 block that fails otherwise is bisected by lines until every bad line is alone, so a clean file
 pays one UTF-8 check and a few vectorised passes per block. A file that cannot be read at all
@@ -31,12 +32,15 @@ from engine.sources.guards import (
     MAX_DEPTH,
     BadLines,
     csv_inexact,
+    csv_records,
     csv_rows,
     flatten_rows,
     floating_columns,
     inexact_lines,
     json_inexact,
     json_rows,
+    line_spans,
+    quotes_unsettled,
     type_depth,
 )
 
@@ -54,10 +58,12 @@ class FileUnreadable(Exception):
     """The file as a whole cannot be read (the reason is the message)."""
 
 
-def text_blocks(fh: Any, size: int, max_line: int = MAX_LINE) -> Iterator[tuple[int, bytearray]]:
+def text_blocks(fh: Any, size: int, max_line: int = MAX_LINE,
+                cut: Callable[[bytearray], int] | None = None) -> Iterator[tuple[int, bytearray]]:
     """(number of the first line, whole lines) for a binary file, BOM removed. Each block is a
     new bytearray filled in place after the previous block's unfinished line (which is the only
-    part copied). A line longer than `max_line` bytes makes the rest of the file unreadable (it
+    part copied); `cut(buf)` says where the last whole row ends (the last newline unless given,
+    -1 for none). A line longer than `max_line` bytes makes the rest of the file unreadable (it
     would be held in memory whole: a binary file has no line breaks)."""
     head = bytearray(len(BOM))
     carry: Bytes = head[:_fill(fh, head, 0)].removeprefix(BOM)
@@ -74,15 +80,15 @@ def text_blocks(fh: Any, size: int, max_line: int = MAX_LINE) -> Iterator[tuple[
                 yield line, block
             return
         _lone_cr_to_lf(buf, final=False)
-        cut = buf.rfind(b"\n")
-        if cut < 0:
+        end = buf.rfind(b"\n") if cut is None else cut(buf)
+        if end < 0:
             if len(buf) > max_line:
                 raise FileUnreadable(f"line {line} runs past {max_line >> 20} MiB without a line break "
                                      "(is it a text file?)")
             carry = buf  # a line longer than the block: read on (this buffer is never yielded)
             continue
-        carry = bytes(buf[cut + 1:])
-        del buf[cut + 1:]
+        carry = bytes(buf[end + 1:])
+        del buf[end + 1:]
         yield line, buf
         line += count_lines(buf)
 
@@ -135,12 +141,13 @@ def _check_text(data: Bytes) -> None:
 
 
 def tolerant(data: Bytes, first_line: int, parse: Callable[[Bytes], pa.Table],
-             reason: Callable[[Bytes, Exception], str],
-             bad: Callable[[int, Bytes, str], None]) -> list[tuple[int, Bytes, pa.Table]]:
-    """`data` parsed by `parse`; when that fails, bisected by lines until each bad line is
-    alone and handed to `bad(line number, raw, reason)`. Returns the good parts in order, each
-    as (its first line number, its bytes, its rows). When `parse` names the bad lines
-    (`BadLines`), they are handed to `bad` and the block is parsed again with them left blank."""
+             reason: Callable[[Bytes, Exception], str], bad: Callable[[int, Bytes, str], None],
+             split: Callable[[Bytes], list[Bytes]] | None = None) -> list[tuple[int, Bytes, pa.Table]]:
+    """`data` parsed by `parse`; when that fails, bisected by rows (`split`: by lines unless
+    given) until each bad row is alone and handed to `bad(line number, raw, reason)`. Returns the
+    good parts in order, each as (its first line number, its bytes, its rows). When `parse` names
+    the bad rows (`BadLines`), they are handed to `bad` and the block is parsed again with them
+    left blank."""
     try:
         _check_text(data)
         return [(first_line, data, parse(data))]
@@ -149,17 +156,19 @@ def tolerant(data: Bytes, first_line: int, parse: Callable[[Bytes], pa.Table],
         if not exc.lines or any(not 0 <= i < len(lines) or not lines[i].strip() for i in exc.lines):
             raise AssertionError(f"bad line numbers {sorted(exc.lines)} of {len(lines)}") from exc
         for i, why in sorted(exc.lines.items()):
-            bad(first_line + i, lines[i], why)
-            lines[i] = b"\n" if lines[i].endswith(b"\n") else b""
-        return tolerant(b"".join(lines), first_line, parse, reason, bad)
+            end = exc.ends.get(i, i + 1)
+            bad(first_line + i, b"".join(lines[i:end]), why)
+            lines[i:end] = [b"\n" if ln.endswith(b"\n") else b"" for ln in lines[i:end]]
+        return tolerant(b"".join(lines), first_line, parse, reason, bad, split)
     except (pa.ArrowException, ValueError) as exc:
-        lines = _lines(data)
-        if len(lines) <= 1:
+        pieces = (split or _lines)(data)
+        if len(pieces) <= 1:
             bad(first_line, data, reason(data, exc))
             return []
-        mid = len(lines) // 2
-        return (tolerant(b"".join(lines[:mid]), first_line, parse, reason, bad)
-                + tolerant(b"".join(lines[mid:]), first_line + mid, parse, reason, bad))
+        mid = len(pieces) // 2
+        head = b"".join(pieces[:mid])
+        return (tolerant(head, first_line, parse, reason, bad, split)
+                + tolerant(b"".join(pieces[mid:]), first_line + count_lines(head), parse, reason, bad, split))
 
 
 def _text_reason(data: Bytes, exc: Exception) -> str:
@@ -194,6 +203,7 @@ class TextReader:
         self.extras, self.dropped, self.delimiter, self.block_bytes = extras, dropped, delimiter, block_bytes
         self.names: list[str] = []
         self.header_read = False
+        self._clean: tuple[Bytes, bool] | None = None  # the last CSV block cut, and whether its quotes are RFC 4180's
         # declared decimals are parsed as such, so a number wider than float64 keeps every digit
         self.json_schema = pa.schema([(n, t) for n, t in types.items() if pa.types.is_decimal(t)])
 
@@ -203,7 +213,7 @@ class TextReader:
     def read(self, fh: Any) -> Iterator[pa.Table]:
         """Good rows of the file as tables; bad rows quarantined."""
         block: Bytes
-        for first_line, block in text_blocks(fh, self.block_bytes):
+        for first_line, block in text_blocks(fh, self.block_bytes, cut=self._cut if self.fmt == "csv" else None):
             if self.fmt == "csv" and not self.header_read:
                 header, used, block = csv_header_record(block)
                 first_line += used
@@ -212,11 +222,13 @@ class TextReader:
                         raise FileUnreadable("the first line (the CSV header) is empty")
                     continue
                 self.names, self.header_read = csv_header(header, self.delimiter), True
-            if not block or block.isspace():  # (strip would copy the block)
-                continue
-            parse = self._parse_csv if self.fmt == "csv" else self._parse_json
-            reason = self._csv_reason if self.fmt == "csv" else json_reason
-            for part_line, part, table in tolerant(block, first_line, parse, reason, self._bad):
+            if not block or (NEWLINES.fullmatch(block) if self.fmt == "csv" else block.isspace()):
+                continue  # (a CSV line of spaces is a row; strip would copy the block)
+            if self.fmt == "csv":
+                parts = tolerant(block, first_line, self._parse_csv, self._csv_reason, self._bad, self._records)
+            else:
+                parts = tolerant(block, first_line, self._parse_json, json_reason, self._bad)
+            for part_line, part, table in parts:
                 yield self._coerce(table, part, part_line)
 
     def _parse_csv(self, data: Bytes) -> pa.Table:
@@ -227,16 +239,62 @@ class TextReader:
             pa.BufferReader(data), read_options=pcsv.ReadOptions(column_names=self.names, block_size=size),
             parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pcsv.ConvertOptions(column_types=types)), len(data))
-        lines = count_lines(data) + (not data.endswith(b"\n"))
-        rows = np.arange(lines) if table.num_rows == lines else csv_rows(data)  # no empty line: one row each
-        if table.num_rows != len(rows):  # a quote ran over a line break: find the line by bisection
-            raise ValueError(f"{len(rows)} lines parsed as {table.num_rows} CSV rows")
+        rows, ends = self._csv_rows(data, table.num_rows)
         floats = floating_columns(table)
         bad = inexact_lines(data, rows, table, lambda line: csv_inexact(line, self.names, floats, self.delimiter)) \
             if floats else {}
         if bad:
-            raise BadLines(bad)
+            raise BadLines(bad, {i: int(ends[np.searchsorted(rows, i)]) for i in bad})
         return table
+
+    def _csv_rows(self, data: Bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(first line, line after the last) of each of the `n` rows pyarrow read from `data`:
+        a row is a line, unless a quoted value holds line breaks (then a record, by the csv
+        module, on this slow path only)."""
+        lines = count_lines(data) + (not data.endswith(b"\n"))
+        # quotes not as RFC 4180 writes them: pyarrow and the csv module may cut records apart
+        # differently, and the csv module's records are the ones counted
+        if self._clean is not None and self._clean[0] is data:  # the block `_cut` already looked at
+            odd = not self._clean[1]
+        else:
+            odd = b'"' in data and quotes_unsettled(data, self.delimiter)
+        if n == lines and not odd:  # no empty line, no record over several lines
+            return np.arange(n), np.arange(1, n + 1)
+        rows = csv_rows(data)
+        if n == len(rows) and not odd:
+            return rows, rows + 1
+        firsts, ends = csv_records(data, self.delimiter) if b'"' in data else (rows, rows + 1)
+        if n != len(firsts):  # a quote pyarrow read otherwise than the csv module: bisect
+            raise ValueError(f"{len(firsts)} CSV records parsed as {n} rows")
+        return firsts, ends
+
+    def _cut(self, buf: bytearray) -> int:
+        """Where the last whole CSV record of `buf` ends: its last newline, unless a quoted value
+        runs over it (an odd number of quotes before it, or quotes that are not RFC 4180's: then
+        the csv module says where the last record starts)."""
+        end = buf.rfind(b"\n")
+        if end < 0 or b'"' not in buf:
+            self._clean = (buf, True)
+            return end
+        with memoryview(buf) as whole_view, whole_view[:end + 1] as head:  # (released before buf is cut)
+            self._clean = (buf, not quotes_unsettled(head, self.delimiter))
+        if self._clean[1]:
+            return end  # (quotes as RFC 4180 writes them: an even count closes every value)
+        whole = bytes(buf[:end + 1])
+        firsts, _ = csv_records(whole, self.delimiter)
+        if not len(firsts) or len(csv_records(whole + b"\x01\n", self.delimiter)[0]) > len(firsts):
+            return end  # a line added after it is a record of its own: the last one is closed
+        start = 0 if firsts[-1] == 0 else int(line_spans(whole)[0][firsts[-1]])
+        return start - 1  # before the open record (-1: none closed yet, read on)
+
+    def _records(self, data: Bytes) -> list[Bytes]:
+        """`data` cut into records (each with the empty lines after it), for bisection."""
+        lines = _lines(data)
+        if b'"' not in data:
+            return lines
+        firsts, _ = csv_records(data, self.delimiter)
+        cuts = sorted({0, *firsts.tolist()}) + [len(lines)]
+        return [b"".join(lines[a:b]) for a, b in zip(cuts, cuts[1:]) if a < b]
 
     def _csv_reason(self, data: Bytes, exc: Exception) -> str:
         """Why one CSV line was not landed: pyarrow's words, with the column named."""
@@ -275,10 +333,14 @@ class TextReader:
         good, bad = coerce(table, self.types, extras=self.extras, dropped=self.dropped,
                            origin=f"source {self.q.source!r}: {self.path}")
         if bad:  # map row numbers back to lines (only on this slow path)
-            rows = csv_rows(block) if self.fmt == "csv" else json_rows(block, json_reason)
+            if self.fmt == "csv":
+                rows, ends = self._csv_rows(block, table.num_rows)
+            else:
+                rows = json_rows(block, json_reason)
+                ends = rows + 1
             lines = _lines(block)
             for i, why in sorted(bad.items()):
-                self._bad(first_line + int(rows[i]), lines[int(rows[i])], why)
+                self._bad(first_line + int(rows[i]), b"".join(lines[int(rows[i]):int(ends[i])]), why)
         return good
 
 

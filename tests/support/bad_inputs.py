@@ -13,6 +13,7 @@ crashed (how the issue's 'before' figures were taken).
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import io
 import json
@@ -38,6 +39,7 @@ GOOD = {"csv": ("zz_good.csv", b"id,name,score\n1001,zed,1.0\n1002,yan,2.0\n"),
         "jsonl": ("zz_good.jsonl", b'{"id": 1001, "name": "zed"}\n{"id": 1002, "name": "yan"}\n'),
         "parquet": ("zz_good.parquet", b"")}  # written with pyarrow by `_write_good`
 SPECIAL = ("fifo", "socket", "devnull", "devzero", "dangling")
+csv.field_size_limit(1 << 30)  # the corpus has 10 MB lines
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,10 @@ class SqlCase:
     isolate: bool = False
 
 
-def rows_in(name: str, data: bytes) -> int | None:
-    """Rows a file holds, counted without the engine: Parquet rows; text lines that are not
-    blank (CR, LF and CRLF end a line), less a CSV's header record; None when unreadable."""
+def rows_in(name: str, data: bytes, delimiter: str = ",") -> int | None:
+    """Rows a file holds, counted without the engine: Parquet rows; JSON lines that are not
+    blank (CR, LF and CRLF end a line); CSV records that are not empty (Python's csv module: a
+    quoted value may hold line breaks), less the header; None when unreadable."""
     if ".parquet" in name:
         try:
             return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
@@ -94,16 +97,13 @@ def rows_in(name: str, data: bytes) -> int | None:
             data = bz2.decompress(data)
     except (OSError, EOFError, ValueError, zlib.error):
         return None
-    lines = re.split(rb"\r\n|\r|\n", data.removeprefix(b"\xef\xbb\xbf"))
+    data = re.sub(rb"\r(?!\n)", b"\n", data.removeprefix(b"\xef\xbb\xbf"))
     if ".json" in name:
-        return sum(1 for ln in lines if ln.strip())
-    lines = [ln for ln in lines if ln]
-    if not lines or not any(ln.strip() for ln in lines):
+        return sum(1 for ln in data.split(b"\n") if ln.strip())
+    if not data.strip():
         return 0
-    header = 1
-    while lines[0:header] and b"\n".join(lines[:header]).count(b'"') % 2:  # a quoted line break
-        header += 1
-    return max(len(lines) - header, 0)
+    records = [r for r in csv.reader(io.StringIO(data.decode("latin-1"), newline=""), delimiter=delimiter) if r]
+    return max(len(records) - 1, 0)
 
 
 def _write(folder: Path, name: str, data: bytes | str) -> None:
@@ -245,7 +245,8 @@ def judge(case: Case | SqlCase, out: dict[str, Any]) -> tuple[str, list[str]]:
     if (kinds["row"], kinds["file"]) != (case.bad, whole):
         problems.append(f"quarantined {kinds['row']} row(s) and {kinds['file']} file(s), want {case.bad} and {whole}")
     counted = case.rows_in if isinstance(case, SqlCase) else sum(
-        n for n in (rows_in(name, data) for name, data in case.files if isinstance(data, bytes)) if n is not None)
+        n for n in (rows_in(name, data, case.options.get("delimiter", ","))
+                    for name, data in case.files if isinstance(data, bytes)) if n is not None)
     countable = isinstance(case, SqlCase) or (case.count and not whole)
     if countable and counted != len(out["landed"]) + kinds["row"]:
         problems.append(f"rows in {counted} != landed {len(out['landed'])} + quarantined {kinds['row']}")
