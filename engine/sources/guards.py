@@ -9,7 +9,8 @@ block must then hold one row per line that is not blank.
 
 Rows that parsed but cannot land as they are (an integer rounded to double, a flattened key
 colliding with another, a name Delta refuses) are named by line too. Each check raises
-`BadLines`: the reader quarantines those lines and parses the rest again.
+`BadLines`: the reader quarantines those lines and parses the rest again. A CSV header that
+cannot name the columns of a Delta table makes the file unreadable (`FileUnreadable`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.load.schema import name_problem
+from engine.load.schema import name_problem, names_problem
 
 MAX_RECORD_LINES = 64  # most lines one CSV record (a quoted value with line breaks) may span
 GUARD_OPENS = 1000  # a line with this many `{` or `[` has its depth measured before parsing
@@ -34,6 +35,10 @@ INT64 = (-2 ** 63, 2 ** 63 - 1)
 STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 INT_LITERAL = re.compile(r"\s*[-+]?\d+\s*")
 WHITESPACE = b" \t\r\n"
+
+
+class FileUnreadable(Exception):
+    """The file as a whole cannot be read (the reason is the message)."""
 
 
 class BadLines(ValueError):
@@ -313,3 +318,41 @@ def csv_inexact(line: bytes, names: Sequence[str], floats: set[str], delimiter: 
 def floating_columns(table: pa.Table) -> set[str]:
     """Names of the columns of float type (or lists of floats)."""
     return {f.name for f in table.schema if _floating(f.type)}
+
+
+def csv_header_record(block: bytes | bytearray) -> tuple[bytes | bytearray, int, bytes | bytearray]:
+    """(the header record, how many lines it spans, the rest of the block): a quoted name may
+    hold a line break, so the record runs until its quotes are closed."""
+    end, used = -1, 0
+    while True:
+        end = block.find(b"\n", end + 1)
+        used += 1
+        closed = block.count(b'"', 0, len(block) if end < 0 else end) % 2 == 0
+        if end < 0 and not closed:
+            raise FileUnreadable("the CSV header opens a quote that is never closed")
+        if end < 0:
+            return block, used, bytearray()
+        if closed:
+            return block[:end], used, block[end + 1:]
+
+
+def csv_header(line: bytes | bytearray, delimiter: str) -> list[str]:
+    """Column names from a CSV header record; a header that cannot name the columns of a
+    Delta table (a repeated, empty or reserved name, or not UTF-8) makes the file unreadable."""
+    if line.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileUnreadable("the file looks UTF-16 encoded (it starts with a UTF-16 byte order mark); "
+                             "save it as UTF-8")
+    try:
+        text = line.decode("utf-8").removesuffix("\r")
+    except UnicodeDecodeError as exc:
+        raise FileUnreadable(f"the CSV header is not valid UTF-8 (byte {exc.start})") from exc
+    if "\x00" in text:
+        raise FileUnreadable("the CSV header has NUL bytes (is the file UTF-16 or binary?)")
+    try:
+        names = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise FileUnreadable(f"the CSV header cannot be read: {exc}") from exc
+    why = names_problem(names)
+    if why:
+        raise FileUnreadable(f"the CSV header: {why}")
+    return names

@@ -12,7 +12,6 @@ whole-file quarantine entry.
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -27,10 +26,13 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from engine.load.quarantine import Quarantine
-from engine.load.schema import coerce, names_problem, widens
-from engine.sources.guards import (
+from engine.load.schema import coerce, widens
+from engine.sources.guards import (  # (FileUnreadable and the CSV header are read from here too)
     MAX_DEPTH,
     BadLines,
+    FileUnreadable,
+    csv_header,
+    csv_header_record,
     csv_inexact,
     csv_records,
     csv_rows,
@@ -52,10 +54,6 @@ LONE_CR = re.compile(rb"\r(?!\n)")
 CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (.+?): invalid value '(.*)'", re.S)
 Bytes = bytes | bytearray  # text is read into bytearrays in place; lines cut from them may be either
 READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException)  # what a bad file raises
-
-
-class FileUnreadable(Exception):
-    """The file as a whole cannot be read (the reason is the message)."""
 
 
 def text_blocks(fh: Any, size: int, max_line: int = MAX_LINE,
@@ -357,44 +355,6 @@ def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
         if "straddl" not in str(exc) or size < PARSE_BLOCK:  # ArrowInvalid has no code to tell it by
             raise
         return read(size + 1)
-
-
-def csv_header_record(block: Bytes) -> tuple[Bytes, int, Bytes]:
-    """(the header record, how many lines it spans, the rest of the block): a quoted name may
-    hold a line break, so the record runs until its quotes are closed."""
-    end, used = -1, 0
-    while True:
-        end = block.find(b"\n", end + 1)
-        used += 1
-        closed = block.count(b'"', 0, len(block) if end < 0 else end) % 2 == 0
-        if end < 0 and not closed:
-            raise FileUnreadable("the CSV header opens a quote that is never closed")
-        if end < 0:
-            return block, used, bytearray()
-        if closed:
-            return block[:end], used, block[end + 1:]
-
-
-def csv_header(line: Bytes, delimiter: str) -> list[str]:
-    """Column names from a CSV header record; a header that cannot name the columns of a
-    Delta table (a repeated, empty or reserved name, or not UTF-8) makes the file unreadable."""
-    if line.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FileUnreadable("the file looks UTF-16 encoded (it starts with a UTF-16 byte order mark); "
-                             "save it as UTF-8")
-    try:
-        text = line.decode("utf-8").removesuffix("\r")
-    except UnicodeDecodeError as exc:
-        raise FileUnreadable(f"the CSV header is not valid UTF-8 (byte {exc.start})") from exc
-    if "\x00" in text:
-        raise FileUnreadable("the CSV header has NUL bytes (is the file UTF-16 or binary?)")
-    try:
-        names = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as exc:
-        raise FileUnreadable(f"the CSV header cannot be read: {exc}") from exc
-    why = names_problem(names)
-    if why:
-        raise FileUnreadable(f"the CSV header: {why}")
-    return names
 
 
 def sample_schema(fmt: str, fh: Any, delimiter: str = ",",
