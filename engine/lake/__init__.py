@@ -5,7 +5,8 @@
 two versions, `storage` the object-store settings and errors, `faults` the crash points of the
 exactly-once tests.
 """
-from engine.lake.store import META_PREFIX, ZONES, Based, Commit, Lake
+from engine.lake.guard import Based
+from engine.lake.store import META_PREFIX, ZONES, Commit, Lake
 from engine.lake.types import WriteMode, as_delta, cast, conform, delta_schema, delta_type
 
 __all__ = ["META_PREFIX", "ZONES", "Based", "Commit", "Lake", "WriteMode", "as_delta", "cast", "conform",

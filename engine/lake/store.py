@@ -5,20 +5,16 @@ Tables are named `raw.<source>` (landed data), `models.<model>` (model outputs),
 means the model if it exists, else the raw table. Each land or write is one Delta commit,
 whose `custom_metadata` carries the run id and the state that belongs with those rows.
 
-A commit may be based on the version its writer read (`based_on=`): it is then written on that
-snapshot with a Delta transaction identifier (`txn`, app id `headwater:<table>`), so when another
-run's commit reached the table after that version, delta-rs' conflict check refuses this one
-and nothing is committed (ConcurrentRunError). That holds on S3 as locally: delta-rs commits a
-version with a conditional put.
+A commit may be based on the version its writer read (`based_on=`, see engine/lake/guard.py):
+when another run committed to the table since, nothing is committed (ConcurrentRunError).
 """
 from __future__ import annotations
 
 import itertools
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +22,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import Transaction
 
 from engine.errors import ConcurrentRunError, ConfigError
+from engine.lake import guard
 from engine.lake import write as lake_write
 from engine.lake.faults import reached
+from engine.lake.guard import Based
 from engine.lake.merge import merge_load
 from engine.lake.storage import (
     arrow_dataset,
@@ -370,47 +368,16 @@ class Lake:
         return self.table(name, based_on.version)
 
     def _txn(self, name: str, based_on: Based | None) -> Transaction | None:
-        """The transaction identifier a guarded commit carries: app id `headwater:<table>`, and
-        the version the commit means to become."""
-        if based_on is None:
-            return None
-        version = 0 if based_on.version is None else based_on.version + 1
-        return Transaction(f"headwater:{self.qualify(name)}", version, int(time.time() * 1000))
+        return guard.txn(self.qualify(name), based_on)
 
-    @contextmanager
-    def _guarded(self, name: str, based_on: Based | None) -> Iterator[None]:
-        """Turn delta-rs' refusal of a guarded commit into a ConcurrentRunError."""
-        try:
-            yield
-        except CommitFailedError as exc:
-            if based_on is None:
-                raise
-            raise self._conflict(name, based_on) from exc
-        except DeltaError as exc:  # creating a table another run created meanwhile ("already exists")
-            if based_on is None or based_on.version is not None or not self.exists(self.qualify(name)):
-                raise
-            raise self._conflict(name, based_on) from exc
+    def _guarded(self, name: str, based_on: Based | None) -> AbstractContextManager[None]:
+        return guard.guarded(self.qualify(name), based_on, lambda: self.exists(self.qualify(name)))
 
     def _conflict(self, name: str, based_on: Based) -> ConcurrentRunError:
-        read = "did not exist" if based_on.version is None else f"was at version {based_on.version}"
-        return ConcurrentRunError(
-            f"{self.qualify(name)}: another run committed to it since this run read it (it {read}); "
-            "this run committed nothing to it",
-            "runs of one pipeline must not overlap: run again once the other run is done (a rerun "
-            "takes only what is still new)")
-
-
-@dataclass(frozen=True)
-class Based:
-    """The version of a table its writer read (None: the table did not exist then); a commit
-    based on it fails if another run committed to the table after it (see the module's doc)."""
-
-    version: int | None
+        return guard.conflict(self.qualify(name), based_on)
 
 
 def _props(meta: dict[str, Any], txn: Transaction | None = None) -> CommitProperties:
     """Commit properties that put `meta` into the commit's `custom_metadata`, JSON-encoded, and
     carry `txn` when given."""
-    return CommitProperties(custom_metadata={META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()},
-                            app_transactions=[txn] if txn is not None else None)
-
+    return guard.properties({META_PREFIX + k: json.dumps(v, default=str) for k, v in meta.items()}, txn)

@@ -20,7 +20,13 @@ def delta_mode(mode: WriteMode) -> Literal["append", "overwrite"]:
 def delta_type(t: pa.DataType) -> pa.DataType:
     """The Arrow type a column of type `t` is stored as in Delta (us timestamps, in UTC when they
     have a time zone; plain strings, at any depth: never `string_view`, whose Parquet statistics
-    pyarrow cannot compare with a string, nor `large_string`)."""
+    pyarrow cannot compare with a string, nor `large_string`). Types Delta has no place for are
+    stored exactly as another: float16 as float32, decimal256 as decimal128 (38 digits at most:
+    wider values do not cast), a duration as int64 microseconds, a time of day as its ISO text
+    ("08:30:00.000000"), a map as the list of key/value structs it is made of (every backend reads
+    and writes those back), an extension type as its storage type."""
+    if isinstance(t, pa.BaseExtensionType):
+        return delta_type(t.storage_type)
     if pa.types.is_timestamp(t) and (t.unit != "us" or t.tz not in (None, "UTC")):
         return pa.timestamp("us", tz=t.tz and "UTC")  # Delta keeps instants in UTC, naive as naive
     if pa.types.is_string_view(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
@@ -33,12 +39,19 @@ def delta_type(t: pa.DataType) -> pa.DataType:
         return {8: pa.int16(), 16: pa.int32()}.get(t.bit_width, pa.int64())
     if pa.types.is_float16(t):
         return pa.float32()
+    if pa.types.is_decimal256(t):
+        return pa.decimal128(min(t.precision, 38), min(t.scale, 38))
+    if pa.types.is_duration(t):
+        return pa.int64()
+    if pa.types.is_time(t):
+        return pa.string()
+    if pa.types.is_map(t):
+        return pa.list_(pa.struct([pa.field("key", delta_type(t.key_type), nullable=False),
+                                   t.item_field.with_name("value").with_type(delta_type(t.item_type))]))
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.list_(delta_type(t.value_type))
     if pa.types.is_struct(t):
         return pa.struct([f.with_type(delta_type(f.type)) for f in t])
-    if pa.types.is_map(t) and (delta_type(t.key_type) != t.key_type or delta_type(t.item_type) != t.item_type):
-        return pa.map_(delta_type(t.key_type), delta_type(t.item_type))  # strings inside: plain strings
     return t
 
 
@@ -77,8 +90,15 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema, origin: str = "") -> pa.Re
 
 
 def cast(col: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.ChunkedArray:
-    """`col` as type `to`; only sub-microsecond timestamp digits may be dropped, never values."""
+    """`col` as type `to`; only sub-microsecond timestamp digits may be dropped, never values.
+    A duration cast to an integer counts microseconds (see `delta_type`)."""
     if col.type == to:
         return col
+    if isinstance(col.type, pa.BaseExtensionType):
+        col = col.storage if isinstance(col, pa.Array) else pa.chunked_array(
+            [c.storage for c in col.chunks], col.type.storage_type)
+        return cast(col, to)
+    if pa.types.is_duration(col.type) and pa.types.is_integer(to) and col.type.unit != "us":
+        col = col.cast(pa.duration("us"))  # safe: a sub-microsecond remainder raises
     truncating = pa.types.is_timestamp(col.type) and pa.types.is_timestamp(to) and col.type.unit == "ns"
     return col.cast(to, safe=not truncating)

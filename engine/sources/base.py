@@ -1,5 +1,4 @@
-"""What every source shares: its name's rule, write dispositions, primary keys, load columns,
-flattening.
+"""What every source shares: its name's rule, write dispositions, primary keys, load columns.
 
 A source is a name and an `extract` that plans a load and streams Arrow batches: the
 `Source` protocol and the `Extraction` it returns are the load stage's (engine/load/extraction.py).
@@ -57,22 +56,4 @@ def with_load_columns(batch: pa.RecordBatch, *, run_id: str, loaded_at: datetime
     names += ["_hw_loaded_at", "_hw_run_id"]
     arrays += [pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
                pa.repeat(pa.scalar(run_id, pa.string()), n)]
-    return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-def flatten(batch: pa.RecordBatch, sep: str = "__") -> pa.RecordBatch:
-    """Nested struct columns as flat columns named `parent__child` (lists stay lists)."""
-    if not any(pa.types.is_struct(t) for t in batch.schema.types):
-        return batch
-    names: list[str] = []
-    arrays: list[pa.Array] = []
-    for name, col in zip(batch.schema.names, batch.columns):
-        if pa.types.is_struct(col.type):
-            children = col.flatten()  # respects the parent's nulls
-            inner = flatten(pa.RecordBatch.from_arrays(children, names=[f.name for f in col.type]), sep)
-            names += [f"{name}{sep}{child}" for child in inner.schema.names]
-            arrays += list(inner.columns)
-        else:
-            names.append(name)
-            arrays.append(col)
     return pa.RecordBatch.from_arrays(arrays, names=names)

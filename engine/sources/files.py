@@ -3,12 +3,17 @@
 Each run lands only files not landed before; the list of landed files is the source's state.
 Listing, opening remote files and streaming Parquet by row group live in `remote.py`; tolerant
 parsing (bad rows to quarantine) in `parse.py`; the schema plan and contracts in `engine/load/schema.py`.
+A path that is not a regular file (a named pipe, a socket, a device, a link to nothing) is
+never opened: it is one whole-file quarantine entry, like a file whose columns cannot land
+(see `SchemaPlan.refused`).
 `write="append"` (the default) appends their rows; `write="merge"` upserts them on
 `primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
 file again whenever the set of files changed, and replaces the raw table with them.
 """
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,10 +24,10 @@ import pyarrow as pa
 
 from engine.errors import HeadwaterError, SourceError
 from engine.lake import WriteMode
-from engine.lake.storage import storage_errors
+from engine.lake.storage import protocol, storage_errors
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
-from engine.load.schema import SchemaPlan, parse_schema
+from engine.load.schema import LOAD_ORIGIN, SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
     check_source_name,
@@ -35,9 +40,9 @@ from engine.sources.parse import (
     FileUnreadable,
     TextReader,
     read_parquet,
-    sample_schema,
 )
 from engine.sources.remote import iter_parquet, list_paths, open_file, select
+from engine.sources.sample import sample_schema
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -105,12 +110,14 @@ class FileSource:
 
     def plan(self, paths: list[str]) -> SchemaPlan:
         """The schema plan for `paths`: each file's sampled schema (Parquet footer, first MB of text)."""
-        incoming = []
+        incoming, declared = [], parse_schema(self.schema)
         for path in paths:
+            if not_a_file(path):
+                continue  # read_file quarantines it as a whole file
             try:
                 with storage_errors(f"source {self.name!r}: cannot read {path}"), \
-                        open_file(path, self.storage_options, self._format(path)) as fh:
-                    sampled = sample_schema(self._format(path), fh, self.csv_delimiter)
+                        open_file(path, self.storage_options, self._format(path), f"source {self.name!r}") as fh:
+                    sampled = sample_schema(self._format(path), fh, self.csv_delimiter, declared)
             except (*READ_ERRORS, FileUnreadable) as exc:
                 if isinstance(exc, HeadwaterError):
                     raise
@@ -120,8 +127,8 @@ class FileSource:
             if self.columns is not None:
                 sampled = pa.schema([f for f in sampled if f.name in self.columns])
             incoming.append((f"file {path}", sampled))
-        incoming.append(("load columns", LOAD_SCHEMA))
-        return SchemaPlan(self.name, incoming, self.contract, parse_schema(self.schema))
+        incoming.append((LOAD_ORIGIN, LOAD_SCHEMA))
+        return SchemaPlan(self.name, incoming, self.contract, declared)
 
     def _missing(self, path: str) -> HeadwaterError:
         """The error for a file that was listed but is gone, or a URL that names nothing."""
@@ -140,13 +147,18 @@ class FileSource:
             plan = self.plan([path])
             plan.resolve(None)
         quarantine = quarantine or Quarantine(self.name, "", None)  # type: ignore[arg-type]
+        refused = not_a_file(path) or plan.refused.get(f"file {path}")
+        if refused:
+            quarantine.file(path, refused)
+            return
         types = {n: t for n, t in plan.data_types().items() if n not in LOAD_SCHEMA.names}
         dropped: set[str] = set()
         # with columns=, the other columns of a text file are left out, not new columns to plan
         contract = "discard_columns" if self.columns is not None and fmt != "parquet" else plan.contract
+        rows = 0
         try:
             with storage_errors(f"source {self.name!r}: cannot read {path}"), \
-                    open_file(path, self.storage_options, fmt) as fh:
+                    open_file(path, self.storage_options, fmt, f"source {self.name!r}") as fh:
                 if fmt == "parquet":
                     tables = read_parquet(self._parquet(fh), path, quarantine, types, contract, dropped)
                 else:
@@ -156,13 +168,18 @@ class FileSource:
                     batches = table.to_batches(max_chunksize=self.batch_rows)
                     if self.columns is not None and fmt != "parquet":  # Parquet reads only these
                         batches = select(batches, self.columns, f"source {self.name!r}: {path}")
-                    yield from (b for b in batches if b.num_rows)
+                    for batch in batches:
+                        if batch.num_rows:
+                            rows += batch.num_rows
+                            yield batch
         except (*READ_ERRORS, FileUnreadable) as exc:
             if isinstance(exc, HeadwaterError):
                 raise
             if isinstance(exc, FileNotFoundError):
                 raise self._missing(path) from exc
-            quarantine.file(path, f"cannot read the file as {fmt}: {type(exc).__name__}: {exc}")
+            why = str(exc) if isinstance(exc, FileUnreadable) else f"{type(exc).__name__}: {exc}"
+            landed = f" ({rows:,} rows read before the failure landed)" if rows else ""
+            quarantine.file(path, f"cannot read the file as {fmt}: {why}{landed}")
         if self.columns is None:
             for name in sorted(dropped - set(plan.dropped)):
                 plan.dropped.append(name)
@@ -170,6 +187,25 @@ class FileSource:
     def _parquet(self, fh: Any) -> Iterator[pa.RecordBatch]:
         yield from iter_parquet(fh, columns=self.columns, batch_rows=self.batch_rows,
                                 origin=f"source {self.name!r}")
+
+
+def not_a_file(path: str) -> str | None:
+    """Why a local `path` must not be opened (a named pipe would block, a device never end), or None."""
+    if protocol(path) != "file":
+        return None
+    local = path.removeprefix("file://")
+    try:
+        mode = os.stat(local).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing; skipped" if os.path.islink(local) else None
+    except OSError as exc:
+        return f"cannot be examined: {exc}"
+    for test, what in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return f"not a regular file but {what}; skipped without reading it"
+    return None
 
 
 def files(name: str, path: str | Path | list[str | Path], format: str | None = None, *,

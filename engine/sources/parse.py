@@ -1,14 +1,17 @@
 """Tolerant reading of CSV, JSON lines and Parquet: good rows as batches, bad ones to quarantine.
 
-Text files are cut into blocks of whole lines; each block goes through pyarrow's fast reader
-(with the planned column types). A block that fails is bisected by lines until every bad line
-is alone, so a clean file pays one UTF-8 check per block and nothing else. A file that cannot
-be read at all (corrupt compression, not Parquet) becomes one whole-file quarantine entry.
+Text files are cut into blocks of whole lines (LF, CRLF or a lone CR ends a line; a CSV row is
+a record, whose quoted values may hold line breaks, up to 64 lines: Python's csv module settles
+where records end when quotes are not as RFC 4180 writes them); each block goes through
+pyarrow's fast reader (with the planned column types). Lines that must not reach it, or
+that it parsed into something that cannot land, are named by `guards.py` and quarantined; a
+block that fails otherwise is bisected by lines until every bad line is alone, so a clean file
+pays one UTF-8 check and a few vectorised passes per block. A file that cannot be read at all
+(corrupt compression, not Parquet, a CSV header that names no valid set of columns) becomes one
+whole-file quarantine entry.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import zlib
@@ -19,27 +22,45 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.json as pjson
-import pyarrow.parquet as pq
 
 from engine.load.quarantine import Quarantine
 from engine.load.schema import coerce
-from engine.sources.base import flatten
+from engine.sources.guards import (  # (FileUnreadable and the CSV header are read from here too)
+    MAX_DEPTH,
+    BadLines,
+    FileUnreadable,
+    csv_header,
+    csv_header_record,
+    csv_inexact,
+    csv_records,
+    csv_rows,
+    flatten_rows,
+    floating_columns,
+    inexact_lines,
+    json_inexact,
+    json_rows,
+    line_spans,
+    quotes_unsettled,
+    type_depth,
+)
 
 SAMPLE_BYTES = 1 << 20  # how much of each text file the schema plan reads
+MAX_LINE = 256 << 20  # the longest line read (a longer one is held whole in memory first)
 BOM = b"\xef\xbb\xbf"
 NEWLINES = re.compile(rb"[\r\n]*")
+LONE_CR = re.compile(rb"\r(?!\n)")
+CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (.+?): invalid value '(.*)'", re.S)
 Bytes = bytes | bytearray  # text is read into bytearrays in place; lines cut from them may be either
 READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException)  # what a bad file raises
 
 
-class FileUnreadable(Exception):
-    """The file as a whole cannot be read (the reason is the message)."""
-
-
-def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
+def text_blocks(fh: Any, size: int, max_line: int = MAX_LINE,
+                cut: Callable[[bytearray], int] | None = None) -> Iterator[tuple[int, bytearray]]:
     """(number of the first line, whole lines) for a binary file, BOM removed. Each block is a
     new bytearray filled in place after the previous block's unfinished line (which is the only
-    part copied)."""
+    part copied); `cut(buf)` says where the last whole row ends (the last newline unless given,
+    -1 for none). A line longer than `max_line` bytes makes the rest of the file unreadable (it
+    would be held in memory whole: a binary file has no line breaks)."""
     head = bytearray(len(BOM))
     carry: Bytes = head[:_fill(fh, head, 0)].removeprefix(BOM)
     line = 1
@@ -50,16 +71,33 @@ def text_blocks(fh: Any, size: int) -> Iterator[tuple[int, bytearray]]:
         del buf[len(carry) + got:]
         if not got:
             if carry:
-                yield line, bytearray(carry)
+                block = bytearray(carry)
+                _lone_cr_to_lf(block, final=True)
+                yield line, block
             return
-        cut = buf.rfind(b"\n")
-        if cut < 0:
+        _lone_cr_to_lf(buf, final=False)
+        end = buf.rfind(b"\n") if cut is None else cut(buf)
+        if end < 0:
+            if len(buf) > max_line:
+                raise FileUnreadable(f"line {line} runs past {max_line >> 20} MiB without a line break "
+                                     "(is it a text file?)")
             carry = buf  # a line longer than the block: read on (this buffer is never yielded)
             continue
-        carry = bytes(buf[cut + 1:])
-        del buf[cut + 1:]
+        carry = bytes(buf[end + 1:])
+        del buf[end + 1:]
         yield line, buf
         line += count_lines(buf)
+
+
+def _lone_cr_to_lf(buf: bytearray, final: bool) -> None:
+    """A CR not followed by LF ends a line, as LF does (in place, so the length stays). A CR
+    that ends `buf` is left for the next read to decide, unless the file ends there."""
+    if b"\r" not in buf:  # (a memchr: the usual case costs nothing more)
+        return
+    end = len(buf) - 1 if not final and buf.endswith(b"\r") else len(buf)
+    if buf.count(b"\r", 0, end) == buf.count(b"\r\n"):  # every CR is a CRLF's
+        return
+    buf[:end] = LONE_CR.sub(b"\n", bytes(buf[:end]))
 
 
 def _fill(fh: Any, buf: bytearray, start: int) -> int:
@@ -99,22 +137,34 @@ def _check_text(data: Bytes) -> None:
 
 
 def tolerant(data: Bytes, first_line: int, parse: Callable[[Bytes], pa.Table],
-             reason: Callable[[Bytes, Exception], str],
-             bad: Callable[[int, Bytes, str], None]) -> list[tuple[int, Bytes, pa.Table]]:
-    """`data` parsed by `parse`; when that fails, bisected by lines until each bad line is
-    alone and handed to `bad(line number, raw, reason)`. Returns the good parts in order, each
-    as (its first line number, its bytes, its rows)."""
+             reason: Callable[[Bytes, Exception], str], bad: Callable[[int, Bytes, str], None],
+             split: Callable[[Bytes], list[Bytes]] | None = None) -> list[tuple[int, Bytes, pa.Table]]:
+    """`data` parsed by `parse`; when that fails, bisected by rows (`split`: by lines unless
+    given) until each bad row is alone and handed to `bad(line number, raw, reason)`. Returns the
+    good parts in order, each as (its first line number, its bytes, its rows). When `parse` names
+    the bad rows (`BadLines`), they are handed to `bad` and the block is parsed again with them
+    left blank."""
     try:
         _check_text(data)
         return [(first_line, data, parse(data))]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
+    except BadLines as exc:
         lines = _lines(data)
-        if len(lines) <= 1:
+        if not exc.lines or any(not 0 <= i < len(lines) or not lines[i].strip() for i in exc.lines):
+            raise AssertionError(f"bad line numbers {sorted(exc.lines)} of {len(lines)}") from exc
+        for i, why in sorted(exc.lines.items()):
+            end = exc.ends.get(i, i + 1)
+            bad(first_line + i, b"".join(lines[i:end]), why)
+            lines[i:end] = [b"\n" if ln.endswith(b"\n") else b"" for ln in lines[i:end]]
+        return tolerant(b"".join(lines), first_line, parse, reason, bad, split)
+    except (pa.ArrowException, ValueError) as exc:
+        pieces = (split or _lines)(data)
+        if len(pieces) <= 1:
             bad(first_line, data, reason(data, exc))
             return []
-        mid = len(lines) // 2
-        return (tolerant(b"".join(lines[:mid]), first_line, parse, reason, bad)
-                + tolerant(b"".join(lines[mid:]), first_line + mid, parse, reason, bad))
+        mid = len(pieces) // 2
+        head = b"".join(pieces[:mid])
+        return (tolerant(head, first_line, parse, reason, bad, split)
+                + tolerant(b"".join(pieces[mid:]), first_line + count_lines(head), parse, reason, bad, split))
 
 
 def _text_reason(data: Bytes, exc: Exception) -> str:
@@ -123,23 +173,21 @@ def _text_reason(data: Bytes, exc: Exception) -> str:
     return str(exc).strip()
 
 
-def json_reason(data: Bytes, exc: Exception) -> str:
-    """Why one JSON line was not landed, in words."""
-    if isinstance(exc, (UnicodeDecodeError, ValueError)) and not isinstance(exc, pa.ArrowException):
+def json_reason(data: Bytes, exc: Exception | None) -> str:
+    """Why one JSON line was not landed, in words (`exc`: what the parser said, if anything)."""
+    if isinstance(exc, UnicodeDecodeError) or (isinstance(exc, ValueError) and "NUL" in str(exc)):
         return _text_reason(data, exc)
     try:
         value = json.loads(data)
     except json.JSONDecodeError as err:
         return f"not valid JSON: {err}"
+    except RecursionError:
+        return f"the line is nested more than {MAX_DEPTH} levels deep"
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
             type(value), "a number")
         return f"the line is JSON {kind}, not an object (JSON lines need one object per line)"
-    return str(exc).removeprefix("JSON parse error: ").strip()
-
-
-def _row_lines(data: Bytes, blank: Callable[[Bytes], bool]) -> list[tuple[int, Bytes]]:
-    return [(i, ln) for i, ln in enumerate(_lines(data)) if not blank(ln)]
+    return str(exc).removeprefix("JSON parse error: ").strip() if exc else "the line could not be read"
 
 
 class TextReader:
@@ -150,56 +198,149 @@ class TextReader:
         self.fmt, self.path, self.q, self.types = fmt, path, quarantine, types
         self.extras, self.dropped, self.delimiter, self.block_bytes = extras, dropped, delimiter, block_bytes
         self.names: list[str] = []
+        self.header_read = False
+        self._clean: tuple[Bytes, bool] | None = None  # the last CSV block cut, and whether its quotes are RFC 4180's
+        # declared decimals are parsed as such, so a number wider than float64 keeps every digit
+        self.json_schema = pa.schema([(n, t) for n, t in types.items() if pa.types.is_decimal(t)])
 
     def _bad(self, line: int, raw: Bytes, reason: str) -> None:
         self.q.row(self.path, line, raw, reason)
 
     def read(self, fh: Any) -> Iterator[pa.Table]:
         """Good rows of the file as tables; bad rows quarantined."""
-        for first_line, block in text_blocks(fh, self.block_bytes):
-            if self.fmt == "csv" and not self.names:
-                header, _, block = block.partition(b"\n")
-                first_line += 1
+        block: Bytes
+        for first_line, block in text_blocks(fh, self.block_bytes, cut=self._cut if self.fmt == "csv" else None):
+            if self.fmt == "csv" and not self.header_read:
+                header, used, block = csv_header_record(block)
+                first_line += used
                 if not header.strip():
                     if block.strip():
                         raise FileUnreadable("the first line (the CSV header) is empty")
                     continue
-                self.names = csv_header(header, self.delimiter)
-            if not block or block.isspace():  # (strip would copy the block)
-                continue
-            parse = self._parse_csv if self.fmt == "csv" else self._parse_json
-            reason = _text_reason if self.fmt == "csv" else json_reason
-            for part_line, part, table in tolerant(block, first_line, parse, reason, self._bad):
+                self.names, self.header_read = csv_header(header, self.delimiter), True
+            if not block or (NEWLINES.fullmatch(block) if self.fmt == "csv" else block.isspace()):
+                continue  # (a CSV line of spaces is a row; strip would copy the block)
+            if self.fmt == "csv":
+                parts = tolerant(block, first_line, self._parse_csv, self._csv_reason, self._bad, self._records)
+            else:
+                parts = tolerant(block, first_line, self._parse_json, json_reason, self._bad)
+            for part_line, part, table in parts:
                 yield self._coerce(table, part, part_line)
 
     def _parse_csv(self, data: Bytes) -> pa.Table:
         if NEWLINES.fullmatch(data):
             return pa.table({n: pa.array([], self.types.get(n, pa.string())) for n in self.names})
         types = {n: self.types[n] for n in self.names if n in self.types}
-        return _with_block_size(lambda size: pcsv.read_csv(
+        table = _with_block_size(lambda size: pcsv.read_csv(
             pa.BufferReader(data), read_options=pcsv.ReadOptions(column_names=self.names, block_size=size),
             parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pcsv.ConvertOptions(column_types=types)), len(data))
+        rows, ends = self._csv_rows(data, table.num_rows)
+        floats = floating_columns(table)
+        bad = inexact_lines(data, rows, table, lambda line: csv_inexact(line, self.names, floats, self.delimiter)) \
+            if floats else {}
+        if bad:
+            raise BadLines(bad, {i: int(ends[np.searchsorted(rows, i)]) for i in bad})
+        return table
+
+    def _csv_rows(self, data: Bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(first line, line after the last) of each of the `n` rows pyarrow read from `data`:
+        a row is a line, unless a quoted value holds line breaks (then a record, by the csv
+        module, on this slow path only)."""
+        lines = count_lines(data) + (not data.endswith(b"\n"))
+        # quotes not as RFC 4180 writes them: pyarrow and the csv module may cut records apart
+        # differently, and the csv module's records are the ones counted
+        if self._clean is not None and self._clean[0] is data:  # the block `_cut` already looked at
+            odd = not self._clean[1]
+        else:
+            odd = b'"' in data and quotes_unsettled(data, self.delimiter)
+        if n == lines and not odd:  # no empty line, no record over several lines
+            return np.arange(n), np.arange(1, n + 1)
+        rows = csv_rows(data)
+        if n == len(rows) and not odd:
+            return rows, rows + 1
+        firsts, ends = csv_records(data, self.delimiter) if b'"' in data else (rows, rows + 1)
+        if n != len(firsts):  # a quote pyarrow read otherwise than the csv module: bisect
+            raise ValueError(f"{len(firsts)} CSV records parsed as {n} rows")
+        return firsts, ends
+
+    def _cut(self, buf: bytearray) -> int:
+        """Where the last whole CSV record of `buf` ends: its last newline, unless a quoted value
+        runs over it (an odd number of quotes before it, or quotes that are not RFC 4180's: then
+        the csv module says where the last record starts)."""
+        end = buf.rfind(b"\n")
+        if end < 0 or b'"' not in buf:
+            self._clean = (buf, True)
+            return end
+        with memoryview(buf) as whole_view, whole_view[:end + 1] as head:  # (released before buf is cut)
+            self._clean = (buf, not quotes_unsettled(head, self.delimiter))
+        if self._clean[1]:
+            return end  # (quotes as RFC 4180 writes them: an even count closes every value)
+        whole = bytes(buf[:end + 1])
+        firsts, _ = csv_records(whole, self.delimiter)
+        if not len(firsts) or len(csv_records(whole + b"\x01\n", self.delimiter)[0]) > len(firsts):
+            return end  # a line added after it is a record of its own: the last one is closed
+        start = 0 if firsts[-1] == 0 else int(line_spans(whole)[0][firsts[-1]])
+        return start - 1  # before the open record (-1: none closed yet, read on)
+
+    def _records(self, data: Bytes) -> list[Bytes]:
+        """`data` cut into records (each with the empty lines after it), for bisection."""
+        lines = _lines(data)
+        if b'"' not in data:
+            return lines
+        firsts, _ = csv_records(data, self.delimiter)
+        cuts = sorted({0, *firsts.tolist()}) + [len(lines)]
+        return [b"".join(lines[a:b]) for a, b in zip(cuts, cuts[1:]) if a < b]
+
+    def _csv_reason(self, data: Bytes, exc: Exception) -> str:
+        """Why one CSV line was not landed: pyarrow's words, with the column named."""
+        found = CONVERSION.search(str(exc))
+        if found is None:
+            return _text_reason(data, exc)
+        index, to, value = int(found[1]), found[2], found[3]
+        name = self.names[index] if index < len(self.names) else f"#{index}"
+        if to.startswith(("int", "uint")) and INT_TEXT.fullmatch(value):
+            return (f"column {name!r}: {value} is beyond {to}; declare the column as decimal128(38, 0) or "
+                    "string with schema= to keep it exactly")
+        return f"column {name!r}: {value!r} is not a valid {to}"
 
     def _parse_json(self, data: Bytes) -> pa.Table:
-        if not data or data.isspace():
+        rows = json_rows(data, json_reason)  # raises BadLines for lines pyarrow must not see
+        if not len(rows):
             return pa.table({})
+        options = pjson.ParseOptions(explicit_schema=self.json_schema) if len(self.json_schema) else None
         table = _with_block_size(lambda size: pjson.read_json(
-            pa.BufferReader(data), read_options=pjson.ReadOptions(block_size=size)), len(data))
-        return pa.Table.from_batches([flatten(b) for b in table.to_batches()]) if table.num_rows else table
+            pa.BufferReader(data), read_options=pjson.ReadOptions(block_size=size), parse_options=options),
+            len(data))
+        if table.num_rows != len(rows):  # a line holds more than one value: find it by bisection
+            raise ValueError(f"{len(rows)} lines parsed as {table.num_rows} JSON values")
+        if any(type_depth(t) > MAX_DEPTH for t in table.schema.types):
+            raise ValueError(f"the line is nested more than {MAX_DEPTH} levels deep")
+        table, bad_rows = flatten_rows(table)
+        bad = {int(rows[r]): why for r, why in bad_rows.items()}
+        floats = floating_columns(table)
+        if floats:
+            bad = inexact_lines(data, rows, table, lambda line: json_inexact(line, floats)) | bad
+        if bad:
+            raise BadLines(bad)
+        return table
 
     def _coerce(self, table: pa.Table, block: Bytes, first_line: int) -> pa.Table:
         good, bad = coerce(table, self.types, extras=self.extras, dropped=self.dropped,
-                           origin=self.path)
+                           origin=f"source {self.q.source!r}: {self.path}")
         if bad:  # map row numbers back to lines (only on this slow path)
-            blank = (lambda ln: not ln.strip(b"\r\n")) if self.fmt == "csv" else (lambda ln: not ln.strip())
-            rows = _row_lines(block, blank)
+            if self.fmt == "csv":
+                rows, ends = self._csv_rows(block, table.num_rows)
+            else:
+                rows = json_rows(block, json_reason)
+                ends = rows + 1
+            lines = _lines(block)
             for i, why in sorted(bad.items()):
-                offset, raw = rows[i]
-                self._bad(first_line + offset, raw, why)
+                self._bad(first_line + int(rows[i]), b"".join(lines[int(rows[i]):int(ends[i])]), why)
         return good
 
 
+INT_TEXT = re.compile(r"[-+]?\d+")
 PARSE_BLOCK = 4 << 20  # pyarrow parses a text block in pieces of this size, in parallel; each
 # piece becomes one batch, and 1 MB pieces (thousands of small batches, each conformed and
 # counted on its own) landed SF1 lineitem.csv ~10% slower (bench/RESULTS.md)
@@ -214,51 +355,14 @@ def _with_block_size(read: Callable[[int], pa.Table], size: int) -> pa.Table:
         return read(size + 1)
 
 
-def csv_header(line: Bytes, delimiter: str) -> list[str]:
-    """Column names from a CSV header line; a repeated name makes the file unreadable."""
-    try:
-        text = line.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError as exc:
-        raise FileUnreadable(f"the CSV header is not valid UTF-8 (byte {exc.start})") from exc
-    names = next(csv.reader([text], delimiter=delimiter))
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise FileUnreadable(f"the CSV header repeats column {name!r}")
-        seen.add(name)
-    return names
-
-
-def sample_schema(fmt: str, fh: Any, delimiter: str = ",") -> pa.Schema:
-    """The schema of a file from its first SAMPLE_BYTES (Parquet: its footer); good lines only."""
-    if fmt == "parquet":
-        return pq.read_schema(fh)
-    sink = Quarantine("", "", None)  # type: ignore[arg-type]
-    reader = TextReader(fmt, "", sink, {}, "evolve", set(), delimiter, SAMPLE_BYTES)
-    reader._coerce = lambda table, block, first_line: table  # type: ignore[method-assign]  # infer only
-    blocks = text_blocks(fh, SAMPLE_BYTES)
-    first = next(blocks, None)
-    if first is None:
-        return pa.schema([])
-    schemas = [t.schema for t in reader.read(io.BytesIO(first[1])) if t.num_columns]
-    fields: dict[str, pa.DataType] = {}
-    for schema in schemas:
-        for f in schema:
-            if f.name not in fields or pa.types.is_null(fields[f.name]):
-                fields[f.name] = f.type
-    if fmt == "csv":
-        for name in reader.names:
-            fields.setdefault(name, pa.null())
-    return pa.schema(list(fields.items()))
-
-
 def read_parquet(batches: Iterator[pa.RecordBatch], path: str, quarantine: Quarantine,
                  types: dict[str, pa.DataType], extras: str, dropped: set[str]) -> Iterator[pa.Table]:
     """Parquet batches coerced to `types`; rows that do not fit go to quarantine as JSON."""
     row = 0
     for batch in batches:
         table = pa.Table.from_batches([batch])  # struct columns stay structs, as in the footer
-        good, bad = coerce(table, types, extras=extras, dropped=dropped, origin=path)
+        good, bad = coerce(table, types, extras=extras, dropped=dropped,
+                           origin=f"source {quarantine.source!r}: {path}")
         if bad:
             values = table.to_pylist()
             for i, why in sorted(bad.items()):

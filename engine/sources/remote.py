@@ -14,7 +14,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.utils import get_protocol
+from fsspec.utils import get_protocol, infer_compression
 
 from engine.errors import SourceError
 from engine.lake.storage import check_bucket, protocol, source_options, storage_errors
@@ -51,8 +51,16 @@ def _expand(pattern: str, options: dict[str, Any]) -> list[str]:
     return [str(Path(p)) if local else fs.unstrip_protocol(p) for p in paths]
 
 
-def open_file(path: str, options: dict[str, Any], fmt: str) -> Any:
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstandard"}  # suffix -> what reads it
+
+
+def open_file(path: str, options: dict[str, Any], fmt: str, origin: str = "") -> Any:
     """`path` opened for reading: text formats decompressed by suffix; Parquet without read-ahead."""
+    suffix = Path(path.split("?")[0]).suffix.lower()
+    if fmt != "parquet" and suffix in COMPRESSIONS and infer_compression(path) is None:
+        raise SourceError(f"{origin}{': ' if origin else ''}cannot decompress {path}: the "
+                          f"{COMPRESSIONS[suffix]} module is not installed",
+                          f"pip install {COMPRESSIONS[suffix]}")  # not the file's fault: no entry, no skip
     options = source_options(path, options)
     if fmt != "parquet" or protocol(path) == "file":
         return fsspec.open(path, "rb", compression="infer", **options).open()

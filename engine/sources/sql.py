@@ -19,6 +19,14 @@ Either way, a row committed late with a cursor *below* `high` (a long transactio
 use a cursor set at commit time, or reload. Without a cursor, each run reads the whole table
 or query and replaces the raw table with it.
 
+A row whose cursor is NULL cannot be placed by an incremental load: such rows are quarantined
+(with their values and why) by the first run that sees them, and again by any run that finds
+their number changed (`null_cursor_rows` in the state); once given a cursor value they land.
+A value the driver or the column type cannot read (text in an INTEGER column of SQLite, a date
+in year 0) quarantines its row; so does one Delta cannot store (a NUMERIC wider than 38
+digits). Rows in = rows landed + rows quarantined, for each run. Column names follow the file
+sources' rules (`engine/load/schema.py`): a source whose columns break them is refused.
+
 `write` says what the rows do to the raw table: "append" (the default with a cursor), "replace"
 (the default without one; the whole table or query each run, so no cursor) or "merge" (upsert on
 `primary_key`, the last row of a key in cursor order winning; with or without a cursor).
@@ -26,6 +34,7 @@ or query and replaces the raw table with it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,27 +43,34 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import ConfigError, SourceError
-from engine.lake import WriteMode
+from engine.lake import WriteMode, delta_type
 from engine.load.extraction import Extraction
+from engine.load.quarantine import Quarantine
+from engine.load.schema import LOAD_ORIGIN, SchemaPlan, coerce, names_problem
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
+    LOAD_COLUMNS,
     check_source_name,
     check_write,
     key_columns,
     with_load_columns,
 )
 from engine.sources.sql_types import (
+    Tolerant,
+    Unreadable,
     arrow_type,
     decode_cursor,
     encode_cursor,
     key_token,
     result_column_types,
-    to_arrow,
+    to_arrow_each,
+    tolerate_out_of_range,
 )
 
 __all__ = ["SqlSource", "arrow_type", "decode_cursor", "encode_cursor", "sql"]
 
 DEFAULT_MAX_BOUNDARY_KEYS = 10_000
+LOAD_SCHEMA = pa.schema(list(zip(LOAD_COLUMNS[1:], (pa.timestamp("us", tz="UTC"), pa.string()))))
 Row = Sequence[Any]
 
 
@@ -66,6 +82,7 @@ class Plan:
     keep: Callable[[Row], bool] | None
     state: dict[str, Any]
     planned: str
+    nulls: bool = False  # the rows whose cursor is NULL are read too (to be quarantined)
 
 
 @dataclass
@@ -107,7 +124,9 @@ class SqlSource:
         if self.table:
             schema, _, name = self.table.rpartition(".")
             try:
-                return sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=engine)
+                table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=engine)
+                self._check_names([c.name for c in table.c])
+                return table
             except sa.exc.NoSuchTableError as exc:
                 raise SourceError(f"source {self.name!r}: no table {self.table!r} at {_safe(self.url)}",
                                   "check table= and the database URL") from exc
@@ -115,10 +134,18 @@ class SqlSource:
             result = conn.execute(sa.text(f"SELECT * FROM ({self.query}) AS hw_q WHERE 1 = 0"))
             names = list(result.keys())
             types = result_column_types(engine.dialect.name, result.cursor.description)
+            self._check_names([str(c[0]) for c in result.cursor.description or ()])  # as the database names them
             result.close()
         columns = (sa.column(n, t) for n, t in zip(names, types or [sa.types.NullType()] * len(names)))
         assert self.query is not None  # a source without a query has a table
         return sa.text(self.query).columns(*columns).subquery("hw_q")
+
+    def _check_names(self, names: list[str]) -> None:
+        why = names_problem(names)
+        if why:
+            what = "query" if self.query else f"table {self.table!r}"
+            raise SourceError(f"source {self.name!r} ({what}): {why}",
+                              "select the columns under other names (query= with AS)")
 
     def _column(self, source: sa.FromClause, name: str, role: str) -> sa.ColumnElement[Any]:
         if name not in source.c:
@@ -136,7 +163,8 @@ class SqlSource:
             source = self._selectable(engine)
             for key in self.keys:
                 self._column(source, key, "primary key")
-            stmt = sa.select(source)
+            failures = [0]  # values the column types could not read, counted by `Tolerant`
+            stmt = sa.select(*(sa.type_coerce(c, Tolerant(c.type, failures)).label(c.name) for c in source.c))
             if self.cursor:
                 col = self._column(source, self.cursor, "cursor")
                 plan = self._plan(engine, source, col, state)
@@ -147,17 +175,25 @@ class SqlSource:
             if isinstance(plan, str):
                 engine.dispose()
                 return Extraction(iter(()), state, plan, [self.table or "query"])
-            stmt = stmt.where(*plan.where).order_by(col)
+            where = sa.and_(*plan.where)
+            stmt = stmt.where(sa.or_(where, col.is_(None)) if plan.nulls else where).order_by(col)
             keep, new_state, planned = plan.keep, plan.state, plan.planned
+            nulls = plan.nulls  # only then can a row with a NULL cursor be read
         else:
-            keep, new_state = None, {}
+            keep, new_state, nulls = None, {}, False
             planned = "all rows (no cursor: replaces the raw table)" if self.write == "replace" else \
                 "all rows (no cursor: merged on the primary key)"
         types = {c.name: arrow_type(c.type) for c in source.c}
-        batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at)
-                   for b in _stream(engine, stmt, types, self.batch_rows, keep))
+        quarantine = Quarantine(self.name, run_id, loaded_at)
+        known = pa.schema([(n, t) for n, t in types.items() if t is not None])
+        # with every type known, a run that quarantines all it reads can still create the table
+        schema = SchemaPlan(self.name, [(f"source {self.name!r}", known), (LOAD_ORIGIN, LOAD_SCHEMA)]) \
+            if len(known) == len(types) else None
+        read = Read(f"table {self.table}" if self.table else "query", types, self.batch_rows, keep,
+                    quarantine, failures, self.cursor if nulls else None)
+        batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at) for b in read.stream(engine, stmt))
         return Extraction(batches, new_state, planned, [self.table or "query"],
-                          self.write or "replace", self.keys)
+                          self.write or "replace", self.keys, plan=schema, quarantine=quarantine)
 
     def _plan(self, engine: sa.Engine, source: sa.FromClause, col: sa.ColumnElement[Any],
               state: dict[str, Any]) -> Plan | str:
@@ -170,24 +206,34 @@ class SqlSource:
         bound = sa.select(sa.func.max(col))
         with engine.connect() as conn:
             high = conn.execute(bound if above is None else bound.where(above)).scalar()
-            if high is None:
+            nulls = conn.execute(sa.select(sa.func.count()).where(col.is_(None)).select_from(source)).scalar() or 0
+            new_nulls = nulls != state.get("null_cursor_rows", 0) and nulls > 0
+            if high is None and not new_nulls:
                 return f"no rows with {self.cursor} > {low}"
+            if high is None:  # only NULL-cursor rows to read: the bounds stay
+                kept = {k: v for k, v in state.items() if k != "null_cursor_rows"}
+                return Plan([sa.false()], None, {**kept, "null_cursor_rows": nulls},
+                            f"{nulls} row(s) with a NULL {self.cursor}", nulls=True)
             at_high: set[tuple[Any, ...]] | None = None
             if self.keys:
                 keys = sa.select(*(source.c[k] for k in self.keys)).where(col == high)
                 found = conn.execute(keys.limit(self.max_boundary_keys + 1)).all()
                 if 0 < len(found) <= self.max_boundary_keys:  # 0: `=` disagrees with max()
                     at_high = {key_token(r) for r in found}
-        if seen is not None and high == low and at_high is not None and at_high <= seen:
+        if seen is not None and high == low and at_high is not None and at_high <= seen and not new_nulls:
             return f"no rows with {self.cursor} > {low} and none new at {low}"
         new_state: dict[str, Any] = {"cursor": encode_cursor(high)}
+        if nulls:
+            new_state["null_cursor_rows"] = nulls
         if self.keys:
             new_state["boundary_keys"] = None if at_high is None else sorted(at_high, key=str)
         where = [col <= high] + ([above] if above is not None else [])
         planned = (f"rows with {self.cursor} <= {high}" if low is None else
                    f"rows with {self.cursor} in [{low}, {high}], less {len(seen)} landed at {low}"
                    if seen is not None else f"rows with {self.cursor} in ({low}, {high}]")
-        return Plan(where, self._keep(low, seen, high, at_high), new_state, planned)
+        if new_nulls:
+            planned += f", and {nulls} row(s) with a NULL {self.cursor}"
+        return Plan(where, self._keep(low, seen, high, at_high), new_state, planned, nulls=new_nulls)
 
     def _keep(self, low: Any, seen: set[tuple[Any, ...]] | None, high: Any,
               at_high: set[tuple[Any, ...]] | None) -> Callable[[Row], bool] | None:
@@ -212,23 +258,83 @@ class SqlSource:
         return keep
 
 
-def _stream(engine: sa.Engine, stmt: sa.Select[Any], types: dict[str, pa.DataType | None],
-            rows: int, keep: Callable[[Row], bool] | None) -> Iterator[pa.RecordBatch]:
-    """Batches of at most `rows` rows of `stmt`, read through a server-side cursor."""
-    try:
-        with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=rows).execute(stmt)
-            names = list(result.keys())
-            for chunk in result.partitions(rows):
-                if keep is not None:
-                    chunk = [row for row in chunk if keep(row)]
-                    if not chunk:
-                        continue
-                columns = list(zip(*chunk))
-                arrays = [to_arrow(col, types.get(name)) for name, col in zip(names, columns)]
-                yield pa.RecordBatch.from_arrays(arrays, names=names)
-    finally:
-        engine.dispose()
+@dataclass
+class Read:
+    """One streamed read of a SQL source: its rows as batches of the types Delta stores, and
+    the rows that cannot be (a value unreadable or of another type, a NULL cursor) quarantined."""
+
+    origin: str  # "table <name>" or "query": the quarantine entries' `file`
+    types: dict[str, pa.DataType | None]
+    rows: int
+    keep: Callable[[Row], bool] | None
+    quarantine: Quarantine
+    failures: list[int]  # bumped by `Tolerant` for each value it could not read
+    cursor: str | None = None  # set when rows with a NULL cursor are read, to quarantine them
+    seen: int = 0  # rows read so far: a quarantined row's `line` is its place in the read
+
+    def stream(self, engine: sa.Engine, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+        """Batches of at most `rows` rows of `stmt`, read through a server-side cursor."""
+        try:
+            with engine.connect() as conn:
+                tolerate_out_of_range(conn.connection.driver_connection, self.failures)
+                result = conn.execution_options(stream_results=True, yield_per=self.rows).execute(stmt)
+                names = list(result.keys())
+                at = names.index(self.cursor) if self.cursor else None
+                counted = 0
+                for chunk in result.partitions(self.rows):
+                    start, self.seen = self.seen, self.seen + len(chunk)
+                    rows: Sequence[Row] = chunk
+                    numbers: list[int] | None = None  # each row's place in the read, once rows are left out
+                    if self.failures[0] != counted or at is not None:  # (rows are checked one by one)
+                        kept: list[tuple[int, Row]] = [(start + i + 1, r) for i, r in enumerate(chunk)
+                                                       if self._readable(start + i + 1, r, names, at)]
+                        numbers, rows = [n for n, _ in kept], [r for _, r in kept]
+                        counted = self.failures[0]
+                    places = numbers if numbers is not None else range(start + 1, start + len(rows) + 1)
+                    if self.keep is not None:
+                        kept = [(n, r) for n, r in zip(places, rows) if self.keep(r)]
+                        places, rows = [n for n, _ in kept], [r for _, r in kept]
+                    if rows:
+                        batch = self._batch(names, rows, places)
+                        if batch.num_rows:
+                            yield batch
+        finally:
+            engine.dispose()
+
+    def _readable(self, n: int, row: Row, names: list[str], at: int | None) -> bool:
+        if at is not None and row[at] is None:
+            self._bad(n, names, row, f"cursor column {self.cursor!r} is NULL, so an incremental load cannot "
+                                     "place this row; give it a value (it lands on the next run) or drop cursor=")
+            return False
+        unreadable = next(((name, v) for name, v in zip(names, row) if isinstance(v, Unreadable)), None)
+        if unreadable is None:
+            return True
+        self._bad(n, names, row, f"column {unreadable[0]!r}: {unreadable[1].raw!r} cannot be read as its "
+                                 f"column type ({unreadable[1].why})")
+        return False
+
+    def _batch(self, names: list[str], rows: Sequence[Row], numbers: Sequence[int]) -> pa.RecordBatch:
+        columns = list(zip(*rows))
+        arrays, bad = [], {}  # type: list[pa.Array], dict[int, str]
+        for name, values in zip(names, columns):
+            array, failed = to_arrow_each(values, self.types.get(name), name)
+            if self.types.get(name) is None and not pa.types.is_null(array.type):
+                self.types[name] = array.type  # inferred once, so later batches agree
+            arrays.append(array)
+            for i, why in failed.items():
+                bad.setdefault(i, why)
+        table = pa.Table.from_arrays(arrays, names=names)
+        good, unfit = coerce(table, {n: delta_type(t) for n, t in zip(names, table.schema.types)})
+        for i, why in {**unfit, **bad}.items():
+            self._bad(numbers[i], names, rows[i], why)
+        if bad:
+            good = good.filter(pa.array([i not in bad for i in range(table.num_rows) if i not in unfit]))
+        return good.combine_chunks().to_batches()[0] if good.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=good.schema)
+
+    def _bad(self, n: int, names: list[str], row: Row, why: str) -> None:
+        raw = json.dumps(dict(zip(names, row)), default=str)
+        self.quarantine.row(self.origin, n, raw, why)
 
 
 def _safe(url: str) -> str:

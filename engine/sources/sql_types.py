@@ -82,10 +82,96 @@ def to_arrow(values: Sequence[Any], type_: pa.DataType | None) -> pa.Array:
     """A column of Python values from a database driver as an Arrow array of `type_`."""
     if type_ is not None:
         if pa.types.is_floating(type_):
-            values = [None if v is None else float(v) for v in values]  # Decimal from NUMERIC
+            values = [v if v is None or isinstance(v, (str, bytes)) else float(v) for v in values]  # Decimal
         elif pa.types.is_string(type_):
-            values = [v if v is None or isinstance(v, str) else str(v) for v in values]  # UUID
+            values = [str(v) if isinstance(v, uuid.UUID) else v for v in values]
+        elif pa.types.is_integer(type_) and not {float, decimal.Decimal}.isdisjoint(map(type, values)):
+            values = [_whole(v) for v in values]  # pyarrow would truncate 2.5 to 2
     return pa.array(values, type=type_)
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, (float, decimal.Decimal)):
+        if value != int(value):  # (int() of NaN or infinity raises too)
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(value)
+    return value
+
+
+def to_arrow_each(values: Sequence[Any], type_: pa.DataType | None,
+                  column: str) -> tuple[pa.Array, dict[int, str]]:
+    """`to_arrow`, and when a value does not convert, the others as `type_` (the first
+    convertible value's type when `type_` is None) and the failures by index, with why."""
+    try:
+        return to_arrow(values, type_), {}
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    if type_ is None:
+        type_ = next((t for v in values if v is not None and (t := _type_of(v)) is not None), pa.string())
+    bad: dict[int, str] = {}
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        try:
+            to_arrow([value], type_)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            bad[i] = f"column {column!r}: {_short(value)} is not {type_}"
+    return to_arrow([None if i in bad else v for i, v in enumerate(values)], type_), bad
+
+
+def _type_of(value: Any) -> pa.DataType | None:
+    try:
+        return pa.array([value]).type
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class Unreadable:
+    """A value the database driver handed over that its column type cannot read (a SQLite
+    DATE of '0000-01-01'): kept with why, so its row is quarantined instead of failing the load."""
+
+    __slots__ = ("raw", "why")
+
+    def __init__(self, raw: Any, why: str) -> None:
+        self.raw, self.why = raw, why
+
+    def __repr__(self) -> str:
+        return repr(self.raw)
+
+
+class Tolerant(sa.types.TypeDecorator[Any]):
+    """`inner`, except that a value its result processor cannot read becomes an `Unreadable`
+    (counted in `failures`) instead of an exception that would end the whole read."""
+
+    impl = sa.types.NullType
+    cache_ok = False  # `failures` is per read
+
+    def __init__(self, inner: sa.types.TypeEngine[Any], failures: list[int]) -> None:
+        super().__init__()
+        self.inner, self.failures = inner, failures
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        return self.inner.dialect_impl(dialect)
+
+    def result_processor(self, dialect: sa.Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        process = self.inner.dialect_impl(dialect).result_processor(dialect, coltype)
+        if process is None:
+            return None
+        failures = self.failures
+
+        def tolerant(value: Any) -> Any:
+            try:
+                return process(value)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                failures[0] += 1
+                return Unreadable(value, f"{type(exc).__name__}: {exc}")
+
+        return tolerant
 
 
 # PostgreSQL type OIDs (pg_type.oid) of a query's result columns, as SQLAlchemy types.
@@ -109,3 +195,40 @@ def result_column_types(dialect: str, description: Sequence[Any] | None) -> list
         make = _PG_OIDS.get(col[1]) if dialect == "postgresql" else None
         types.append(make(col) if make else sa.types.NullType())
     return types
+
+
+def tolerate_out_of_range(driver_connection: Any, failures: list[int]) -> None:
+    """On a psycopg connection, dates and timestamps Python cannot hold (BC, `infinity`, past
+    year 9999) load as `Unreadable` (counted in `failures`) instead of failing the fetch."""
+    try:
+        import psycopg
+    except ImportError:  # not a PostgreSQL source
+        return
+    if not isinstance(driver_connection, psycopg.Connection):
+        return
+    adapters = driver_connection.adapters
+    for name in ("date", "timestamp", "timestamptz"):
+        info = adapters.types.get(name)
+        for fmt in (psycopg.pq.Format.TEXT, psycopg.pq.Format.BINARY):
+            fast = adapters.get_loader(info.oid, fmt) if info else None
+            if fast is not None and info is not None:
+                adapters.register_loader(info.oid, _tolerant_loader(psycopg, fast, fmt, failures))
+
+
+def _tolerant_loader(psycopg: Any, fast: Any, fmt: Any, failures: list[int]) -> type:
+    class TolerantLoader(psycopg.adapt.Loader):
+        format = fmt
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self.fast = fast(oid, context)
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self.fast.load(data)
+            except psycopg.DataError as exc:
+                failures[0] += 1
+                raw = bytes(data).decode("utf-8", "replace") if fmt == psycopg.pq.Format.TEXT else bytes(data)
+                return Unreadable(raw, str(exc))
+
+    return TolerantLoader
