@@ -64,6 +64,7 @@ def trials(tmp_path: Path, lake_uri: str, env: dict[str, str], storage: dict[str
             assert dict(con.execute("select customer, amount from totals").fetchall()) == pytest.approx(expected)
             assert con.execute("select count(*), count(distinct order_id) from order_log").fetchone() == (
                 2 * FILES * ROWS, 2 * FILES * ROWS)
+    print(f"two runs at once on {lake_uri}: {dict(outcomes)}")  # seen with pytest -s
     return outcomes
 
 
