@@ -26,6 +26,7 @@ from prefect.exceptions import ObjectNotFound
 
 from engine.demo.generate import generate
 from tests.support.containers import Podman, assert_demo_folder
+from tests.support.flow_shop import wait_for_final
 
 pytestmark = [pytest.mark.containers, pytest.mark.prefect, pytest.mark.timeout(900)]
 
@@ -34,17 +35,6 @@ POOL = "headwater-process"
 DEPLOYMENT = "photo-popularity-process"
 CODE = "/opt/headwater"  # where the image keeps the source (docker/Dockerfile's WORKDIR for COPY)
 DATA = "/data/data/photo_popularity"  # prefect.yaml's PHOTO_POPULARITY_DATA for container runs
-
-
-def wait_for_final(flow_run_id: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(flow_run_id)
-            if run.state and run.state.is_final():
-                return run
-            assert time.monotonic() < deadline, f"flow run still {run.state_name} after {timeout} s"
-            time.sleep(1)
 
 
 def delete_deployment_and_pool() -> None:

@@ -32,6 +32,7 @@ from engine.errors import HeadwaterError
 from engine.lake import Lake
 from flows.deploy import deploy
 from tests.support.demo import assert_matches_oracle
+from tests.support.flow_shop import wait_for_final
 from tests.support.processes import ROOT, start, stop
 
 pytestmark = pytest.mark.prefect
@@ -57,17 +58,6 @@ def example(prefect_server: dict[str, Any]) -> dict[str, Any]:
     env = {**prefect_server["env"], "PHOTO_POPULARITY_DATA": str(data), "HEADWATER_LAKE": str(directory / "lake"),
            "HEADWATER_WAREHOUSE": f"duckdb:///{directory / 'warehouse.duckdb'}", "HEADWATER_BACKEND": "pandas"}
     return {"dir": directory, "data": data, "env": env}
-
-
-def wait_for_final(flow_run_id: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(flow_run_id)
-            if run.state and run.state.is_final():
-                return run
-            assert time.monotonic() < deadline, f"flow run still {run.state_name} after {timeout} s"
-            time.sleep(1)
 
 
 def table_artifact(flow_run_id: Any) -> list[dict[str, Any]]:

@@ -4,8 +4,6 @@ PostgreSQL two such publishes at once take turns on the table's advisory lock.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -13,15 +11,6 @@ import pytest
 from engine.errors import ConcurrentRunError
 from engine.lake import Based
 from engine.publish import BOOKKEEPING, Warehouse, connect
-
-
-@pytest.fixture(params=["duckdb", "postgresql", "sqlite"])
-def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    url = {"duckdb": f"duckdb:///{tmp_path}/wh.duckdb", "sqlite": f"sqlite:///{tmp_path}/wh.sqlite"}.get(
-        request.param) or request.getfixturevalue("pg_url")
-    warehouse = connect(url)
-    yield warehouse
-    warehouse.dispose()
 
 
 def rows(ids: range) -> pa.Table:

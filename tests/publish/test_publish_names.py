@@ -4,27 +4,15 @@ can inject SQL: a hostile table name is refused before any statement runs, a hos
 name is quoted and lands as a column called exactly that."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
 from engine.errors import ConfigError, WarehouseError
-from engine.publish import BOOKKEEPING, Warehouse, connect
+from engine.publish import BOOKKEEPING, Warehouse
 
 HOSTILE_COLUMNS = ['x"; DROP TABLE victim; --', "y'); DELETE FROM victim; --", "z` OR 1=1 --", "Robert'); --"]
 HOSTILE_TABLES = ['t"; DROP TABLE victim; --', "t; DROP TABLE victim", "victim--", "t' OR '1'='1", "a.b"]
-
-
-@pytest.fixture(params=["duckdb", "postgresql", "sqlite"])
-def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    url = {"duckdb": f"duckdb:///{tmp_path}/wh.duckdb", "sqlite": f"sqlite:///{tmp_path}/wh.sqlite"}.get(
-        request.param) or request.getfixturevalue("pg_url")
-    warehouse = connect(url)
-    yield warehouse
-    warehouse.dispose()
 
 
 def user_table(wh: Warehouse, name: str, rows: list[tuple[int, str]]) -> None:

@@ -24,15 +24,6 @@ from engine.publish.base import STAGING_SUFFIX
 SCHEMA = pa.schema([("id", pa.int64()), ("shard", pa.string()), ("value", pa.float64())])
 
 
-@pytest.fixture(params=["duckdb", "postgresql", "sqlite"])
-def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    url = {"duckdb": f"duckdb:///{tmp_path}/wh.duckdb", "sqlite": f"sqlite:///{tmp_path}/wh.sqlite"}.get(
-        request.param) or request.getfixturevalue("pg_url")
-    warehouse = connect(url)
-    yield warehouse
-    warehouse.dispose()
-
-
 def rows(ids: range | list[int], value: Callable[[int], float] = float, shard: Callable[[int], str] = str) -> pa.Table:
     ids = list(ids)
     return pa.table({"id": ids, "shard": [shard(i) for i in ids], "value": [value(i) for i in ids]}, schema=SCHEMA)

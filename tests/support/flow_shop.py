@@ -1,7 +1,8 @@
 """The shop pipeline the Prefect flow tests run (two sources, two models), what it should
-produce, and readers of what a flow run left on the Prefect server."""
+produce, and readers of what a flow run left on the Prefect server (and of when it ended)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -83,3 +84,15 @@ def task_runs(flow_run_id: Any) -> list[Any]:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
         return client.read_task_runs(flow_run_filter=FlowRunFilter(
             id=FlowRunFilterId(any_=[c.id for c in children])))
+
+
+def wait_for_final(flow_run_id: Any, timeout: float) -> Any:
+    """The flow run once it is in a final state (fails after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            assert time.monotonic() < deadline, f"flow run still {run.state_name} after {timeout} s"
+            time.sleep(1)
