@@ -25,9 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.load.schema import name_problem, names_problem
+from engine.load.schema import name_problem, names_problem, rows_only
 
 MAX_RECORD_LINES = 64  # most lines one CSV record (a quoted value with line breaks) may span
+MAX_LINE = 256 << 20  # the longest line read (a longer one is held whole in memory first)
+# the csv module refuses a field over 131,072 characters by default; a line may be MAX_LINE.
+# Set once for the process (a save and restore around each use would race between loads in
+# threads).
+csv.field_size_limit(MAX_LINE)
 GUARD_OPENS = 1000  # a line with this many `{` or `[` has its depth measured before parsing
 MAX_DEPTH = 128  # deepest nesting a JSON line may have
 EXACT = 2 ** 53  # integers up to this are exact as float64
@@ -106,12 +111,12 @@ def csv_records(data: bytes | bytearray, delimiter: str) -> tuple[np.ndarray, np
     firsts: list[int] = []
     ends: list[int] = []
     start = 0
-    limit = csv.field_size_limit(len(data) + 1)  # (a process-wide setting: put back below)
+    lines: list[bytes] | None = None  # split once, when a stray quote is first met
     try:
         for fields in reader:
             end = reader.line_num
             if end - start > MAX_RECORD_LINES:
-                lines = bytes(data).split(b"\n")
+                lines = lines if lines is not None else bytes(data).split(b"\n")
                 keep = [i for i in range(start, end) if lines[i].strip(b"\r")]
                 firsts += keep
                 ends += [i + 1 for i in keep]
@@ -122,8 +127,6 @@ def csv_records(data: bytes | bytearray, delimiter: str) -> tuple[np.ndarray, np
     except csv.Error:  # not a CSV the csv module reads: one row per line
         rows = csv_rows(data)
         return rows, rows + 1
-    finally:
-        csv.field_size_limit(limit)
     return np.array(firsts, np.int64), np.array(ends, np.int64)
 
 
@@ -198,7 +201,7 @@ def flatten_rows(table: pa.Table, sep: str = "__") -> tuple[pa.Table, dict[int, 
         for i in pc.indices_nonzero(pc.is_valid(col)).to_pylist():
             bad.setdefault(i, f"key {name!r}: {why}")
     if not keep:  # no columns, but still one row per line
-        return pa.table({"": pa.nulls(table.num_rows)}).drop_columns([""]), bad
+        return rows_only(table.num_rows), bad
     return pa.table(keep), bad
 
 
@@ -323,13 +326,15 @@ def floating_columns(table: pa.Table) -> set[str]:
 def csv_header_record(block: bytes | bytearray) -> tuple[bytes | bytearray, int, bytes | bytearray]:
     """(the header record, how many lines it spans, the rest of the block): a quoted name may
     hold a line break, so the record runs until its quotes are closed."""
-    end, used = -1, 0
+    end, used, quotes = -1, 0, 0
     while True:
-        end = block.find(b"\n", end + 1)
+        start, end = end + 1, block.find(b"\n", end + 1)
         used += 1
-        closed = block.count(b'"', 0, len(block) if end < 0 else end) % 2 == 0
-        if end < 0 and not closed:
-            raise FileUnreadable("the CSV header opens a quote that is never closed")
+        quotes += block.count(b'"', start, len(block) if end < 0 else end)
+        closed = quotes % 2 == 0
+        if not closed and (end < 0 or used >= MAX_RECORD_LINES):
+            raise FileUnreadable(f"the CSV header opens a quote that is not closed "
+                                 f"{'in the file' if end < 0 else f'within {MAX_RECORD_LINES} lines'}")
         if end < 0:
             return block, used, bytearray()
         if closed:

@@ -27,6 +27,7 @@ from engine.load.quarantine import Quarantine
 from engine.load.schema import coerce
 from engine.sources.guards import (  # (FileUnreadable and the CSV header are read from here too)
     MAX_DEPTH,
+    MAX_LINE,
     BadLines,
     FileUnreadable,
     csv_header,
@@ -45,7 +46,6 @@ from engine.sources.guards import (  # (FileUnreadable and the CSV header are re
 )
 
 SAMPLE_BYTES = 1 << 20  # how much of each text file the schema plan reads
-MAX_LINE = 256 << 20  # the longest line read (a longer one is held whole in memory first)
 BOM = b"\xef\xbb\xbf"
 NEWLINES = re.compile(rb"[\r\n]*")
 LONE_CR = re.compile(rb"\r(?!\n)")
@@ -129,24 +129,36 @@ def _lines(data: Bytes) -> list[Bytes]:
     return [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
+class NulBytes(ValueError):
+    """A line holds NUL bytes (no text format has them)."""
+
+
 def _check_text(data: Bytes) -> None:
     if b"\x00" in data:
-        raise ValueError("NUL byte(s) in the line")
+        raise NulBytes("NUL byte(s) in the line")
     if not data.isascii():  # ASCII is valid UTF-8; isascii scans without building a str
         data.decode("utf-8")
 
 
 def tolerant(data: Bytes, first_line: int, parse: Callable[[Bytes], pa.Table],
              reason: Callable[[Bytes, Exception], str], bad: Callable[[int, Bytes, str], None],
-             split: Callable[[Bytes], list[Bytes]] | None = None) -> list[tuple[int, Bytes, pa.Table]]:
+             split: Callable[[Bytes], list[Bytes]] | None = None, rows: Callable[[Bytes], int] | None = None,
+             pieces: list[Bytes] | None = None) -> list[tuple[int, Bytes, pa.Table]]:
     """`data` parsed by `parse`; when that fails, bisected by rows (`split`: by lines unless
     given) until each bad row is alone and handed to `bad(line number, raw, reason)`. Returns the
     good parts in order, each as (its first line number, its bytes, its rows). When `parse` names
     the bad rows (`BadLines`), they are handed to `bad` and the block is parsed again with them
-    left blank."""
+    left blank.
+
+    The block is split once: the halves are made of its `pieces`, and a half whose parse gives
+    other than the rows its pieces hold (`rows(piece)`, when given) is bisected further, so a
+    quote that opens no value in the whole block cannot join lines into one row in a half."""
     try:
         _check_text(data)
-        return [(first_line, data, parse(data))]
+        table = parse(data)
+        if pieces is not None and rows is not None and table.num_rows != sum(map(rows, pieces)):
+            raise ValueError(f"{table.num_rows} rows parsed from {len(pieces)} records")
+        return [(first_line, data, table)]
     except BadLines as exc:
         lines = _lines(data)
         if not exc.lines or any(not 0 <= i < len(lines) or not lines[i].strip() for i in exc.lines):
@@ -155,16 +167,17 @@ def tolerant(data: Bytes, first_line: int, parse: Callable[[Bytes], pa.Table],
             end = exc.ends.get(i, i + 1)
             bad(first_line + i, b"".join(lines[i:end]), why)
             lines[i:end] = [b"\n" if ln.endswith(b"\n") else b"" for ln in lines[i:end]]
-        return tolerant(b"".join(lines), first_line, parse, reason, bad, split)
+        return tolerant(b"".join(lines), first_line, parse, reason, bad, split, rows)
     except (pa.ArrowException, ValueError) as exc:
-        pieces = (split or _lines)(data)
+        pieces = pieces if pieces is not None else (split or _lines)(data)
         if len(pieces) <= 1:
             bad(first_line, data, reason(data, exc))
             return []
         mid = len(pieces) // 2
         head = b"".join(pieces[:mid])
-        return (tolerant(head, first_line, parse, reason, bad, split)
-                + tolerant(b"".join(pieces[mid:]), first_line + count_lines(head), parse, reason, bad, split))
+        return (tolerant(head, first_line, parse, reason, bad, split, rows, pieces[:mid])
+                + tolerant(b"".join(pieces[mid:]), first_line + count_lines(head), parse, reason, bad, split,
+                           rows, pieces[mid:]))
 
 
 def _text_reason(data: Bytes, exc: Exception) -> str:
@@ -175,7 +188,7 @@ def _text_reason(data: Bytes, exc: Exception) -> str:
 
 def json_reason(data: Bytes, exc: Exception | None) -> str:
     """Why one JSON line was not landed, in words (`exc`: what the parser said, if anything)."""
-    if isinstance(exc, UnicodeDecodeError) or (isinstance(exc, ValueError) and "NUL" in str(exc)):
+    if isinstance(exc, (UnicodeDecodeError, NulBytes)):
         return _text_reason(data, exc)
     try:
         value = json.loads(data)
@@ -221,7 +234,8 @@ class TextReader:
             if not block or (NEWLINES.fullmatch(block) if self.fmt == "csv" else block.isspace()):
                 continue  # (a CSV line of spaces is a row; strip would copy the block)
             if self.fmt == "csv":
-                parts = tolerant(block, first_line, self._parse_csv, self._csv_reason, self._bad, self._records)
+                parts = tolerant(block, first_line, self._parse_csv, self._csv_reason, self._bad, self._records,
+                                 lambda record: 0 if NEWLINES.fullmatch(record) else 1)
             else:
                 parts = tolerant(block, first_line, self._parse_json, json_reason, self._bad)
             for part_line, part, table in parts:

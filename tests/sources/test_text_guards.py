@@ -25,7 +25,7 @@ from engine.sources.guards import (
     line_spans,
     long_int_lines,
 )
-from engine.sources.parse import TextReader, csv_header_record, json_reason, text_blocks
+from engine.sources.parse import FileUnreadable, TextReader, csv_header_record, json_reason, text_blocks
 from engine.sources.sample import sample_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,6 +89,36 @@ def test_a_lone_cr_ends_a_line_wherever_the_blocks_are_cut(size: int) -> None:
 def test_a_quoted_csv_header_may_span_lines() -> None:
     header, used, rest = csv_header_record(bytearray(b'id,"two\nlines",x\n1,2,3\n'))
     assert (bytes(header), used, bytes(rest)) == (b'id,"two\nlines",x', 2, b"1,2,3\n")
+
+
+def test_a_long_field_beside_an_inexact_integer_is_one_bad_row_not_a_failed_source() -> None:
+    """The integer check reads the line with the csv module, whose default field limit (128 KiB)
+    a 200 KB value is over: the row is quarantined, the others land."""
+    q = Quarantine("s", "r", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    data = b"id,n,t\n1,1.5,a\n2,99999999999999999999," + b"x" * 200_000 + b"\n3,2.5,b\n"
+    types = {"id": pa.int64(), "n": pa.float64(), "t": pa.string()}
+    tables = list(TextReader("csv", "f.csv", q, types, "evolve", set()).read(io.BytesIO(data)))
+    assert [i for t in tables for i in t.column("id").to_pylist()] == [1, 3]
+    assert [e["line"] for e in q.entries] == [3]
+
+
+def test_a_stray_quote_does_not_join_lines_when_the_block_is_bisected() -> None:
+    """A quote left open for more than 64 lines opens no value: its line is a bad row of its own,
+    also in the halves of the block that bisection parses (under 64 lines each)."""
+    q = Quarantine("s", "r", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    good = [b"%d,name%d,%d.5" % (i, i, i) for i in range(2, 71)]
+    data = b"id,name,v\n" + b'1,"bob,1.5\n' + b"\n".join(good) + b"\n"
+    types = {"id": pa.int64(), "name": pa.string(), "v": pa.float64()}
+    tables = list(TextReader("csv", "f.csv", q, types, "evolve", set()).read(io.BytesIO(data)))
+    landed = [i for t in tables for i in t.column("id").to_pylist()]
+    assert sorted(landed) == list(range(2, 71))  # every good line, each one row
+    assert [(e["line"], e["raw"]) for e in q.entries] == [(2, '1,"bob,1.5\n')]  # 70 in = 69 + 1
+
+
+def test_a_header_quote_left_open_is_refused_within_64_lines() -> None:
+    block = bytearray(b'id,"name,x\n' + b"1,2,3\n" * 100_000)
+    with pytest.raises(FileUnreadable, match="not closed within 64 lines"):
+        csv_header_record(block)
 
 
 def test_the_sample_takes_the_type_most_values_have() -> None:
