@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.redact import remember_settings
 
 DEFAULTS: dict[str, str | None] = {"lake": "./lake", "warehouse": "duckdb:///warehouse.duckdb",
                                    "backend": "auto", "dask_address": None, "dask_cluster": None}
@@ -36,6 +37,12 @@ class Config:
     source: str = "defaults"  # where the settings came from, for `headwater doctor`
     dask_address: str | None = None  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786
     dask_cluster: str | None = None  # local | local-cuda: a cluster started for the run
+
+    def mask_secrets(self) -> Config:
+        """These settings, their credentials (the warehouse URL's password, secret storage
+        options, a lake URL's password) now masked in everything Headwater prints or logs."""
+        remember_settings(self.warehouse, self.storage_options, self.lake)
+        return self
 
     def with_(self, **changes: Any) -> Config:
         """A copy with some settings changed (None values are ignored)."""

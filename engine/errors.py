@@ -71,7 +71,7 @@ class ModelError(HeadwaterError):
     def __init__(self, model: str, cause: BaseException) -> None:
         self.model = model
         self.location = where(cause)
-        self.cause_line = mask(one_line(f"{type(cause).__name__}: {cause}"))
+        self.cause_line = exception_line(cause)
         at = f"{self.location}: " if self.location else ""
         super().__init__(f"model {model!r} failed: {at}{self.cause_line}")
 
@@ -142,3 +142,15 @@ def cause_of(exc: BaseException) -> BaseException:
     if isinstance(exc, ModelError) and exc.__cause__ is not None:
         return exc.__cause__
     return exc
+
+
+def exception_line(exc: BaseException) -> str:
+    """`Type: message` of an exception that is not Headwater's own: one line, credentials masked."""
+    return mask(one_line(f"{type(exc).__name__}: {exc}"))
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The traceback to show for `exc`: for a model that raised, the user's from their own code
+    down; else the whole of it."""
+    cause = cause_of(exc)
+    return user_traceback(cause) if cause is not exc else "".join(traceback.format_exception(exc))

@@ -27,9 +27,9 @@ from prefect.states import State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from engine.config import BACKENDS, Config
-from engine.errors import ConfigError, HeadwaterError, one_line
+from engine.errors import ConfigError, HeadwaterError, exception_line
 from engine.pipeline import Pipeline
-from engine.redact import mask, remember_settings
+from engine.redact import mask
 from engine.runs.plan import PlannedStep, RunPlan, skipped_detail
 from engine.runs.runner import Runner
 from engine.runs.steps import RunSummary, Step, new_run_id
@@ -68,7 +68,7 @@ def steps(pipeline: str, settings: dict[str, str | None], plan: list[dict[str, A
 
     Returns every step's dict, in plan order; raises `PipelineFailed` (with `.steps`) when one
     failed or was skipped."""
-    run_plan = RunPlan.from_dicts(plan, full_refresh)
+    run_plan = RunPlan.from_dicts(plan)
     loaded_at = datetime.now(timezone.utc).isoformat()
     progress = artifacts.Progress(UUID(progress_id), len(run_plan.steps)) if progress_id else None
     done: dict[str, StepDict] = {}
@@ -144,9 +144,8 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     target = target_of(pipeline)
     loaded = pipeline_at(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
-    config = Config.load(loaded.base_dir, **settings)  # a bad setting fails here, before any task
-    remember_settings(config.warehouse, config.storage_options, config.lake)  # masked in all it sends
-    run_plan = Runner(loaded, config).plan(select, exclude, full_refresh)  # so does a bad selector
+    config = Config.load(loaded.base_dir, **settings).mask_secrets()  # a bad setting fails here
+    run_plan = Runner(loaded, config).plan(select, exclude)  # so does a bad selector
     runner = _task_runner(task_runner, config)
     run_id, started = new_run_id(), datetime.now(timezone.utc)
     logger.info("run %s of pipeline %r: %d source(s), %d model(s), %d step(s); lake %s, backend %s, "
@@ -211,7 +210,7 @@ def _subflow_steps(state: State[list[StepDict]], plan: RunPlan) -> list[StepDict
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, PipelineFailed):
         return exc.steps
-    detail = _said(exc) if isinstance(exc, BaseException) else mask(str(state.message))
+    detail = exception_line(exc) if isinstance(exc, BaseException) else mask(str(state.message))
     return [_blank(s, "failed", detail) for s in plan.steps]
 
 
@@ -225,13 +224,8 @@ def _outcome(future: PrefectFuture[StepDict], planned: PlannedStep) -> StepDict:
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, StepFailed):
         return exc.step
-    detail = _said(exc) if isinstance(exc, BaseException) else mask(str(state.message))
+    detail = exception_line(exc) if isinstance(exc, BaseException) else mask(str(state.message))
     return _blank(planned, "failed", detail)
-
-
-def _said(exc: BaseException) -> str:
-    """An exception as a step's detail: one line, credentials masked."""
-    return mask(one_line(f"{type(exc).__name__}: {exc}"))
 
 
 def _raise_if_bad(run_id: str, steps: list[StepDict]) -> None:

@@ -31,9 +31,8 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from engine.config import Config
-from engine.errors import one_line
 from engine.pipeline import Pipeline, load_pipeline
-from engine.redact import MaskFilter, mask_data, remember_settings
+from engine.redact import MaskFilter, guard
 from engine.runs.runner import Runner
 from engine.runs.steps import Step
 
@@ -93,10 +92,7 @@ def _capture_engine_logs() -> None:
         engine_log.addHandler(handler)
         if engine_log.level == logging.NOTSET or engine_log.level > logging.INFO:
             engine_log.setLevel(logging.INFO)
-    for name in PREFECT_RUN_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, MaskFilter) for f in logger.filters):
-            logger.addFilter(MaskFilter())
+    guard(PREFECT_RUN_LOGGERS)
 
 
 _capture_engine_logs()
@@ -123,22 +119,13 @@ def target_of(pipeline: str) -> str:
 def runner_for(pipeline: str, settings: Settings) -> Runner:
     """A Runner over the pipeline at `pipeline` with the flow's settings."""
     loaded = pipeline_at(pipeline)
-    config = Config.load(loaded.base_dir, **settings)
-    remember_settings(config.warehouse, config.storage_options, config.lake)
-    return Runner(loaded, config)
-
-
-def sent(step: Step) -> StepDict:
-    """The step as a dict, as it may leave the task: its detail on one line, every text masked."""
-    data = mask_data(step.to_dict())
-    data["detail"] = one_line(data["detail"])
-    return data
+    return Runner(loaded, Config.load(loaded.base_dir, **settings).mask_secrets())
 
 
 def _finish(step: Step) -> StepDict:
     """The step as a dict; a failed step logs its traceback and raises, so Prefect marks the task
     run failed (and retries it when the error is retryable)."""
-    data = sent(step)
+    data = step.to_dict()
     if step.status == "failed":
         if step.traceback:
             get_run_logger().error("%s %s failed: %s\n%s", step.kind, step.table, data["detail"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -14,8 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from engine.config import Config
-from engine.errors import HeadwaterError, ModelError, one_line, user_traceback
-from engine.redact import mask, remember_settings
+from engine.errors import HeadwaterError, exception_line, traceback_text
+from engine.redact import mask
 
 app = typer.Typer(help="Headwater: extract and load into a Delta lake, transform on GPU or CPU, "
                        "publish to a SQL warehouse.", no_args_is_help=True, add_completion=False)
@@ -43,8 +42,7 @@ class Failed(HeadwaterError):
 def guarded(config: Config) -> Config:
     """`config`, its credentials (the warehouse URL's password, secret storage options) now
     masked in everything printed or logged."""
-    remember_settings(config.warehouse, config.storage_options, config.lake)
-    return config
+    return config.mask_secrets()
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,7 +60,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if debug:
                 _print_tracebacks(exc)
-            err_console.print(f"[bold red]error:[/] {escape(mask(one_line(f'{type(exc).__name__}: {exc}')))} "
+            err_console.print(f"[bold red]error:[/] {escape(exception_line(exc))} "
                               "(set HEADWATER_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     return wrapper
@@ -70,11 +68,6 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _print_tracebacks(exc: BaseException) -> None:
     """The traceback(s) behind `exc` on stderr, as Python prints them."""
-    if isinstance(exc, Failed):
-        texts = exc.tracebacks
-    elif isinstance(exc, ModelError) and exc.__cause__ is not None:
-        texts = [user_traceback(exc.__cause__)]
-    else:
-        texts = ["".join(traceback.format_exception(exc))]
+    texts = exc.tracebacks if isinstance(exc, Failed) else [traceback_text(exc)]
     for text in texts:
         err_console.print(mask(text.rstrip()), highlight=False, markup=False, soft_wrap=True)

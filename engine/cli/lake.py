@@ -69,7 +69,6 @@ def query(sql: Annotated[str, typer.Argument(
         console.print(f"[dim]{result.num_rows - limit} more rows (--limit)[/]")
 
 
-
 def first_rows(dataset: ds.Dataset, limit: int) -> pa.Table:
     """The first `limit` rows of `dataset`, read a whole row group at a time: a scan stopped
     early (`Dataset.head`) leaves reads in flight that can outlive the command."""
@@ -112,8 +111,6 @@ def _short(state: Any) -> str:
     if "files" in state:
         return f"{len(state['files'])} files"
     return str(state)
-
-
 
 
 @app.command()

@@ -134,8 +134,7 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     console.print(f"gpu: {gpu_info()}")
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("backend", lambda: "{} ({})".format(*_backend(resolve(config.backend, config.storage_options,
-                                                                  config=config)))),
+        ("backend", lambda: _backend(*resolve(config.backend, config.storage_options, config=config))),
         ("lake", lambda: f"{config.lake}: {len(Lake(config.lake, config.storage_options).tables())} tables"),
         ("warehouse", lambda: _describe(connect, config.warehouse)),
     ]
@@ -159,9 +158,9 @@ def landed_line(title: str, summary: RunSummary) -> str:
     return f"{title}: landed " + " · ".join(parts)
 
 
-def _backend(chosen: tuple[Any, str]) -> tuple[str, str]:
-    """(name, why) of a resolved backend."""
-    return chosen[0].name, chosen[1]
+def _backend(backend: Any, why: str) -> str:
+    """`name (why it was chosen)` of a resolved backend."""
+    return f"{backend.name} ({why})"
 
 
 def _describe(connect: Callable[[str], Any], url: str) -> str:

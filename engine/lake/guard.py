@@ -22,6 +22,8 @@ from deltalake.transaction import Transaction
 
 from engine.errors import ConcurrentRunError
 
+META_PREFIX = "headwater."  # Headwater's keys in a commit's custom metadata
+
 
 @dataclass(frozen=True)
 class Based:

@@ -44,16 +44,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Schema, write_deltalake
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake.transaction import RemoveAction
 
 from engine.errors import ConfigError, SchemaError, StorageError
 from engine.lake import write as lake_write
+from engine.lake.guard import META_PREFIX
 from engine.lake.storage import arrow_dataset
 from engine.lake.types import conform
 
 ROW = "_hw_row"
-# what `headwater history` shows as a merge's rows (engine.lake.store.META_PREFIX + "rows_added")
-ROWS_ADDED = "headwater.rows_added"
+ROWS_ADDED = META_PREFIX + "rows_added"  # what `headwater history` shows as a merge's rows
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,7 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
     removes = [RemoveAction(f.path, True, now, candidates.get(f.path, (True, None))[1]) for f, _ in touched]
     properties.custom_metadata = {**(properties.custom_metadata or {}),
                                   ROWS_ADDED: json.dumps(f"{load_keys.num_rows - updated} new, {updated} updated")}
-    changes: list[AddAction | RemoveAction] = [*removes, *actions]
-    table.create_write_transaction(changes, "append", schema, commit_properties=properties)
+    lake_write.commit(uri, table, [*removes, *actions], "append", schema, properties, storage_options)
     return updated
 
 

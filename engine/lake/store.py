@@ -29,7 +29,7 @@ from engine.errors import ConcurrentRunError, ConfigError
 from engine.lake import guard
 from engine.lake import write as lake_write
 from engine.lake.faults import reached
-from engine.lake.guard import Based
+from engine.lake.guard import META_PREFIX, Based
 from engine.lake.merge import merge_load
 from engine.lake.storage import (
     arrow_dataset,
@@ -44,7 +44,6 @@ from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_sc
 ZONES = ("raw", "models", "quarantine")
 INTERNAL = "_headwater"  # Headwater's own tables (the run manifest), beside the zones
 log = logging.getLogger("headwater.lake")
-META_PREFIX = "headwater."
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class Lake:
         its zone's folder (a separator, `.` or `..`, or on a local lake a path that resolves, say
         through a symlink, elsewhere)."""
         zone, _, table = self.qualify(name).partition(".")
-        outside = (zone not in ZONES + ("_headwater",) or table in ("", ".", "..")
+        outside = (zone not in ZONES + (INTERNAL,) or table in ("", ".", "..")
                    or any(c in table for c in "/\\\0"))
         if not outside and ("://" not in self.root or self.root.startswith("file://")):
             folder = (Path(self.root.removeprefix("file://")) / zone).resolve()
@@ -330,14 +329,12 @@ class Lake:
                 log.debug("%s: committed version %d (%s, %d files by the parallel writer)", name, version,
                           mode, len(actions))
                 return version
+            creating = table is None and based_on is not None  # mode "error": a run that created it meanwhile wins
             data = pa.RecordBatchReader.from_batches(schema, iter(batches))
-            if table is None and based_on is not None:  # mode "error": a run that created it meanwhile wins
-                write_deltalake(uri, data, mode="error", storage_options=self.storage_options,
-                                commit_properties=_props(meta, txn))
-            else:
-                write_deltalake(table if table is not None else uri, data, mode=delta_mode(mode),
-                                schema_mode="overwrite" if mode == "replace" else "merge",
-                                storage_options=self.storage_options, commit_properties=_props(meta, txn))
+            write_deltalake(table if table is not None else uri, data,
+                            mode="error" if creating else delta_mode(mode),
+                            schema_mode=None if creating else "overwrite" if mode == "replace" else "merge",
+                            storage_options=self.storage_options, commit_properties=_props(meta, txn))
             version = DeltaTable(uri, storage_options=self.storage_options).version()
             log.debug("%s: committed version %d (%s, by delta-rs' writer)", name, version, mode)
             return version

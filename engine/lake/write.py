@@ -11,6 +11,7 @@ the statistics Delta readers prune on. The files are then committed through delt
 `Lake` uses this for appends and overwrites of a local table that keep its schema (or create
 it); a lake on an object store, a schema change, a partitioned table or one with constraints,
 generated columns and the like go through `write_deltalake` instead (see `fast_path`).
+Merges into a `plain` table use it on every lake, S3 included (engine/lake/merge.py).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -246,17 +247,18 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
     return actions, sum(w.metadata.num_rows for w in written)
 
 
-def commit(uri: str, table: DeltaTable | None, actions: list[AddAction], mode: WriteMode, schema: pa.Schema,
+def commit(uri: str, table: DeltaTable | None, actions: Sequence[AddAction | RemoveAction], mode: WriteMode,
+           schema: pa.Schema,
            properties: CommitProperties, storage_options: dict[str, str] | None = None,
            create: Literal["append", "error"] = "append") -> int:
-    """Commit `actions` to the table at `uri` (`table`: the snapshot to commit on; created when
-    None, `create="error"` refusing a table made meanwhile); the new version."""
+    """Commit `actions` (new files, and files a merge removes) to the table at `uri` (`table`: the
+    snapshot to commit on; created when None, `create="error"` refusing a table made meanwhile);
+    the new version."""
     if table is None:
-        create_table_with_add_actions(uri, Schema.from_arrow(schema), actions, mode=create,
-                                      storage_options=storage_options, commit_properties=properties)
+        create_table_with_add_actions(uri, Schema.from_arrow(schema), [a for a in actions if isinstance(a, AddAction)],
+                                      mode=create, storage_options=storage_options, commit_properties=properties)
     else:
-        changes: list[AddAction | RemoveAction] = [*actions]
-        table.create_write_transaction(changes, delta_mode(mode), schema, commit_properties=properties)
+        table.create_write_transaction(list(actions), delta_mode(mode), schema, commit_properties=properties)
     return DeltaTable(uri, storage_options=storage_options).version()
 
 

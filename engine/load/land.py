@@ -105,8 +105,9 @@ def _landed(landing: Landing, extraction: Extraction) -> Landing:
     """`landing`, logged."""
     commit = landing.commit
     what = f"version {commit.version}" if commit.version is not None else "nothing committed"
+    described = landing.describe()
     log.info("%s: %s rows landed (%s; %s)%s", commit.table, f"{commit.rows:,}", what, extraction.planned,
-             f", {landing.describe()}" if landing.describe() else "")
+             f", {described}" if described else "")
     if landing.quarantined:
         log.warning("%s: %d row(s) or file(s) quarantined (see %s)", commit.table, landing.quarantined,
                     TableRef("quarantine", TableRef.parse(commit.table).name))

@@ -269,8 +269,7 @@ def coerce(table: pa.Table, types: Mapping[str, pa.DataType], *, extras: str = "
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             arrays.append(_cast_each(col, to, name, bad))
     names = [n for n in types if n not in skip]
-    out = pa.Table.from_arrays(arrays, names=names) if names else \
-        pa.table({"": pa.nulls(table.num_rows)}).drop_columns([""])  # no columns, but its rows
+    out = pa.Table.from_arrays(arrays, names=names) if names else rows_only(table.num_rows)
     if bad:
         keep = pa.array([i not in bad for i in range(table.num_rows)])
         out = out.filter(keep)
@@ -282,7 +281,7 @@ def _cast_each(col: pa.ChunkedArray, to: pa.DataType, name: str, bad: dict[int, 
     and is null here. A cast Arrow has no kernel for makes every non-null value bad."""
     if not _castable(col.type, to):
         for i in pc.indices_nonzero(pc.is_valid(col)).to_pylist():
-            bad.setdefault(i, f"column {name!r}: {_short(col[i].as_py())} is {col.type}, not {to}")
+            bad.setdefault(i, f"column {name!r}: {short(col[i].as_py())} is {col.type}, not {to}")
         return pa.nulls(len(col), to)
     values = col.to_pylist()
     for i, value in enumerate(values):
@@ -291,7 +290,7 @@ def _cast_each(col: pa.ChunkedArray, to: pa.DataType, name: str, bad: dict[int, 
         try:
             cast(pa.array([value], col.type), to)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
-            bad.setdefault(i, f"column {name!r}: {_short(value)} is not {to}")
+            bad.setdefault(i, f"column {name!r}: {short(value)} is not {to}")
     return cast(pa.array([None if i in bad else v for i, v in enumerate(values)], col.type), to)
 
 
@@ -304,6 +303,12 @@ def _castable(source: pa.DataType, to: pa.DataType) -> bool:
     return True
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def rows_only(rows: int) -> pa.Table:
+    """A table of `rows` rows and no columns (what is left of rows whose every column is dropped)."""
+    return pa.table({"": pa.nulls(rows)}).drop_columns([""])
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut at `limit` characters (for a reason quarantined with a row)."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from engine.errors import ConfigError
 from engine.publish.base import BOOKKEEPING, MODES, Warehouse
-from engine.redact import remember, url_password
+from engine.redact import remember_settings
 
 __all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect"]
 
@@ -18,7 +18,7 @@ def connect(url: str) -> Warehouse:
     """The warehouse at SQLAlchemy `url` (`duckdb:///path.duckdb`, `duckdb:///:memory:`,
     `postgresql+psycopg://…`, `sqlite:///…`). Connects lazily: nothing is opened yet. The URL's
     password is masked in everything Headwater prints or logs from now on."""
-    remember(url_password(url))
+    remember_settings(url)
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:

@@ -45,7 +45,7 @@ def driver_connection(conn: sa.Connection) -> Any:
 
 
 def check_name(name: str) -> None:
-    """Raise HeadwaterError unless `name` can be a warehouse table name."""
+    """Raise ConfigError unless `name` can be a warehouse table name."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"invalid warehouse table name {name!r}",
                           "use only letters, digits and underscores (e.g. 'photo_features'); rename the model")
@@ -58,7 +58,7 @@ def check_name(name: str) -> None:
 
 
 def check_rows(name: str, schema: pa.Schema, mode: WriteMode, key: tuple[str, ...]) -> None:
-    """Raise HeadwaterError unless rows of `schema` can be published to `name` in `mode` on `key`."""
+    """Raise WarehouseError unless rows of `schema` can be published to `name` in `mode` on `key`."""
     if schema.names == []:
         raise WarehouseError(f"cannot publish {name!r}: the table has no columns",
                              "the model must return at least one column")
@@ -80,7 +80,7 @@ def check_rows(name: str, schema: pa.Schema, mode: WriteMode, key: tuple[str, ..
 
 
 def check_columns(name: str, schema: pa.Schema, existing: list[str], mode: str) -> None:
-    """Raise HeadwaterError unless the rows have the columns of the table they go into."""
+    """Raise WarehouseError unless the rows have the columns of the table they go into."""
     if sorted(existing) != sorted(schema.names):
         raise WarehouseError(
             f"cannot {mode} into {name!r}: the warehouse table has columns {sorted(existing)}, "
@@ -220,6 +220,10 @@ class Warehouse:
         """Replace table `name` by `rows`: load them into a staging table, drop the old, rename."""
         staging = self._staging(conn, name)
         self._load(conn, staging, rows, create=True)
+        self._rename_over(conn, staging, name)
+
+    def _rename_over(self, conn: sa.Connection, staging: str, name: str) -> None:
+        """Drop table `name` and rename `staging` to it."""
         quote = self.engine.dialect.identifier_preparer.quote
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
         conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(name)}")

@@ -6,7 +6,6 @@ transaction."""
 from __future__ import annotations
 
 import io
-import logging
 import time
 
 import psycopg
@@ -17,13 +16,12 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects.postgresql import JSONB
 
 from engine.errors import WarehouseError
-from engine.publish.base import driver_connection
+from engine.publish.base import driver_connection, log
 from engine.publish.generic import GenericWarehouse
 from engine.publish.types import Rows, hex_text, is_binary, is_nested, json_text, sql_columns
 
 _CSV = pa_csv.WriteOptions(include_header=False)
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a statement that gave up waiting at lock_timeout
-log = logging.getLogger("headwater.publish")
 
 
 class PostgresWarehouse(GenericWarehouse):
@@ -61,12 +59,9 @@ class PostgresWarehouse(GenericWarehouse):
                 pa_csv.write_csv(csv_ready(batch), out, _CSV)
                 copy.write(out.getbuffer())
 
-    def _swap(self, conn: sa.Connection, name: str, rows: Rows) -> None:
-        """Load `rows` into a staging table, then DROP the old table and RENAME the staging one in
-        short tries (each inside a savepoint, under a `lock_timeout`) until no reader holds it."""
-        staging = self._staging(conn, name)
-        self._load(conn, staging, rows, create=True)
-        quote = self.engine.dialect.identifier_preparer.quote
+    def _rename_over(self, conn: sa.Connection, staging: str, name: str) -> None:
+        """DROP the old table and RENAME the staging one in short tries (each inside a savepoint,
+        under a `lock_timeout`) until no reader holds it."""
         started = time.monotonic()
         delay, tries = self.swap_backoff_s, 0
         while True:
@@ -74,8 +69,7 @@ class PostgresWarehouse(GenericWarehouse):
             conn.exec_driver_sql("SAVEPOINT hw_swap")
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.swap_lock_timeout_ms)}")
             try:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
-                conn.exec_driver_sql(f"ALTER TABLE {quote(staging)} RENAME TO {quote(name)}")
+                super()._rename_over(conn, staging, name)
             except sa.exc.OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                     raise

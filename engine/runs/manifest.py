@@ -53,17 +53,10 @@ def record(lake: Lake, summary: RunSummary, pipeline: Pipeline) -> int:
         "git_commit": commit, "git_dirty": dirty, "pipeline_file": str(source) if source else None,
         "pipeline_hash": file_hash(source) if source else None,
         "selection": json.dumps(mask_data(summary.selection)), "headwater_version": __version__,
-        "steps": json.dumps([_stored(s.to_dict()) for s in summary.steps], default=str),
+        "steps": json.dumps([s.to_dict() for s in summary.steps], default=str),
     }
     table = pa.Table.from_pylist([row], schema=SCHEMA)
     return lake.write_append(RUNS, table, run_id=summary.run_id, meta={"kind": "run manifest"}).version or 0
-
-
-def _stored(step: dict[str, Any]) -> dict[str, Any]:
-    """A step as the runs table keeps it: its detail on one line, every text masked."""
-    step = mask_data(step)
-    step["detail"] = one_line(step.get("detail") or "")
-    return step
 
 
 def _backend_of(lake: Lake, summary: RunSummary) -> str | None:

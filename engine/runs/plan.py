@@ -45,11 +45,10 @@ class RunPlan:
 
     steps: tuple[PlannedStep, ...]
     selection: Selection
-    full_refresh: bool = False
 
     @classmethod
     def make(cls, pipeline: Pipeline, select: Iterable[str] | str | None = None,
-             exclude: Iterable[str] | str | None = None, full_refresh: bool = False) -> RunPlan:
+             exclude: Iterable[str] | str | None = None) -> RunPlan:
         """The plan for the sources and models the selectors pick (default: all)."""
         chosen = selection.select(pipeline.graph, select, exclude)
         loads = {TableRef.raw(s): PlannedStep("load", s, str(TableRef.raw(s))) for s in chosen.sources}
@@ -61,7 +60,7 @@ class RunPlan:
             builds[table] = PlannedStep("model", name, str(table), needs)
         publishes = [PlannedStep("publish", name, name, (builds[TableRef.model(name)].id,))
                      for name in chosen.models if pipeline.model(name).publish]
-        return cls((*loads.values(), *builds.values(), *publishes), chosen, full_refresh)
+        return cls((*loads.values(), *builds.values(), *publishes), chosen)
 
     def step(self, step_id: str) -> PlannedStep:
         """The step with id `step_id`."""
@@ -94,12 +93,12 @@ class RunPlan:
         return [{**asdict(s), "needs": list(s.needs)} for s in self.steps]
 
     @classmethod
-    def from_dicts(cls, steps: Iterable[Mapping[str, Any]], full_refresh: bool = False) -> RunPlan:
+    def from_dicts(cls, steps: Iterable[Mapping[str, Any]]) -> RunPlan:
         """The plan whose `to_dicts()` gave `steps`."""
         planned = tuple(PlannedStep(d["kind"], d["name"], d["table"], tuple(d["needs"])) for d in steps)
         chosen = Selection([s.name for s in planned if s.kind == "load"],
                            [s.name for s in planned if s.kind == "model"])
-        return cls(planned, chosen, full_refresh)
+        return cls(planned, chosen)
 
 
 def skipped_detail(root: PlannedStep) -> str:

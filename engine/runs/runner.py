@@ -162,10 +162,10 @@ class Runner:
         return self._timed("publish", model.name, model.name, work)
 
     # -- a whole run: the local driver of the plan ------------------------------------------
-    def plan(self, select: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
-             full_refresh: bool = False) -> RunPlan:
+    def plan(self, select: Iterable[str] | str | None = None,
+             exclude: Iterable[str] | str | None = None) -> RunPlan:
         """The run plan for these `--select` / `--exclude` selectors (default: everything)."""
-        return RunPlan.make(self.pipeline, select, exclude, full_refresh)
+        return RunPlan.make(self.pipeline, select, exclude)
 
     def run(self, run_id: str | None = None, select: Iterable[str] | str | None = None,
             exclude: Iterable[str] | str | None = None, full_refresh: bool = False,
@@ -177,7 +177,7 @@ class Runner:
         summary = RunSummary(run_id or new_run_id(), self.pipeline.name, started_at=datetime.now(timezone.utc),
                              selection={"select": select, "exclude": exclude, "full_refresh": full_refresh})
         try:
-            plan = self.plan(select, exclude, full_refresh)
+            plan = self.plan(select, exclude)
         except HeadwaterError as exc:
             summary.error = str(exc)
             return summary

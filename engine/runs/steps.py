@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import copy
-import traceback
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
-from engine.errors import HeadwaterError, ModelError, cause_of, user_traceback
+from engine.errors import HeadwaterError, ModelError, exception_line, traceback_text
+from engine.redact import mask_data
 
 StepKind = Literal["load", "model", "publish"]
 Status = Literal["landed", "built", "published", "unchanged", "failed", "skipped"]
@@ -43,15 +43,14 @@ class Step:
         elif isinstance(error, HeadwaterError):
             detail = str(error)
         else:  # not one of ours: keep the type for the user
-            detail = f"{type(error).__name__}: {error}"
-        cause = cause_of(error)
-        text = user_traceback(cause) if cause is not error else "".join(traceback.format_exception(error))
-        return cls(kind, name, table, "failed", detail=detail, traceback=text,
+            detail = exception_line(error)
+        return cls(kind, name, table, "failed", detail=detail, traceback=traceback_text(error),
                    retryable=bool(getattr(error, "retryable", False)), error=error, **known)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field but the exception, as plain data."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "error"}
+        """Every field but the exception, as plain data with credentials masked: what leaves the
+        run (the runs table, a Prefect task's result)."""
+        return mask_data({f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "error"})
 
 
 @dataclass

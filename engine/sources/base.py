@@ -15,7 +15,10 @@ from engine.graph import check_name
 from engine.lake import WriteMode
 
 DEFAULT_BATCH_ROWS = 65_536
-LOAD_COLUMNS = ("_hw_source_file", "_hw_loaded_at", "_hw_run_id")
+# The columns every load adds: the file a row came from (file sources only), when and by which run
+LOAD_SCHEMA = pa.schema([("_hw_source_file", pa.string()), ("_hw_loaded_at", pa.timestamp("us", tz="UTC")),
+                         ("_hw_run_id", pa.string())])
+LOAD_COLUMNS = tuple(LOAD_SCHEMA.names)
 WRITES: tuple[WriteMode, ...] = get_args(WriteMode)  # write=: how a load changes its raw table
 
 
@@ -50,10 +53,9 @@ def with_load_columns(batch: pa.RecordBatch, *, run_id: str, loaded_at: datetime
     names, arrays = list(batch.schema.names), list(batch.columns)
     # pa.repeat fills each column natively: a Python list of n values per column per batch
     # was most of a Parquet load's CPU time (bench/RESULTS.md, ELT-H profile)
-    if source_file is not None:
-        names.append("_hw_source_file")
-        arrays.append(pa.repeat(pa.scalar(source_file, pa.string()), n))
-    names += ["_hw_loaded_at", "_hw_run_id"]
-    arrays += [pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
-               pa.repeat(pa.scalar(run_id, pa.string()), n)]
+    values = {"_hw_source_file": source_file, "_hw_loaded_at": loaded_at, "_hw_run_id": run_id}
+    for field in LOAD_SCHEMA:
+        if values[field.name] is not None:
+            names.append(field.name)
+            arrays.append(pa.repeat(pa.scalar(values[field.name], field.type), n))
     return pa.RecordBatch.from_arrays(arrays, names=names)

@@ -30,6 +30,7 @@ from engine.load.quarantine import Quarantine
 from engine.load.schema import LOAD_ORIGIN, SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
+    LOAD_SCHEMA,
     check_source_name,
     check_write,
     key_columns,
@@ -47,8 +48,6 @@ from engine.sources.sample import sample_schema
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
             ".parquet": "parquet", ".pq": "parquet"}
-LOAD_SCHEMA = pa.schema([("_hw_source_file", pa.string()), ("_hw_loaded_at", pa.timestamp("us", tz="UTC")),
-                         ("_hw_run_id", pa.string())])
 
 
 def infer_format(path: str) -> str:

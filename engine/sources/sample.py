@@ -42,8 +42,10 @@ def _vote(candidates: list[list[Any]], t: pa.DataType, values: int) -> None:
     if pa.types.is_null(t):
         return
     for candidate in candidates:
-        if widens(candidate[0], t) or widens(t, candidate[0]):
-            candidate[0] = t if widens(candidate[0], t) else candidate[0]
-            candidate[1] += values
-            return
+        if widens(candidate[0], t):
+            candidate[0] = t
+        elif not widens(t, candidate[0]):
+            continue
+        candidate[1] += values
+        return
     candidates.append([t, values])

@@ -49,11 +49,13 @@ from engine.load.quarantine import Quarantine
 from engine.load.schema import LOAD_ORIGIN, SchemaPlan, coerce, names_problem
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
-    LOAD_COLUMNS,
     check_source_name,
     check_write,
     key_columns,
     with_load_columns,
+)
+from engine.sources.base import (
+    LOAD_SCHEMA as SOURCE_LOAD_SCHEMA,
 )
 from engine.sources.sql_types import (
     Tolerant,
@@ -70,7 +72,7 @@ from engine.sources.sql_types import (
 __all__ = ["SqlSource", "arrow_type", "decode_cursor", "encode_cursor", "sql"]
 
 DEFAULT_MAX_BOUNDARY_KEYS = 10_000
-LOAD_SCHEMA = pa.schema(list(zip(LOAD_COLUMNS[1:], (pa.timestamp("us", tz="UTC"), pa.string()))))
+LOAD_SCHEMA = pa.schema([f for f in SOURCE_LOAD_SCHEMA if f.name != "_hw_source_file"])  # no file
 Row = Sequence[Any]
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import SourceError
+from engine.load.schema import short
 
 _CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "datetime": (dt.datetime.isoformat, dt.datetime.fromisoformat),
@@ -115,7 +116,7 @@ def to_arrow_each(values: Sequence[Any], type_: pa.DataType | None,
         try:
             to_arrow([value], type_)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            bad[i] = f"column {column!r}: {_short(value)} is not {type_}"
+            bad[i] = f"column {column!r}: {short(value)} is not {type_}"
     return to_arrow([None if i in bad else v for i, v in enumerate(values)], type_), bad
 
 
@@ -124,11 +125,6 @@ def _type_of(value: Any) -> pa.DataType | None:
         return pa.array([value]).type
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class Unreadable:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from engine.lake import Lake
+from engine.lake import Lake, merge
 from tests.support.s3 import S3Server
 
 SCHEMA = pa.schema([("id", pa.int64()), ("day", pa.date32()), ("title", pa.string())])
@@ -36,13 +36,18 @@ def content(lake: Lake, name: str) -> dict[int, str]:
     return {r["id"]: r["title"] for r in rows}
 
 
-def test_only_files_holding_a_key_of_the_load_are_rewritten(tmp_path: Path) -> None:
+def test_only_files_holding_a_key_of_the_load_are_rewritten(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     lake = Lake(str(tmp_path))
     for i, ids in enumerate([range(0, 100), range(100, 200), range(200, 300)]):  # one file each
         lake.land("raw.t", load(ids, "v0-"), run_id=f"a{i}", state={}, mode="append")
     before = files(lake, "raw.t")
+    read_keys = []  # the files whose key column the merge reads: only those the log's bounds let in
+    real = merge._members
+    monkeypatch.setattr(merge, "_members", lambda keys, *rest: read_keys.append(keys.num_rows) or real(keys, *rest))
     commit = lake.land("raw.t", load([150, 160, 300, 301], "v1-"), run_id="m", state={"s": 1}, mode="merge",
                        primary_key=["id"])
+    assert read_keys == [100, 100]  # ids 100-199 and 200-299: 0-99 is below the load's keys (150-301)
     assert (commit.rows, commit.inserted, commit.updated) == (4, 2, 2)
     after = files(lake, "raw.t")
     assert len(before - after) == 1  # the file of ids 100-199, by its key bounds and key column

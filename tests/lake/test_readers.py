@@ -182,8 +182,6 @@ def test_a_vacuumed_version_names_the_oldest_readable_one(built: tuple[Lake, dic
     assert sorted(r["id"] for r in lake.read("raw.vacuumed", 1, columns=["id"]).to_pylist()) == list(range(100, 300))
 
 
-
-
 def test_every_write_path_stores_plain_strings(tmp_path: Path) -> None:
     """string_view and large_string in, at any depth: the lake's files hold plain strings
     (appends by the parallel writer, a new column by delta-rs' writer, merges, model writes)."""
