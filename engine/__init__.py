@@ -2,7 +2,7 @@
 
 The public API::
 
-    from engine import Pipeline, model, sources, Config, run
+    from engine import Pipeline, model, sql_model, sources, Config, run
 
 The stages live in packages named after them: sources (extract), load, lake, transform,
 publish, runs, cli; see ARCHITECTURE.md.
@@ -17,7 +17,8 @@ from engine.runs.runner import Runner, run
 from engine.runs.steps import RunSummary, Step
 from engine.transform import augment, checks, features
 from engine.transform.models import Context, Model, model
+from engine.transform.sql import sql_model
 
 __all__ = ["Config", "Context", "HeadwaterError", "Lake", "Model", "Pipeline", "RunSummary",
            "Runner", "Step", "__version__", "augment", "checks", "features", "load_pipeline", "model",
-           "run", "sources"]
+           "run", "sources", "sql_model"]

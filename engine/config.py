@@ -1,7 +1,8 @@
 """Settings: lake URI, warehouse URL, backend and storage options.
 
 Precedence, highest first: explicit arguments, environment (`HEADWATER_LAKE`,
-`HEADWATER_WAREHOUSE`, `HEADWATER_BACKEND`, `HEADWATER_DASK_ADDRESS`, `HEADWATER_DASK_CLUSTER`),
+`HEADWATER_WAREHOUSE`, `HEADWATER_BACKEND`, `HEADWATER_DASK_ADDRESS`, `HEADWATER_DASK_CLUSTER`,
+`HEADWATER_SQL_ENGINE`),
 `headwater.toml` beside the pipeline, defaults.
 Relative paths in `headwater.toml` resolve against the folder that holds it.
 """
@@ -17,10 +18,13 @@ from engine.errors import ConfigError
 from engine.redact import remember_settings
 
 DEFAULTS: dict[str, str | None] = {"lake": "./lake", "warehouse": "duckdb:///warehouse.duckdb",
-                                   "backend": "auto", "dask_address": None, "dask_cluster": None}
+                                   "backend": "auto", "dask_address": None, "dask_cluster": None,
+                                   "sql_engine": "auto"}
 ENV = {"lake": "HEADWATER_LAKE", "warehouse": "HEADWATER_WAREHOUSE", "backend": "HEADWATER_BACKEND",
-       "dask_address": "HEADWATER_DASK_ADDRESS", "dask_cluster": "HEADWATER_DASK_CLUSTER"}
+       "dask_address": "HEADWATER_DASK_ADDRESS", "dask_cluster": "HEADWATER_DASK_CLUSTER",
+       "sql_engine": "HEADWATER_SQL_ENGINE"}
 BACKENDS = ("auto", "pandas", "cudf", "dask", "dask-cudf")
+SQL_ENGINES = ("auto", "duckdb", "polars")  # auto: DuckDB on a CPU, polars SQL on cudf-polars on a GPU
 DASK_CLUSTERS = ("local", "local-cuda")  # what `dask_cluster` may start for a run
 CONFIG_FILE = "headwater.toml"
 
@@ -37,6 +41,7 @@ class Config:
     source: str = "defaults"  # where the settings came from, for `headwater doctor`
     dask_address: str | None = None  # a running Dask scheduler, e.g. tcp://10.0.0.5:8786
     dask_cluster: str | None = None  # local | local-cuda: a cluster started for the run
+    sql_engine: str = "auto"  # auto | duckdb | polars: where SQL models run (polars: on the GPU when the backend is)
 
     def mask_secrets(self) -> Config:
         """These settings, their credentials (the warehouse URL's password, secret storage
@@ -75,9 +80,13 @@ class Config:
                 f"unknown backend {values['backend']!r}",
                 f"set HEADWATER_BACKEND or backend= to one of {', '.join(BACKENDS)}",
             )
+        if values["sql_engine"] not in SQL_ENGINES:
+            raise ConfigError(f"unknown SQL engine {values['sql_engine']!r}",
+                              f"set HEADWATER_SQL_ENGINE or sql_engine= to one of {', '.join(SQL_ENGINES)}")
         check_dask(values["dask_address"], values["dask_cluster"])
         return cls(values["lake"], values["warehouse"], values["backend"], storage,
-                   " < ".join(dict.fromkeys(sources)), values["dask_address"], values["dask_cluster"])
+                   " < ".join(dict.fromkeys(sources)), values["dask_address"], values["dask_cluster"],
+                   values["sql_engine"])
 
 
 def check_dask(address: str | None, cluster: str | None) -> None:

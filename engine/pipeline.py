@@ -26,8 +26,10 @@ class Pipeline:
     models: Sequence[Model] = ()
     base_dir: Path | None = None  # where headwater.toml is looked for; set by load_pipeline
     source_file: Path | None = None  # the file that defines it; set by load_pipeline (for the run manifest)
+    models_dir: str | Path | None = "models"  # SQL models: its *.sql files (relative: beside the pipeline file)
 
     def __post_init__(self) -> None:
+        self.models = [*self.models, *self._sql_files(_caller_dir())]
         for m in self.models:
             if not isinstance(m, Model):
                 raise ConfigError(f"pipeline {self.name!r}: {m!r} is not a model",
@@ -43,6 +45,26 @@ class Pipeline:
         by_name = {m.name: m for m in self.models}
         self.ordered_models = [by_name[name] for name in self.graph.models]  # each after what it reads
 
+    def _sql_files(self, caller: Path | None) -> list[Model]:
+        """The SQL models of `models_dir`: relative to `base_dir`, else to the folder of the file
+        that made this Pipeline. A missing folder is an error only when it was asked for."""
+        if self.models_dir is None:
+            return []
+        folder = Path(self.models_dir)
+        if not folder.is_absolute():
+            base = self.base_dir or caller
+            if base is None:
+                return []
+            folder = base / folder
+        if not folder.is_dir():
+            if str(self.models_dir) != "models":
+                raise ConfigError(f"pipeline {self.name!r}: models_dir {str(folder)!r} is not a folder",
+                                  "create it (its *.sql files are SQL models), or pass models_dir=None")
+            return []
+        from engine.transform.sql import sql_files
+
+        return sql_files(folder)
+
     def source(self, name: str) -> Source:
         """The source called `name`."""
         return _find(self.sources, name, "source", self.name)
@@ -50,6 +72,20 @@ class Pipeline:
     def model(self, name: str) -> Model:
         """The model called `name`."""
         return _find(self.models, name, "model", self.name)
+
+
+def _caller_dir() -> Path | None:
+    """The folder of the file whose code made the Pipeline being initialised (None: no file)."""
+    frame = sys._getframe(1)
+    here = Path(__file__).resolve()
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith("<") and Path(name).resolve() != here:
+            return Path(name).resolve().parent
+        if name.startswith("<") and name not in ("<string>",):
+            return None  # an interactive session or exec'd code: no file to be beside
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def _check_unique(pipeline: str, kind: str, names: list[str]) -> None:

@@ -37,7 +37,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 def _clean_headwater_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests set HEADWATER_* themselves; the developer's shell must not leak in."""
     for var in ("HEADWATER_LAKE", "HEADWATER_WAREHOUSE", "HEADWATER_BACKEND", "HEADWATER_DEBUG",
-                "HEADWATER_FAULT", "HEADWATER_DASK_ADDRESS", "HEADWATER_DASK_CLUSTER"):
+                "HEADWATER_FAULT", "HEADWATER_DASK_ADDRESS", "HEADWATER_DASK_CLUSTER", "HEADWATER_SQL_ENGINE"):
         monkeypatch.delenv(var, raising=False)
 
 

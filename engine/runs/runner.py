@@ -33,7 +33,8 @@ from engine.transform.reads import SharedReads
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
     from engine.publish import Warehouse
-    from engine.transform.backends import Backend
+    from engine.transform.backends import Backend, Engine
+    from engine.transform.models import Model
 
 log = logging.getLogger("headwater.runs")
 
@@ -50,6 +51,7 @@ class Runner:
         self.reporter = reporter or NullReporter()
         self.lake = Lake(config.lake, config.storage_options)
         self._backend: tuple[Backend, str] | None = None
+        self._engines: dict[str, tuple[Engine, str]] = {}  # model kind -> engine of SQL / polars models, why
         self._shared: SharedReads | None = None  # during run(): whole-table reads its models share
         self._warehouse: Warehouse | None = None  # during run(): the connection its publishes share
         self._in_run = False
@@ -71,8 +73,29 @@ class Runner:
                                     config=self.config)
         return self._backend
 
+    def engine_for(self, model: Model) -> Backend | Engine:
+        """What runs `model`: the backend for a pandas-API model; for a SQL or polars model the
+        engine its kind runs on under this config (DuckDB, polars or cudf-polars; made once)."""
+        if model.kind == "pandas":
+            return self.backend[0]
+        if model.kind not in self._engines:
+            from engine.transform.backends.kinds import engine_for
+
+            client = None
+            if self.config.backend == "dask-cudf":  # cudf-polars runs on the backend's Dask cluster
+                client = self.backend[0].cluster.client  # type: ignore[attr-defined]
+            engine, why = self._engines[model.kind] = engine_for(model.kind, self.config,
+                                                                 self.lake.storage_options, client)
+            log.info("%s models run on %s", model.kind, why)
+        return self._engines[model.kind][0]
+
     def close(self) -> None:
         """Release the backend's resources (a Dask client or the cluster it started); safe twice."""
+        engines, self._engines = self._engines, {}
+        for engine, _ in engines.values():
+            stop = getattr(engine, "close", None)
+            if stop is not None:
+                stop()
         backend, self._backend = self._backend, None
         if backend is not None:
             close = getattr(backend[0], "close", None)
@@ -119,7 +142,8 @@ class Runner:
                 return Step("model", model.name, table, "unchanged", rows, self.lake.version(table),
                             detail="inputs and code unchanged", inputs=versions)
             how = plan_build(model, last, versions, self.lake, full_refresh)
-            built = build(model, self.lake, self.backend[0], versions, run_id, how, self._shared, Based(version))
+            built = build(model, self.lake, self.engine_for(model), versions, run_id, how, self._shared,
+                          Based(version))
             if built.failed is not None:
                 return Step.failed("model", model.name, table, built.failed, version=self.lake.version(table),
                                    inputs=versions, checks=built.checks)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from engine.errors import (
     CheckError,
@@ -32,7 +33,7 @@ from engine.transform.models import Context, Model
 from engine.transform.reads import SharedReads
 
 if TYPE_CHECKING:  # the backends load pandas (and cuDF); the runner resolves one on first use
-    from engine.transform.backends import Backend
+    from engine.transform.backends import Backend, Engine
 
 log = logging.getLogger("headwater.transform")
 
@@ -108,7 +109,7 @@ class Built:
     failed: CheckError | None = None  # the failing error checks: nothing was committed
 
 
-def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str,
+def build(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[str, int], run_id: str,
           how: BuildPlan, shared: SharedReads | None = None, based_on: Based | None = None) -> Built:
     """Run `model` on its inputs at `versions` (or the rows added since `how.since`), check the
     output, and commit it to `models.<name>`; whole inputs come through `shared` when given.
@@ -118,19 +119,11 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
     too would apply the same input rows twice)."""
     table = str(TableRef.model(model.name))
     based_on = based_on or lake.based(table)
-    frames: dict[str, Any] = {}
-    for param, ref in model.inputs.items():
-        name = str(ref)
-        if how.incremental and param not in model.full_inputs:
-            rows = changes(lake, name, how.since[name], versions[name]).dataset
-            frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
-        else:
-            frames[param] = read_input(model, param, lake, backend, versions[name], shared)
-    if model.wants_ctx:
-        previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
-        frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,
-                                is_incremental=how.incremental, previous=previous)
-    result = call(model, frames, backend)
+    if model.kind == "pandas":
+        frontend = cast("Backend", backend)
+        result = call(model, _frames(model, lake, frontend, versions, run_id, how, shared), frontend)
+    else:  # SQL and polars models run on an engine
+        result = run_on_engine(model, lake, cast("Engine", backend), versions, run_id, how)
     results = _check(model, result, lake, backend)
     checked = [r.to_dict() for r in results]
     failed = checks.failure_error(model.name, results)
@@ -164,6 +157,51 @@ def build(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], 
     return Built(commit.rows, commit.version, _with(detail, results), checked)
 
 
+def _frames(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str, how: BuildPlan,
+            shared: SharedReads | None) -> dict[str, Any]:
+    """The arguments of a pandas-API model: its inputs as the backend's frames, and `ctx`."""
+    table = str(TableRef.model(model.name))
+    frames: dict[str, Any] = {}
+    for param, ref in model.inputs.items():
+        name = str(ref)
+        if how.incremental and param not in model.full_inputs:
+            rows = changes(lake, name, how.since[name], versions[name]).dataset
+            frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
+        else:
+            frames[param] = read_input(model, param, lake, backend, versions[name], shared)
+    if model.wants_ctx:
+        previous = (lambda: backend.read(lake.table(table))) if lake.exists(table) else None
+        frames["ctx"] = Context(model.name, run_id, backend.name, backend.xp,
+                                is_incremental=how.incremental, previous=previous)
+    return frames
+
+
+def run_on_engine(model: Model, lake: Lake, engine: Engine, versions: dict[str, int], run_id: str,
+                  how: BuildPlan) -> pa.Table:
+    """The output of a SQL or polars model: each input handed to `engine` as an Arrow dataset
+    (whole at its version, or the files added since the last build), scanned lazily there."""
+    table = str(TableRef.model(model.name))
+    inputs: dict[str, ds.Dataset] = {}
+    for param, ref in model.inputs.items():
+        name = str(ref)
+        if how.incremental and param not in model.full_inputs:
+            inputs[param] = changes(lake, name, how.since[name], versions[name]).dataset
+        else:
+            inputs[param] = lake.dataset(name, versions[name])
+    ctx = None
+    if model.wants_ctx:
+        scan = getattr(engine, "scan", None)
+        previous = (lambda: scan(lake.dataset(table))) if scan is not None and lake.exists(table) else None
+        ctx = Context(model.name, run_id, engine.name, getattr(engine, "xp", None),
+                      is_incremental=how.incremental, previous=previous)
+    try:
+        return engine.run(model, inputs, ctx)
+    except Exception as exc:
+        if isinstance(exc, HeadwaterError) and where(exc) is None:
+            raise  # the engine's own complaint about the output: already clear
+        raise ModelError(model.name, exc) from exc
+
+
 def call(model: Model, frames: dict[str, Any], backend: Backend) -> pa.Table:
     """`model`'s output on `frames`, as Arrow. What the user's code raises (on Dask also while
     the graph it built is computed here) becomes a ModelError naming the user's file and line,
@@ -176,7 +214,7 @@ def call(model: Model, frames: dict[str, Any], backend: Backend) -> pa.Table:
         raise ModelError(model.name, exc) from exc
 
 
-def _detail(backend: Backend, how: BuildPlan) -> str:
+def _detail(backend: Backend | Engine, how: BuildPlan) -> str:
     return f"on {backend.name}" + ("" if how.reason == "table" else f", {how.reason}")
 
 
@@ -205,9 +243,9 @@ def _check_key(model: Model, result: pa.Table) -> None:
                           f"output columns are {', '.join(result.column_names)}")
 
 
-def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend) -> list[checks.CheckResult]:
+def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend | Engine) -> list[checks.CheckResult]:
     """Every check of `model` on the rows this build writes."""
     if not model.checks:
         return []
     resolve: Callable[[str], Any] = lambda ref: lake.dataset(str(TableRef.parse(ref)))  # noqa: E731
-    return checks.run_checks(model.checks, result, resolve=resolve, to_frame=backend.from_arrow)
+    return checks.run_checks(model.checks, result, resolve=resolve, to_frame=getattr(backend, "from_arrow", None))

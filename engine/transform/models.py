@@ -15,15 +15,20 @@ from engine.transform.checks import Check, parse_all
 
 Materialized = Literal["table", "incremental", "merge"]
 MATERIALIZATIONS: tuple[Materialized, ...] = get_args(Materialized)
+Kind = Literal["pandas", "polars", "sql"]  # what the model is written in, which picks where it runs
+FRAMES = ("pandas", "polars")  # what `@model(frame=...)` may be
 
 
 @dataclass(frozen=True)
 class Model:
-    """A function whose named inputs are raw tables (`raw.<source>`) or other models."""
+    """A function (or a SQL query) whose named inputs are raw tables (`raw.<source>`) or other
+    models. `kind` says what it is written in: `pandas` (a function over pandas-API frames:
+    pandas, cuDF or Dask), `polars` (a function over polars LazyFrames) or `sql` (one SELECT,
+    `sql` holds it; its inputs are keyed by the table names it uses)."""
 
     name: str
-    fn: Callable[..., Any]
-    inputs: Mapping[str, TableRef]  # parameter -> the table it reads
+    fn: Callable[..., Any] | None
+    inputs: Mapping[str, TableRef]  # parameter (for SQL: the table as `raw.x` / `models.x`) -> the table it reads
     materialized: Materialized = "table"
     publish: bool = True
     description: str = ""
@@ -33,26 +38,35 @@ class Model:
     full_inputs: tuple[str, ...] = ()  # incremental models: these inputs are always read whole
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # input -> the only columns read
     replace_existing: bool = False  # publish may replace a warehouse table Headwater did not create
+    kind: Kind = "pandas"
+    sql: str = ""  # a SQL model's query
+    path: str | None = None  # a SQL model's file, when it came from one
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fn is None:
+            raise TypeError(f"model {self.name!r} is a SQL model: it has no function to call")
         return self.fn(*args, **kwargs)
 
     @property
     def wants_ctx(self) -> bool:
         """True when the function takes a `ctx` argument."""
-        return "ctx" in inspect.signature(self.fn).parameters
+        return self.fn is not None and "ctx" in inspect.signature(self.fn).parameters
 
     @property
     def code_hash(self) -> str:
         """A fingerprint of the function's source and of its declaration (inputs, columns,
         materialization, key, checks): a change to either forces a rebuild."""
-        try:
-            code = inspect.getsource(self.fn).encode()
-        except (OSError, TypeError):  # defined without a source file (exec, REPL)
-            code = marshal.dumps(self.fn.__code__)
+        if self.fn is None:
+            code = self.sql.encode()
+        else:
+            try:
+                code = inspect.getsource(self.fn).encode()
+            except (OSError, TypeError):  # defined without a source file (exec, REPL)
+                code = marshal.dumps(self.fn.__code__)
         inputs = sorted((p, str(ref)) for p, ref in self.inputs.items())
         declared = repr((inputs, sorted(self.columns.items()), self.materialized,
-                         self.primary_key, self.full_inputs, [c.name for c in self.checks]))
+                         self.primary_key, self.full_inputs, [c.name for c in self.checks])
+                        + ((self.kind,) if self.kind != "pandas" else ()))
         return hashlib.sha256(code + declared.encode()).hexdigest()[:16]
 
 
@@ -63,7 +77,7 @@ class Context:
     model: str
     run_id: str
     backend: str
-    xp: Any  # pandas or cudf: the DataFrame module for this run
+    xp: Any  # pandas, cudf or dask.dataframe (polars for a polars model): the DataFrame module of this run
     is_incremental: bool = False  # True when the inputs hold only rows landed since the last build
     vars: dict[str, Any] = field(default_factory=dict)
     previous: Callable[[], Any] | None = None  # the model's current output as a frame (None: none yet)
@@ -73,7 +87,7 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
           name: str | None = None, materialized: Materialized = "table", publish: bool = True,
           primary_key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = (),
           full_inputs: Iterable[str] = (), columns: Mapping[str, Iterable[str]] | None = None,
-          replace_existing: bool = False) -> Any:
+          replace_existing: bool = False, frame: str = "pandas", description: str | None = None) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table
@@ -86,30 +100,26 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
     input to the only columns read from it (the rest, load columns included, never leave the
     lake's files). The model's name (`name`, else the function's) is an identifier: letters,
     digits and `_`. Publishing refuses to replace a warehouse table that Headwater did not
-    create unless `replace_existing` is True. Returns a `Model`.
+    create unless `replace_existing` is True. `frame="polars"` makes it a polars model: its
+    inputs are `polars.LazyFrame`s (columns pruned and filters pushed into the lake scan) and
+    it returns a LazyFrame or DataFrame. `description` (default: the docstring) is shown by
+    `headwater ls`. Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
+        label = name or f.__name__
         check_name("model", name if name is not None else f.__name__)
-        if materialized not in MATERIALIZATIONS:
-            raise ConfigError(f"model {name or f.__name__!r}: unknown materialization {materialized!r}",
-                              f"use one of {', '.join(MATERIALIZATIONS)}")
-        ins = {param: TableRef.parse(ref) for param, ref in (inputs or {}).items()}
-        for param, ref in ins.items():
-            try:
-                check_name("table", ref.name)
-            except ConfigError as exc:
-                raise ConfigError(f"model {name or f.__name__!r}: input {param}={str(ref)!r} is not a "
-                                  "valid table name", exc.hint) from None
+        if frame not in FRAMES:
+            raise ConfigError(f"model {label!r}: unknown frame {frame!r}",
+                              f"use one of {', '.join(FRAMES)} (a SQL model is declared with sql_model)")
+        options = declared(label, materialized, primary_key, inputs or {})
+        ins = options.inputs
         params = inspect.signature(f).parameters
         missing = [p for p in ins if p not in params and not any(
             v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values())]
         if missing:
             raise ConfigError(f"model {name or f.__name__!r}: inputs {missing} are not parameters of "
                               f"{f.__name__}()", "name each input after a function parameter")
-        keys = (primary_key,) if isinstance(primary_key, str) else tuple(primary_key)
-        if materialized == "merge" and not keys:
-            raise ConfigError(f"model {name or f.__name__!r}: materialized='merge' needs a primary key",
-                              "pass primary_key='id_column' (or a list of columns) to @model")
+        keys = options.primary_key
         whole = tuple(full_inputs)
         unknown = [p for p in whole if p not in ins]
         if unknown:
@@ -121,8 +131,38 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
             raise ConfigError(f"model {name or f.__name__!r}: columns= names {stray}, which are not inputs",
                               f"inputs are {sorted(ins)}")
 
-        parsed = parse_all(checks, name or f.__name__)  # bad check specs fail here, at declaration
-        return Model(name or f.__name__, f, ins, materialized, publish, (f.__doc__ or "").strip(),
-                     keys, tuple(tags), parsed, whole, cols, bool(replace_existing))
+        parsed = parse_all(checks, label)  # bad check specs fail here, at declaration
+        about = (f.__doc__ or "").strip() if description is None else description
+        return Model(label, f, ins, materialized, publish, about, keys, tuple(tags), parsed, whole, cols,
+                     bool(replace_existing), kind="polars" if frame == "polars" else "pandas")
 
     return wrap(fn) if fn is not None else wrap
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The options every kind of model checks the same way."""
+
+    inputs: dict[str, TableRef]
+    primary_key: tuple[str, ...]
+
+
+def declared(label: str, materialized: str, primary_key: str | Iterable[str],
+             inputs: Mapping[str, str | TableRef]) -> Declared:
+    """`inputs` parsed and `primary_key` as a tuple, or a ConfigError naming model `label` and
+    what is wrong: an unknown materialization, a merge without a key, an invalid table name."""
+    if materialized not in MATERIALIZATIONS:
+        raise ConfigError(f"model {label!r}: unknown materialization {materialized!r}",
+                          f"use one of {', '.join(MATERIALIZATIONS)}")
+    ins = {param: ref if isinstance(ref, TableRef) else TableRef.parse(ref) for param, ref in inputs.items()}
+    for param, ref in ins.items():
+        try:
+            check_name("table", ref.name)
+        except ConfigError as exc:
+            raise ConfigError(f"model {label!r}: input {param}={str(ref)!r} is not a valid table name",
+                              exc.hint) from None
+    keys = (primary_key,) if isinstance(primary_key, str) else tuple(primary_key)
+    if materialized == "merge" and not keys:
+        raise ConfigError(f"model {label!r}: materialized='merge' needs a primary key",
+                          "pass primary_key='id_column' (or a list of columns)")
+    return Declared(ins, keys)

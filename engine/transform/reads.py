@@ -29,6 +29,8 @@ class SharedReads:
         self.readers: Counter[str] = Counter()  # table -> models of the run not yet done with it
         self.columns: dict[str, set[str] | None] = {}  # table -> the union its readers want (None: all)
         for model in models:
+            if model.kind != "pandas":  # SQL and polars models scan the lake themselves
+                continue
             for param, ref in model.inputs.items():
                 table = str(ref)
                 self.readers[table] += 1
@@ -55,6 +57,8 @@ class SharedReads:
 
     def done(self, model: Model) -> None:
         """`model` read its inputs (or did not need to): drop the frames nobody else will read."""
+        if model.kind != "pandas":
+            return
         for ref in model.inputs.values():
             table = str(ref)
             self.readers[table] -= 1
