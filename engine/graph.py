@@ -98,16 +98,18 @@ class Graph:
         table of the pipeline, or a cycle."""
         by_name = {m.name: m for m in models}
         raw = set(sources)
+        tables = ", ".join([f"raw.{r}" for r in sorted(raw)] + sorted(by_name)) or "none"
         for m in models:
             for param, ref in m.inputs.items():
+                what = f"table {str(ref)!r}" if param == str(ref) else f"input {param}={str(ref)!r}"  # SQL: by table
                 if ref.zone == "raw" and ref.name not in raw:
-                    raise ConfigError(f"model {m.name!r}: input {param}={str(ref)!r} names no source",
-                                      f"sources are {sorted(raw) or 'none'}")
+                    raise ConfigError(f"model {m.name!r}: {what} names no source",
+                                      f"tables of this pipeline are {tables}")
                 if ref.zone == "models" and ref.name not in by_name:
-                    raise ConfigError(f"model {m.name!r}: input {param}={str(ref)!r} is neither a model "
-                                      "nor a raw table", f"use 'raw.<source>' or one of {sorted(by_name)}")
+                    raise ConfigError(f"model {m.name!r}: {what} is neither a model nor a raw table",
+                                      f"tables of this pipeline are {tables} (raw tables as raw.<source>)")
                 if ref.zone not in ("raw", "models"):
-                    raise ConfigError(f"model {m.name!r}: input {param}={str(ref)!r} is not a raw or model table",
+                    raise ConfigError(f"model {m.name!r}: {what} is not a raw or model table",
                                       "models read raw.<source> tables and other models")
         order: list[str] = []
         state: dict[str, str] = {}

@@ -46,7 +46,8 @@ def test_cycle_is_named() -> None:
 
 
 def test_unknown_inputs_are_named_with_the_choices() -> None:
-    with pytest.raises(HeadwaterError, match=r"input e='raw.evnts' names no source.*\['events'\]"):
+    with pytest.raises(HeadwaterError,
+                       match=r"input e='raw.evnts' names no source.*tables of this pipeline are raw.events, a"):
         Graph.build(["events"], [make("a", e="raw.evnts")])
     with pytest.raises(HeadwaterError, match=r"input x='models.nope' is neither a model nor a raw table"):
         Graph.build([], [make("a", x="nope")])

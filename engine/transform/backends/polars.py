@@ -115,7 +115,8 @@ class PolarsEngine:
 
 def _file_uris(dataset: ds.Dataset) -> list[str] | None:
     """The URIs polars can scan `dataset`'s files at, or None when it cannot scan them alone:
-    partition values kept outside the files, or a filesystem polars does not reach."""
+    partition values kept outside the files (Delta's `col=value/` folders), or a filesystem
+    polars does not reach."""
     if not isinstance(dataset, ds.FileSystemDataset):
         return None
     fs = dataset.filesystem
@@ -128,8 +129,6 @@ def _file_uris(dataset: ds.Dataset) -> list[str] | None:
         prefix = "s3://"
     else:
         return None
-    true = ds.scalar(True)
-    for fragment in dataset.get_fragments():
-        if not fragment.partition_expression.equals(true):
-            return None
+    if any("=" in path.rpartition("/")[0] for path in dataset.files):
+        return None  # a partitioned table: its partition values are in the folder names, not the files
     return [prefix + root + path for path in dataset.files]
