@@ -14,11 +14,13 @@ from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, app, console, frie
 from engine.cli.report import arrow_table, rows_table
 from engine.config import Config
 from engine.errors import ConfigError
+from engine.graph import TableRef
 from engine.lake import Lake
 from engine.lake.storage import arrow_dataset
 from engine.pipeline import load_pipeline
 from engine.runs import manifest
 from engine.runs.reproduce import Node, edges, label, reproduce, upstream
+from engine.runs.runner import Runner
 
 
 @app.command()
@@ -163,8 +165,6 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="a run id (or a uni
                       help="rebuild even if the model's code changed")] = False,
                   lake: LakeOpt = None, backend: BackendOpt = None) -> None:
     """Rebuild a model from the exact lake versions a run read, and compare it with what the run wrote."""
-    from engine.transform.backends import resolve
-
     the_lake = _lake(lake)
     run = manifest.find(the_lake, run_id)
     target = pipeline or run.get("pipeline_file")
@@ -174,11 +174,9 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="a run id (or a uni
     if pipeline is None and run.get("pipeline_hash") and manifest.file_hash(Path(target)) != run["pipeline_hash"]:
         console.print(f"[yellow]note:[/] {target} changed since the run (its model code is checked next)")
     config = guarded(Config.load(p.base_dir, lake=lake, backend=backend))
-    chosen, _ = resolve(config.backend, the_lake.storage_options, config=config)
-    try:
+    with Runner(p, config) as runner:  # what runs the model: its kind's engine under this config
+        chosen = runner.engine_for(p.model(TableRef.parse(table).name))
         done = reproduce(the_lake, p, chosen, run["run_id"], table, out, allow_code_change)
-    finally:
-        getattr(chosen, "close", lambda: None)()
     console.print(f"rebuilt {done.table} (version {done.version} of run {run['run_id']}) from "
                   + ", ".join(f"{k}@v{v}" for k, v in sorted(done.inputs.items()))
                   + f" on {chosen.name}: {done.rows:,} rows -> {done.path}", highlight=False)

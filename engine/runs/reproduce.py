@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 from deltalake import write_deltalake
@@ -18,12 +18,12 @@ from engine.graph import TableRef
 from engine.lake import Lake, as_delta
 from engine.runs import manifest
 from engine.runs.compare import differences
-from engine.transform.build import call, read_input
+from engine.transform.build import BuildPlan, call, read_input, run_on_engine
 from engine.transform.models import Context
 
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
-    from engine.transform.backends import Backend
+    from engine.transform.backends import Backend, Engine
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Reproduced:
         return not self.differences
 
 
-def reproduce(lake: Lake, pipeline: Pipeline, backend: Backend, run_id: str, table: str,
+def reproduce(lake: Lake, pipeline: Pipeline, backend: Backend | Engine, run_id: str, table: str,
               out: str | Path, allow_code_change: bool = False) -> Reproduced:
     """Rebuild model `table` as run `run_id` built it, from the lake versions that run read,
     into a Delta table at `out`; compare it with the version the run wrote."""
@@ -115,11 +115,16 @@ def reproduce(lake: Lake, pipeline: Pipeline, backend: Backend, run_id: str, tab
             f"check out the commit the run recorded ({run.get('git_commit') or 'not in git'}) and rerun, "
             "or pass --allow-code-change to rebuild with today's code")
     inputs = {str(TableRef.parse(ref)): int(v) for ref, v in (meta.get("inputs") or {}).items()}
-    frames: dict[str, Any] = {param: read_input(model, param, lake, backend, inputs[str(ref)])
-                              for param, ref in model.inputs.items()}
-    if model.wants_ctx:
-        frames["ctx"] = Context(model.name, run["run_id"], backend.name, backend.xp)
-    result = as_delta(call(model, frames, backend))
+    if model.kind == "pandas":
+        frontend = cast("Backend", backend)
+        frames: dict[str, Any] = {param: read_input(model, param, lake, frontend, inputs[str(ref)])
+                                  for param, ref in model.inputs.items()}
+        if model.wants_ctx:
+            frames["ctx"] = Context(model.name, run["run_id"], frontend.name, frontend.xp)
+        result = as_delta(call(model, frames, frontend))
+    else:  # a SQL or polars model, on its engine
+        result = as_delta(run_on_engine(model, lake, cast("Engine", backend), inputs, run["run_id"],
+                                        BuildPlan(False, "reproduce")))
     path = str(Path(out) / name) if "://" not in str(out) else f"{str(out).rstrip('/')}/{name}"
     write_deltalake(path, result, mode="overwrite", schema_mode="overwrite",
                     storage_options=lake.storage_options)
