@@ -1,7 +1,8 @@
 """The photo popularity pipeline: app database, event logs and classifier output in; a daily
 training set out, whose uploader features are joined point in time from `user_activity_daily`
 (nothing a photo's uploader did on or after its upload day), and `user_features_latest`, each
-user's newest features for online lookup.
+user's newest features for online lookup. Beside the pandas-API models, `uploader_stats` is a
+SQL model (`sql/uploader_stats.sql`, DuckDB on a CPU) and `daily_engagement` a polars model.
 
 Each run lands only what is new: users by id, photos by `updated_at` merged on `photo_id` (an
 edited photo replaces its row), event logs and classifier outputs file by file.
@@ -12,9 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import sources
-from engine.demo import models
+from engine.demo import models, polars_models
 from engine.pipeline import Pipeline
 from engine.transform.models import model
+
+SQL_MODELS = Path(__file__).parent / "sql"  # the pipeline's .sql models
 
 
 def make_pipeline(data_dir: str | Path) -> Pipeline:
@@ -41,5 +44,7 @@ def make_pipeline(data_dir: str | Path) -> Pipeline:
                       "relationships(photo_id, raw.photos.photo_id)"])(models.photo_features),
         model(inputs={"photo_features": "photo_features"}, tags=["ml"],
               checks=["unique(photo_id)", "warn: row_count(min=1)"])(models.training_set),
-    ])
+        model(inputs={"events": "raw.events"}, frame="polars", tags=["reports"],
+              checks=["unique(day)", "not_null(day)"])(polars_models.daily_engagement),
+    ], models_dir=SQL_MODELS)  # and the SQL models: uploader_stats
 

@@ -389,4 +389,7 @@ def test_pipeline_wires_the_models(tmp_path: Path) -> None:
     assert {param: str(ref) for param, ref in p.model("user_features_latest").inputs.items()} == {
         "users": "raw.users", "user_activity_daily": "models.user_activity_daily"}
     assert p.model("training_set").fn is m.training_set
-    assert all(mod.wants_ctx for mod in p.models)
+    assert all(mod.wants_ctx for mod in p.models if mod.kind == "pandas")
+    assert {mod.name: mod.kind for mod in p.models if mod.kind != "pandas"} == {
+        "daily_engagement": "polars", "uploader_stats": "sql"}
+    assert {str(ref) for ref in p.model("uploader_stats").inputs.values()} == {"raw.photos", "raw.events"}
