@@ -3,7 +3,7 @@
 # installed (bench/RESULTS.md, "On a GPU machine"). Everything it measures lands in $OUT; each
 # part is capped so that the parts before it are never lost to the run's time limit:
 #   1. the card and cuDF's version                                    -> $OUT/gpu.txt
-#   2. the cuDF cases of the test suite (pytest -m gpu)               -> $OUT/tests.log
+#   2. the cuDF and cudf-polars cases of the test suite (pytest -m gpu) -> $OUT/tests.log
 #   3. bench/gpu_check.py: pandas vs cuDF on a 4M-row Delta table    -> $OUT/gpu_check.log
 #   4. ELT-H at SF1 (Parquet): Headwater on cuDF and on pandas, DuckDB, 3 rounds
 #   5. ELT-H at SF10 (Parquet), one round, while the budget lasts -> $OUT/elt_h_gpu_results.json
@@ -32,6 +32,7 @@ step "cuDF test cases"
 timeout 150 python -m pytest -q -p no:cacheprovider -m gpu -rs \
     tests/transform/test_backends.py tests/transform/test_backend_equality.py tests/transform/test_features.py \
     tests/transform/test_augment.py tests/transform/test_checks.py tests/transform/test_dask_read.py \
+    tests/transform/test_sql_engines.py tests/transform/test_polars_models.py \
     tests/bench/test_elt_h.py > "$out/tests.log" 2>&1
 echo "pytest exit $?" | tee -a "$out/session.log"; tail -5 "$out/tests.log"
 

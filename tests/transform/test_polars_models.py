@@ -12,6 +12,7 @@ import pytest
 
 from engine import Config, Pipeline, Runner, model
 from engine.errors import ConfigError
+from engine.transform.backends.kinds import cudf_polars_problem
 from tests.support import sql_models
 
 PLANS: list[str] = []  # what the models saw, for the pushdown test
@@ -124,3 +125,24 @@ def test_sql_on_polars_and_polars_models_read_a_lake_on_s3(
     assert summary.ok, [(s.name, s.error) for s in summary.steps if s.status == "failed"]
     expected = sorted(Counter(u for _, k, u in sql_models.EVENTS if k == "like").items())
     assert rows(runner, "likes_per_user") == rows(runner, "likes") == expected
+
+
+NO_GPU = cudf_polars_problem()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(bool(NO_GPU), reason=f"{NO_GPU} (pip install 'headwater[gpu]' on a GPU machine)")
+def test_polars_models_on_cudf_polars_equal_the_python_answer(tmp_path: Path) -> None:
+    """On the GPU with raise_on_fail: what cudf-polars cannot run fails instead of running on the CPU."""
+    from engine.transform.backends.polars import PolarsEngine
+
+    sql_models.write_inputs(tmp_path)
+    runner = Runner(pipeline(tmp_path, likes, per_country),
+                    Config.load(tmp_path, lake=str(tmp_path / "lake"), backend="cudf"))
+    runner._engines["polars"] = (PolarsEngine(gpu=True, raise_on_fail=True), "test: GPU, raise_on_fail")
+    assert runner.run().ok
+    events, users = sql_models.EVENTS, sql_models.USERS
+    assert rows(runner, "likes") == sorted(Counter(u for _, k, u in events if k == "like").items())
+    country = {u: c for u, c, _ in users}
+    assert rows(runner, "per_country") == sorted(Counter(country[u] for _, _, u in events if u in country).items())
+    assert runner.lake.history("models.likes")[0]["backend"] == "polars-gpu"

@@ -4,14 +4,13 @@ are checked against rows computed in plain Python from the same inputs, so equal
 equal to an independent answer, not only to each other."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from engine import Config, Runner
-from engine.transform.backends.detect import gpu_info
+from engine.transform.backends.kinds import cudf_polars_problem
 from tests.support import sql_models
 
 ENGINES = ["duckdb", "polars"]
@@ -55,15 +54,11 @@ def test_duckdb_and_polars_agree_after_new_rows_land(tmp_path: Path) -> None:
     assert outs["duckdb"] == {n: sql_models.expected(n) for n in sql_models.SQL_MODELS}
 
 
-def _gpu_problem() -> str:
-    if importlib.util.find_spec("cudf_polars") is None:
-        return "cudf-polars is not installed (pip install 'headwater[gpu]' on a GPU machine)"
-    gpu = gpu_info()
-    return "" if gpu.get("count") else f"no usable GPU: {gpu.get('error')}"
+NO_GPU = cudf_polars_problem()
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(bool(_gpu_problem()), reason=_gpu_problem() or "GPU present")
+@pytest.mark.skipif(bool(NO_GPU), reason=f"{NO_GPU} (pip install 'headwater[gpu]' on a GPU machine)")
 def test_every_sql_model_on_cudf_polars_equals_the_cpu_answer(tmp_path: Path) -> None:
     """On the GPU, with raise_on_fail: a query cudf-polars cannot run fails instead of quietly
     running on the CPU."""
