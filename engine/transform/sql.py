@@ -30,7 +30,7 @@ from engine.graph import TableRef, check_name
 from engine.transform.checks import parse_all
 from engine.transform.models import Materialized, Model, declared
 
-LIST_OPTIONS = ("primary_key", "tags", "checks")
+LIST_OPTIONS = ("primary_key", "tags", "checks", "full_inputs")
 FLAG_OPTIONS = ("publish", "replace_existing")
 OPTIONS = ("materialized", "description", *LIST_OPTIONS, *FLAG_OPTIONS)
 _IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -48,13 +48,14 @@ class Reference:
 
 def sql_model(name: str, sql: str, *, materialized: Materialized = "table", primary_key: str | Iterable[str] = (),
               checks: Iterable[Any] = (), tags: Iterable[str] = (), publish: bool = True, description: str = "",
-              replace_existing: bool = False, path: str | None = None) -> Model:
+              replace_existing: bool = False, full_inputs: Iterable[str] = (), path: str | None = None) -> Model:
     """Declare a SQL model: `sql` is one SELECT (a WITH … SELECT included) over the tables it
     names (`raw.<source>`, `models.<name>` or a model's bare name). Options are those of
     `@model`: `materialized` (`table`, `incremental`: the inputs hold only rows landed since
     the last build, `merge`: upserted on `primary_key`), `checks`, `tags`, `publish`,
-    `description`, `replace_existing`. On a CPU it runs in DuckDB over the lake's files; on a
-    GPU in polars SQL on cudf-polars. Returns a `Model`."""
+    `description`, `replace_existing`, and `full_inputs`: tables an incremental model always
+    reads whole (a dimension it joins the new rows to). On a CPU it runs in DuckDB over the
+    lake's files; on a GPU in polars SQL on cudf-polars. Returns a `Model`."""
     check_name("model", name)
     where = f"SQL model {name!r}" + (f" ({path})" if path else "")
     if not isinstance(sql, str) or not sql.strip():
@@ -62,8 +63,12 @@ def sql_model(name: str, sql: str, *, materialized: Materialized = "table", prim
     refs = references(sql, where)
     inputs = {str(r.table): r.table for r in refs}
     options = declared(name, materialized, primary_key, inputs)
+    whole = tuple(str(TableRef.parse(t)) for t in full_inputs)
+    stray = [t for t in whole if t not in inputs]
+    if stray:
+        raise ConfigError(f"{where}: full_inputs {stray} are not tables it reads", f"it reads {sorted(inputs)}")
     return Model(name, None, options.inputs, materialized, publish, description.strip(), options.primary_key,
-                 tuple(tags), parse_all(checks, name), (), {}, bool(replace_existing), kind="sql",
+                 tuple(tags), parse_all(checks, name), whole, {}, bool(replace_existing), kind="sql",
                  sql=sql, path=path)
 
 

@@ -151,6 +151,25 @@ def test_incremental_and_merge_sql_models_end_where_a_full_rebuild_does(tmp_path
     assert rows(runner, "last_seen") == sorted(last.items())
 
 
+@pytest.mark.parametrize("engine", ["duckdb", "polars"])
+def test_an_incremental_sql_model_reads_its_full_inputs_whole(tmp_path: Path, engine: str) -> None:
+    sql_models.write_inputs(tmp_path, days=1)
+    base = sql_models.pipeline(tmp_path, ["likes_per_user"])
+    enriched = sql_model("enriched", """
+        select e.event_id, u.country from raw.events e left join raw.users u on u.id = e.user_id""",
+                         materialized="incremental", full_inputs=["raw.users"])
+    runner = runner_for(tmp_path, Pipeline("p", sources=base.sources, models=[enriched], models_dir=None),
+                        sql_engine=engine)
+    assert runner.run().ok
+    sql_models.write_inputs(tmp_path, days=2)
+    step = next(s for s in runner.run().steps if s.name == "enriched")
+    assert "incremental" in step.detail and f"appended {len(sql_models.DAY2)}" in step.detail
+    country = {u: c for u, c, _ in sql_models.USERS}
+    assert rows(runner, "enriched") == sorted((e, country.get(u)) for e, _, u in sql_models.EVENTS)
+    with pytest.raises(ConfigError, match=r"full_inputs \['raw.nope'\] are not tables it reads"):
+        sql_model("x", "select * from raw.events", full_inputs=["raw.nope"])
+
+
 def test_checks_run_on_sql_models_and_a_failure_commits_nothing(tmp_path: Path) -> None:
     sql_models.write_inputs(tmp_path)
     p = sql_models.pipeline(tmp_path)
