@@ -41,6 +41,7 @@ class Model:
     kind: Kind = "pandas"
     sql: str = ""  # a SQL model's query
     path: str | None = None  # a SQL model's file, when it came from one
+    column_descriptions: dict[str, str] = field(default_factory=dict)  # output column -> what it holds
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.fn is None:
@@ -87,7 +88,8 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
           name: str | None = None, materialized: Materialized = "table", publish: bool = True,
           primary_key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = (),
           full_inputs: Iterable[str] = (), columns: Mapping[str, Iterable[str]] | None = None,
-          replace_existing: bool = False, frame: str = "pandas", description: str | None = None) -> Any:
+          replace_existing: bool = False, frame: str = "pandas", description: str | None = None,
+          column_descriptions: Mapping[str, str] | None = None) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table
@@ -102,8 +104,9 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
     digits and `_`. Publishing refuses to replace a warehouse table that Headwater did not
     create unless `replace_existing` is True. `frame="polars"` makes it a polars model: its
     inputs are `polars.LazyFrame`s (columns pruned and filters pushed into the lake scan) and
-    it returns a LazyFrame or DataFrame. `description` (default: the docstring) is shown by
-    `headwater ls`. Returns a `Model`.
+    it returns a LazyFrame or DataFrame. `description` (default: the docstring) and
+    `column_descriptions` ({output column: text}) are shown by `headwater ls` and stored with the
+    model's lake table and warehouse table. Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
         label = name or f.__name__
@@ -134,7 +137,8 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
         parsed = parse_all(checks, label)  # bad check specs fail here, at declaration
         about = (f.__doc__ or "").strip() if description is None else description
         return Model(label, f, ins, materialized, publish, about, keys, tuple(tags), parsed, whole, cols,
-                     bool(replace_existing), kind="polars" if frame == "polars" else "pandas")
+                     bool(replace_existing), kind="polars" if frame == "polars" else "pandas",
+                     column_descriptions=dict(column_descriptions or {}))
 
     return wrap(fn) if fn is not None else wrap
 

@@ -14,7 +14,10 @@ A `.sql` file may start with a header of `-- key: value` comment lines (the same
     -- checks:
     --   - unique(user_id)
     --   - not_null(user_id)
+    -- column user_id: the uploader
     select user_id, count(*) as likes from raw.events group by user_id
+
+`-- column <name>: text` lines describe output columns (`column_descriptions`).
 """
 from __future__ import annotations
 
@@ -48,14 +51,16 @@ class Reference:
 
 def sql_model(name: str, sql: str, *, materialized: Materialized = "table", primary_key: str | Iterable[str] = (),
               checks: Iterable[Any] = (), tags: Iterable[str] = (), publish: bool = True, description: str = "",
-              replace_existing: bool = False, full_inputs: Iterable[str] = (), path: str | None = None) -> Model:
+              replace_existing: bool = False, full_inputs: Iterable[str] = (), path: str | None = None,
+              column_descriptions: dict[str, str] | None = None) -> Model:
     """Declare a SQL model: `sql` is one SELECT (a WITH … SELECT included) over the tables it
     names (`raw.<source>`, `models.<name>` or a model's bare name). Options are those of
     `@model`: `materialized` (`table`, `incremental`: the inputs hold only rows landed since
     the last build, `merge`: upserted on `primary_key`), `checks`, `tags`, `publish`,
-    `description`, `replace_existing`, and `full_inputs`: tables an incremental model always
-    reads whole (a dimension it joins the new rows to). On a CPU it runs in DuckDB over the
-    lake's files; on a GPU in polars SQL on cudf-polars. Returns a `Model`."""
+    `description`, `column_descriptions` ({output column: text}), `replace_existing`, and
+    `full_inputs`: tables an incremental model always reads whole (a dimension it joins the new
+    rows to). On a CPU it runs in DuckDB over the lake's files; on a GPU in polars SQL on
+    cudf-polars. Returns a `Model`."""
     check_name("model", name)
     where = f"SQL model {name!r}" + (f" ({path})" if path else "")
     if not isinstance(sql, str) or not sql.strip():
@@ -69,7 +74,7 @@ def sql_model(name: str, sql: str, *, materialized: Materialized = "table", prim
         raise ConfigError(f"{where}: full_inputs {stray} are not tables it reads", f"it reads {sorted(inputs)}")
     return Model(name, None, options.inputs, materialized, publish, description.strip(), options.primary_key,
                  tuple(tags), parse_all(checks, name), whole, {}, bool(replace_existing), kind="sql",
-                 sql=sql, path=path)
+                 sql=sql, path=path, column_descriptions=dict(column_descriptions or {}))
 
 
 def references(sql: str, where: str = "SQL") -> list[Reference]:
@@ -180,6 +185,11 @@ def header(text: str, where: str) -> dict[str, Any]:
         body = stripped[2:].strip()
         if body.startswith("- ") and listing is not None:
             options[listing].append(body[2:].strip())
+            continue
+        column = re.fullmatch(r"column\s+(\w+)\s*:\s*(.*)", body)
+        if column is not None:  # `-- column user_id: the uploader`
+            options.setdefault("column_descriptions", {})[column.group(1)] = column.group(2).strip()
+            listing = None
             continue
         match = re.fullmatch(r"([a-z_]+)\s*:\s*(.*)", body)
         if match is None:
