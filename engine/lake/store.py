@@ -28,6 +28,7 @@ from deltalake.transaction import Transaction
 from engine.errors import ConcurrentRunError, ConfigError
 from engine.lake import guard
 from engine.lake import write as lake_write
+from engine.lake.describe import Description, described_table, settle
 from engine.lake.faults import reached
 from engine.lake.guard import META_PREFIX, Based
 from engine.lake.merge import merge_load
@@ -228,7 +229,7 @@ class Lake:
              state: dict[str, Any], mode: WriteMode = "append", origin: str = "",
              primary_key: list[str] | None = None, schema: pa.Schema | None = None,
              meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None,
-             based_on: Based | None = None) -> Commit:
+             based_on: Based | None = None, describe: Description | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
         `mode` is "append", "replace" or "merge" (upsert on the columns `primary_key`, the last row
@@ -239,7 +240,8 @@ class Lake:
         rows empties it. `schema` is the planned schema (engine/load/schema.py); without it the
         first batch's schema is used. `meta` goes into the commit's metadata too. With
         `based_on`, the commit is written on that version of the table and fails with
-        ConcurrentRunError, committing nothing, if another run committed to it since.
+        ConcurrentRunError, committing nothing, if another run committed to it since. `describe`
+        (a model's description and column comments) is set on the table once it is committed.
         """
         it = iter(batches)
         first = next((b for b in it if b.num_rows), None)
@@ -286,36 +288,43 @@ class Lake:
                 raise failure[0] from None
             raise
         reached("after_commit")
+        settle(self.uri(name), self.storage_options, describe)
         if mode == "merge":
             return Commit(self.qualify(name), merged.version, merged.rows, merged.inserted, merged.updated)
         return Commit(self.qualify(name), version, counted[0])
 
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],
-              based_on: Based | None = None) -> Commit:
+              based_on: Based | None = None, describe: Description | None = None) -> Commit:
         """Replace the contents of `name` with `table` in one commit carrying `meta` (guarded by
-        `based_on` as in `land`)."""
-        table = as_delta(table)
-        version = self._commit(name, table, "replace", {"run_id": run_id, **meta}, based_on)
+        `based_on` as in `land`) and `describe`'s column comments (its description too, for a new
+        table; see engine/lake/describe.py)."""
+        table = described_table(as_delta(table), describe)
+        version = self._commit(name, table, "replace", {"run_id": run_id, **meta}, based_on,
+                               describe.table if describe is not None else None)
+        settle(self.uri(name), self.storage_options, describe)
         return Commit(self.qualify(name), version, table.num_rows)
 
     def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],
-                     based_on: Based | None = None) -> Commit:
+                     based_on: Based | None = None, describe: Description | None = None) -> Commit:
         """Append `table` to `name` in one commit carrying `meta` (guarded by `based_on` as in
-        `land`)."""
+        `land`); then `describe` is set as in `land`."""
         version = self._commit(name, table, "append", {"run_id": run_id, **meta}, based_on)
+        settle(self.uri(name), self.storage_options, describe)
         return Commit(self.qualify(name), version, table.num_rows)
 
     def _commit(self, name: str, table: pa.Table, mode: WriteMode, meta: dict[str, Any],
-                based_on: Based | None) -> int:
+                based_on: Based | None, description: str | None = None) -> int:
         with self._guarded(name, based_on):
             snapshot = self._snapshot(name, based_on)
-            return self._write(name, table.to_batches(), table.schema, mode, meta, based_on, snapshot)
+            return self._write(name, table.to_batches(), table.schema, mode, meta, based_on, snapshot, description)
 
     def _write(self, name: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, mode: WriteMode,
-               meta: dict[str, Any], based_on: Based | None, table: DeltaTable | None) -> int:
+               meta: dict[str, Any], based_on: Based | None, table: DeltaTable | None,
+               description: str | None = None) -> int:
         """Append to or replace `name` (`table`: its snapshot to write on, None for a new table)
-        with `batches` of `schema` in one commit carrying `meta`: in parallel
-        (engine/lake/write.py) where `fast_path` allows, else by delta-rs' writer."""
+        with `batches` of `schema` in one commit carrying `meta` (and, for a new table,
+        `description`): in parallel (engine/lake/write.py) where `fast_path` allows, else by
+        delta-rs' writer."""
         uri = self.uri(name)
         txn = self._txn(name, based_on)
         with storage_errors(f"cannot write the lake table at {uri}"):
@@ -325,7 +334,8 @@ class Lake:
                 # delta-rs' operationMetrics count rows only for its own writer: say it here
                 props = _props({**meta, "rows_added": rows}, txn)
                 version = lake_write.commit(uri, table, actions, mode, schema, props, self.storage_options,
-                                            create="error" if based_on is not None else "append")
+                                            create="error" if based_on is not None else "append",
+                                            description=description)
                 log.debug("%s: committed version %d (%s, %d files by the parallel writer)", name, version,
                           mode, len(actions))
                 return version
@@ -334,6 +344,7 @@ class Lake:
             write_deltalake(table if table is not None else uri, data,
                             mode="error" if creating else delta_mode(mode),
                             schema_mode=None if creating else "overwrite" if mode == "replace" else "merge",
+                            description=description if table is None else None,
                             storage_options=self.storage_options, commit_properties=_props(meta, txn))
             version = DeltaTable(uri, storage_options=self.storage_options).version()
             log.debug("%s: committed version %d (%s, by delta-rs' writer)", name, version, mode)

@@ -250,13 +250,14 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
 def commit(uri: str, table: DeltaTable | None, actions: Sequence[AddAction | RemoveAction], mode: WriteMode,
            schema: pa.Schema,
            properties: CommitProperties, storage_options: dict[str, str] | None = None,
-           create: Literal["append", "error"] = "append") -> int:
+           create: Literal["append", "error"] = "append", description: str | None = None) -> int:
     """Commit `actions` (new files, and files a merge removes) to the table at `uri` (`table`: the
-    snapshot to commit on; created when None, `create="error"` refusing a table made meanwhile);
-    the new version."""
+    snapshot to commit on; created when None, with `description`, `create="error"` refusing a
+    table made meanwhile); the new version."""
     if table is None:
         create_table_with_add_actions(uri, Schema.from_arrow(schema), [a for a in actions if isinstance(a, AddAction)],
-                                      mode=create, storage_options=storage_options, commit_properties=properties)
+                                      mode=create, description=description or None,
+                                      storage_options=storage_options, commit_properties=properties)
     else:
         table.create_write_transaction(list(actions), delta_mode(mode), schema, commit_properties=properties)
     return DeltaTable(uri, storage_options=storage_options).version()

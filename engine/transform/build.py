@@ -27,6 +27,7 @@ from engine.errors import (
 from engine.graph import TableRef
 from engine.lake import Based, Lake, as_delta
 from engine.lake.changes import changes
+from engine.lake.describe import Description
 from engine.lake.merge import last_per_key
 from engine.transform import checks
 from engine.transform.models import Context, Model
@@ -132,27 +133,30 @@ def build(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[st
         return Built(0, None, how.reason, checked, failed=failed)
     meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
             "materialized": model.materialized, "incremental": how.incremental}
+    about = Description(model.description, model.column_descriptions)  # goes onto the lake table
     lake.check_unchanged(table, based_on)  # early: the commit below is guarded as well
     if model.materialized == "merge":
         _check_key(model, result)
         if not how.incremental:  # one row per key, the last, as a merge keeps
             result = result.filter(last_per_key(result.select(list(model.primary_key)), list(model.primary_key)))
     if not how.incremental:
-        commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows}, based_on=based_on)
+        commit = lake.write(table, result, run_id=run_id, meta={**meta, "rows": result.num_rows}, based_on=based_on,
+                            describe=about)
         return Built(commit.rows, commit.version, _with(_detail(backend, how), results), checked)
     if result.num_rows == 0:  # nothing new: record the input versions read, commit no rows
         commit = lake.write_append(table, as_delta(result.slice(0, 0)).cast(_schema(lake, table, result)),
-                                   run_id=run_id, meta={**meta, "rows": _count(lake, table)}, based_on=based_on)
+                                   run_id=run_id, meta={**meta, "rows": _count(lake, table)}, based_on=based_on,
+                                   describe=about)
         return Built(0, commit.version, _with(_detail(backend, how) + ", no new rows", results), checked)
     if model.materialized == "merge":
         result = as_delta(result).cast(_schema(lake, table, result))
         commit = lake.land(table, result.to_batches(), run_id=run_id, state={}, mode="merge",
                            primary_key=list(model.primary_key), meta=meta, origin=f"model {model.name!r}",
-                           based_on=based_on)
+                           based_on=based_on, describe=about)
         detail = f"{_detail(backend, how)}, merged: {commit.inserted:,} new, {commit.updated:,} updated"
     else:
         commit = lake.write_append(table, as_delta(result).cast(_schema(lake, table, result)), run_id=run_id,
-                                   meta=meta, based_on=based_on)
+                                   meta=meta, based_on=based_on, describe=about)
         detail = _detail(backend, how) + f", appended {commit.rows:,}"
     return Built(commit.rows, commit.version, _with(detail, results), checked)
 
