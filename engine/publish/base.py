@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from engine.errors import ConcurrentRunError, ConfigError, WarehouseError
 from engine.lake import Based, WriteMode
+from engine.publish.comments import Comments, from_schema
 from engine.publish.types import Rows
 
 log = logging.getLogger("headwater.publish")
@@ -124,6 +125,8 @@ class Warehouse:
 
         Append and merge create the table if it doesn't exist. A table `name` that Headwater did
         not publish (no bookkeeping row) is refused, whatever the mode, unless `replace_existing`.
+        The description and column comments in the rows' schema become the table's comments
+        where the dialect has them (engine/publish/comments.py).
         With `based_on` (the lake version the caller found published, None for none), the publish
         takes the table's publish lock and fails with ConcurrentRunError, changing nothing, when
         another run published it since: an append or merge of the same rows twice is refused.
@@ -132,6 +135,7 @@ class Warehouse:
         bookkeeping table `_headwater_published`. Readers see the table before or after, never between."""
         check_name(name)
         keys = (primary_key,) if isinstance(primary_key, str) else tuple(primary_key)
+        about = from_schema(table.schema) if isinstance(table, (pa.Table, pa.RecordBatchReader)) else None
         rows = Rows(table)
         check_rows(name, rows.schema, mode, keys)
         with self._errors(f"publishing {name!r}", "the previous table is unchanged; "), \
@@ -158,6 +162,8 @@ class Warehouse:
                 self._load(conn, name, rows, create=not exists)
             else:
                 self._merge(conn, name, rows, keys, exists)
+            if about is not None:
+                self._comment(conn, name, about)
             total = rows.count if mode == "replace" else self._count(conn, name)
             published.create(conn, checkfirst=True)
             conn.execute(published.delete().where(published.c.name == name))
@@ -179,6 +185,9 @@ class Warehouse:
             return None
         version = conn.execute(sa.select(published.c.lake_version).where(published.c.name == name)).scalar()
         return None if version is None else int(version)
+
+    def _comment(self, conn: sa.Connection, name: str, about: Comments) -> None:
+        """Set table `name`'s comment and its columns' (dialects without comments keep none)."""
 
     def _lock(self, conn: sa.Connection, name: str) -> None:
         """Hold, until the transaction ends, the lock that serialises publishes of table `name`

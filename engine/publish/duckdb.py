@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from engine.errors import ConfigError
 from engine.publish.base import Warehouse, driver_connection
+from engine.publish.comments import Comments, comment_on
 from engine.publish.types import Rows
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ class DuckDBWarehouse(Warehouse):
                 conn.exec_driver_sql(f"CREATE TABLE {self._quote(target)} AS SELECT * FROM {source}")
             else:
                 conn.exec_driver_sql(f"INSERT INTO {self._quote(target)} BY NAME SELECT * FROM {source}")
+
+    def _comment(self, conn: sa.Connection, name: str, about: Comments) -> None:
+        comment_on(conn, self.engine.dialect.identifier_preparer.quote, name, about)
 
     def _has_table(self, conn: sa.Connection, name: str) -> bool:
         # duckdb-engine's has_table also finds the catalog's own views (`tables`, `views`,

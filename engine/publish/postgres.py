@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from engine.errors import WarehouseError
 from engine.publish.base import driver_connection, log
+from engine.publish.comments import Comments, comment_on
 from engine.publish.generic import GenericWarehouse
 from engine.publish.types import Rows, hex_text, is_binary, is_nested, json_text, sql_columns
 
@@ -43,6 +44,9 @@ class PostgresWarehouse(GenericWarehouse):
         # a transaction-scoped advisory lock per table name: a second publish of the table waits
         # for the first to commit, then finds what it published
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"headwater:{name}"})
+
+    def _comment(self, conn: sa.Connection, name: str, about: Comments) -> None:
+        comment_on(conn, self.engine.dialect.identifier_preparer.quote, name, about)
 
     def _load(self, conn: sa.Connection, target: str, rows: Rows, *, create: bool) -> None:
         if create:
