@@ -5,13 +5,15 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from engine.errors import ConfigError
 from engine.publish.base import BOOKKEEPING, MODES, Warehouse
 from engine.redact import remember_settings
 
-__all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect"]
+__all__ = ["BOOKKEEPING", "MODES", "Warehouse", "connect", "published_versions"]
 
 
 def connect(url: str) -> Warehouse:
@@ -39,3 +41,18 @@ def connect(url: str) -> Warehouse:
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
         raise ConfigError(f"no driver for warehouse URL {parsed.render_as_string(hide_password=True)}: {exc}",
                           "install the driver (PostgreSQL: pip install 'headwater[postgres]')") from exc
+
+
+def published_versions(url: str) -> dict[str, int]:
+    """{table: lake version} of what Headwater published to the warehouse at `url` and is still
+    there, read without writing anything (a DuckDB file that does not exist is not created)."""
+    parsed = sa.make_url(url) if "://" in url else None
+    if parsed is not None and parsed.get_backend_name() == "duckdb":
+        database = parsed.database or ":memory:"
+        if database != ":memory:" and not database.startswith("md:") and not Path(database).exists():
+            return {}
+    wh = connect(url)
+    try:
+        return wh.published_versions()
+    finally:
+        wh.dispose()

@@ -180,6 +180,30 @@ class Warehouse:
         with self._errors(f"reading what was published to {name!r}"), self.engine.connect() as conn:
             return self._published(conn, name)
 
+    def published_versions(self) -> dict[str, int]:
+        """{table: lake version published} of every table Headwater published that is still
+        there, read without changing anything."""
+        with self._errors("reading what was published"), self.engine.connect() as conn:
+            if not self._has_table(conn, BOOKKEEPING):
+                return {}
+            rows = conn.execute(sa.select(published.c.name, published.c.lake_version)).all()
+            return {str(n): int(v) for n, v in rows if self._has_table(conn, str(n))}
+
+    def drop(self, name: str) -> bool:
+        """Drop table `name` and forget it was published, in one transaction; False when there
+        was no such table. A table Headwater did not publish is refused (WarehouseError)."""
+        check_name(name)
+        with self._errors(f"dropping {name!r}"), self._transaction() as conn:
+            exists = self._has_table(conn, name)
+            if exists and not self._ours(conn, name):
+                raise WarehouseError(f"warehouse table {name!r} on {self.where} was not published by Headwater; "
+                                     "it was left as it is", "drop it with the database's own tools if you mean to")
+            if exists:
+                conn.exec_driver_sql(f"DROP TABLE {self.engine.dialect.identifier_preparer.quote(name)}")
+            if self._has_table(conn, BOOKKEEPING):
+                conn.execute(published.delete().where(published.c.name == name))
+        return exists
+
     def _published(self, conn: sa.Connection, name: str) -> int | None:
         if not self._has_table(conn, BOOKKEEPING) or not self._has_table(conn, name):
             return None

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool, StaticPool
 
 from engine.errors import ConfigError
-from engine.publish.base import Warehouse, driver_connection
+from engine.publish.base import BOOKKEEPING, Warehouse, driver_connection
 from engine.publish.comments import Comments, comment_on
 from engine.publish.types import Rows
 
@@ -57,6 +57,23 @@ class DuckDBWarehouse(Warehouse):
                 conn.exec_driver_sql(f"CREATE TABLE {self._quote(target)} AS SELECT * FROM {source}")
             else:
                 conn.exec_driver_sql(f"INSERT INTO {self._quote(target)} BY NAME SELECT * FROM {source}")
+
+    def published_versions(self) -> dict[str, int]:
+        """As `Warehouse.published_versions`, from the file opened read-only (a file that is not
+        there has published nothing, and is not created)."""
+        if self.path is None:
+            return super().published_versions()
+        if not self.path.exists():
+            return {}
+        with self._errors("reading what was published"), self._reader() as con:
+            tables = {str(r[0]).lower() for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+                "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = ? AND schema_name = 'main'",
+                [ATTACHED, ATTACHED]).fetchall()}
+            if BOOKKEEPING not in tables:
+                return {}
+            rows = con.execute(f'SELECT name, lake_version FROM {ATTACHED}.main."{BOOKKEEPING}"').fetchall()
+        return {str(n): int(v) for n, v in rows if str(n).lower() in tables}
 
     def _comment(self, conn: sa.Connection, name: str, about: Comments) -> None:
         comment_on(conn, self.engine.dialect.identifier_preparer.quote, name, about)
