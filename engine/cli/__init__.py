@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 # isort: off  (the order commands are listed in `headwater --help`)
 from engine.cli import (
     lake,  # noqa: F401
+    project,  # noqa: F401
     run,  # noqa: F401 - each module registers its commands on `app`
 )
 from engine.cli.app import app
