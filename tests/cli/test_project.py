@@ -84,6 +84,14 @@ def test_init_writes_a_pipeline_that_runs_as_is(starter: Path) -> None:
     assert "6 check(s) of 2 model(s)" in invoke("test", str(starter / "pipeline.py"))
 
 
+def test_the_starter_gives_the_same_rows_on_dask(starter: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADWATER_BACKEND", "dask")
+    assert "models on dask" in invoke("run", str(starter / "pipeline.py"))
+    by_customer, _ = expected(starter)
+    got = warehouse(starter, "select customer_id, country, revenue, orders from customer_revenue order by customer_id")
+    pd.testing.assert_frame_equal(got, by_customer, check_dtype=False)
+
+
 def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "pipeline.py").write_text("# mine\n")
     (tmp_path / ".gitignore").write_text("*.pyc\n")
