@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from rich.text import Text
 
 from engine.cli.app import Failed, LakeOpt, WarehouseOpt, app, console, friendly, guarded
 from engine.config import Config
-from engine.errors import ConfigError, HeadwaterError, one_line
+from engine.errors import CheckError, ConfigError, HeadwaterError, one_line
 from engine.graph import TableRef
 from engine.lake import Lake
 from engine.lake import admin as lake_admin
@@ -44,8 +45,10 @@ STYLE = {"land": "green", "build": "green", "publish": "green", "unchanged": "di
 @friendly
 def init(directory: Annotated[Path, typer.Argument(help="the folder to write it in (made if missing)")] = Path(".")
          ) -> None:
-    """Write a starter pipeline that runs as is: a CSV and a SQLite source, a pandas and a SQL
-    model with checks and descriptions, headwater.toml and a .gitignore. Never overwrites a file."""
+    """Write a starter pipeline that runs as is; never overwrites a file.
+
+    A CSV and a SQLite source, a pandas and a SQL model with checks and descriptions,
+    headwater.toml and a .gitignore."""
     directory = directory.resolve()
     name = re.sub(r"\W+", "_", directory.name).strip("_").lower() or "starter"
     targets = [*FILES, "data/shop.sqlite"]
@@ -83,22 +86,29 @@ def ls_cmd(pipeline: PipelineArg, select: SelectOpt = None, exclude: ExcludeOpt 
         sources.add_row(Text(f"raw.{name}"), _kind(source), str(getattr(source, "write", "") or ""),
                         Text(_reads(source)))
     models = Table(title=f"models of {p.name}", title_justify="left")
-    for col in ("model", "kind", "materialized", "inputs", "description"):
-        models.add_column(col, overflow="fold", no_wrap=col in ("kind",))
+    models.add_column("model", overflow="fold", min_width=_widest(chosen.models))
+    models.add_column("kind", no_wrap=True)
+    models.add_column("materialized", overflow="fold")
+    models.add_column("inputs", overflow="fold")
+    described: list[Text] = []  # descriptions go below the table: they need its whole width
     for name in chosen.models:
         m = p.model(name)
         inputs = ", ".join(str(r) if r.zone == "raw" else r.name for r in p.graph.inputs(TableRef.model(name)))
         how = m.materialized + (f" on {', '.join(m.primary_key)}" if m.materialized == "merge" else "")
         how += "" if m.publish else ", not published"
-        about = Text(m.description or "")
-        for column, text in m.column_descriptions.items():
-            about.append(("\n" if about else "") + f"{column}: ", style="bold").append(text)
         label = Text(name) + (Text(f" [{', '.join(m.tags)}]", style="dim") if m.tags else Text())
-        models.add_row(label, m.kind, how, Text(inputs), about)
+        models.add_row(label, m.kind, how, Text(inputs))
+        if m.description or m.column_descriptions:
+            about = Text(name, style="bold").append(f": {m.description}" if m.description else "", style="")
+            for column, text in m.column_descriptions.items():
+                about.append(f"\n    {column}: ", style="dim").append(text)
+            described.append(about)
     if chosen.sources:
         console.print(sources)
     if chosen.models:
         console.print(models)
+    for about in described:
+        console.print(about, highlight=False)
     console.print(f"[dim]{len(chosen.sources)} source(s), {len(chosen.models)} model(s)[/]")
 
 
@@ -148,8 +158,9 @@ def show_plan(pipeline: Pipeline, config: Config, *, select: list[str] | None = 
     previews = dry_run(steps, pipeline, Lake(config.lake, config.storage_options),
                        lambda: published_versions(config.warehouse), full_refresh)
     table = Table(title=f"plan for {pipeline.name} (nothing is written)", title_justify="left")
+    widths = {"table": _widest(v.step.table for v in previews)}
     for col in ("step", "table", "would", "why"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("step", "would"))
+        table.add_column(col, overflow="fold", no_wrap=col in ("step", "would"), min_width=widths.get(col))
     for preview in previews:
         why = Text(one_line(preview.why))
         if preview.reads and preview.step.kind == "load" and _kind(pipeline.source(preview.step.name)) == "files":
@@ -174,38 +185,52 @@ def show_plan(pipeline: Pipeline, config: Config, *, select: list[str] | None = 
 @friendly
 def test_cmd(pipeline: PipelineArg, select: SelectOpt = None, exclude: ExcludeOpt = None,
              lake: LakeOpt = None) -> None:
-    """Run every model's checks on its current lake table, building nothing; exit 1 if an
-    error check fails (or a model with checks has not been built)."""
+    """Run every model's checks on its current lake table, building nothing.
+
+    The exit status is 1 if an error check fails, or a model with checks has not been built."""
     p = load_pipeline(pipeline)
     config = guarded(Config.load(p.base_dir, lake=lake))
     the_lake = Lake(config.lake, config.storage_options)
     chosen = [p.model(m) for m in selection.select(p.graph, select, exclude).models]
     table = Table(title=f"checks of {p.name} on the lake's current tables", title_justify="left")
-    for col in ("model", "version", "check", "severity", "result", "failing rows", "detail"):
-        table.add_column(col, overflow="fold", justify="right" if col in ("version", "failing rows") else "left",
-                         no_wrap=col in ("severity", "result"))
+    table.add_column("model", overflow="fold", min_width=_widest(f"{m.name} v00" for m in chosen if m.checks))
+    table.add_column("check", overflow="fold", min_width=_widest(c.name for m in chosen for c in m.checks))
+    table.add_column("result", no_wrap=True)
+    notes: list[Text] = []  # the detail of each check that did not pass, below the table
     problems: list[str] = []
     for model in (m for m in chosen if m.checks):
         name = str(TableRef.model(model.name))
         version = the_lake.version(name)
         if version is None:
-            table.add_row(Text(model.name), "", "", "", "[bold red]not built[/]", "", "run `headwater run` first")
-            problems.append(f"{model.name} has not been built")
+            table.add_row(Text(model.name), "", "[bold red]not built[/]")
+            problems.append(f"model {model.name!r} has not been built")
             continue
         results = run_checks(model.checks, the_lake.read(name, version),
                              resolve=lambda ref: the_lake.dataset(str(TableRef.parse(ref))))
         for r in results:
-            table.add_row(Text(model.name), str(version), Text(r.name), r.severity,
-                          f"[{STYLE.get(r.status, '')}]{r.status}[/]", f"{r.failing_rows:,}", Text(one_line(r.detail)))
+            rows = f" {r.failing_rows:,} rows" if r.failing_rows else ""
+            table.add_row(Text(model.name).append(f" v{version}", style="dim"), Text(r.name),
+                          f"[{STYLE.get(r.status, '')}]{r.status}[/]{rows}")
+            if r.status != "pass":
+                notes.append(Text(f"{r.status} ", style=STYLE.get(r.status, "")).append(
+                    f"{model.name} {r.name}: {one_line(r.detail)}", style=""))
         failed = failure_error(model.name, results)
         if failed is not None:
-            problems.append(str(failed))
+            problems.append(failed.message)
     console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
     checked = sum(len(m.checks) for m in chosen)
     console.print(f"[dim]{checked} check(s) of {sum(1 for m in chosen if m.checks)} model(s); "
                   f"{sum(1 for m in chosen if not m.checks)} model(s) have none[/]")
     if problems:
-        raise Failed("; ".join(problems), [])
+        raise CheckError("; ".join(problems), "build what is not built with `headwater run`; fix a failing model "
+                         "or its data, or prefix the check with 'warn: ' to only report it")
+
+
+def _widest(texts: Iterable[str], most: int = 28) -> int:
+    """The width of the longest of `texts`, at most `most` (a column that should not fold)."""
+    return min(max((len(t) for t in texts), default=0), most)
 
 
 # -- reset, drop -------------------------------------------------------------------------------
@@ -213,8 +238,10 @@ def test_cmd(pipeline: PipelineArg, select: SelectOpt = None, exclude: ExcludeOp
 @friendly
 def reset(table: Annotated[str, typer.Argument(help="raw.<source> (or the source's name)")],
           yes: YesOpt = False, lake: LakeOpt = None) -> None:
-    """Forget what a source landed, so its files (or rows) land again on the next run: empties
-    raw.<source> and its state in one Delta commit (and its quarantine), so nothing lands twice."""
+    """Forget what a source landed, so its files (or rows) land again on the next run.
+
+    One Delta commit empties raw.<source> and its state together (its quarantine is emptied
+    too), so nothing lands twice; the models that read it rebuild in full."""
     config = guarded(Config.load(Path.cwd(), lake=lake))
     the_lake = Lake(config.lake, config.storage_options)
     pending = lake_admin.pending_reset(the_lake, table)
@@ -233,8 +260,10 @@ def reset(table: Annotated[str, typer.Argument(help="raw.<source> (or the source
 @friendly
 def drop(table: Annotated[str, typer.Argument(help="a lake table: raw.<source>, models.<model> or a bare name")],
          yes: YesOpt = False, lake: LakeOpt = None, warehouse: WarehouseOpt = None) -> None:
-    """Remove a lake table with its history, and the model's warehouse table (raw.<source>
-    takes quarantine.<source> with it, so a source landed again is not quarantined twice)."""
+    """Remove a lake table with its history, and a model's warehouse table.
+
+    raw.<source> takes quarantine.<source> with it, so a source landed again is not
+    quarantined twice. A warehouse table Headwater did not publish is left alone."""
     from engine.publish import connect, published_versions
 
     config = guarded(Config.load(Path.cwd(), lake=lake, warehouse=warehouse))

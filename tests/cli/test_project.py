@@ -134,9 +134,10 @@ def kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_ls_lists_kinds_materializations_the_dag_and_descriptions(kinds: Path) -> None:
     out = invoke("ls", str(kinds))
     assert "raw.events files append" in out and "a.csv" not in out and "events/*.csv" in out
-    assert "per_user [daily] pandas merge on user_id raw.events Events per user. n: events of the user" in out
+    assert "per_user [daily] pandas merge on user_id raw.events" in out
     assert "busy polars table, not published per_user" in out
-    assert "total sql table busy How many busy users." in out
+    assert "total sql table busy" in out
+    assert "per_user: Events per user. n: events of the user total: How many busy users." in out
     assert "1 source(s), 3 model(s)" in out
     picked = invoke("ls", str(kinds), "-s", "busy+")
     assert "per_user [daily]" not in picked and "busy" in picked and "total" in picked and "raw.events" not in picked
@@ -207,9 +208,10 @@ def test_test_runs_checks_on_the_current_tables_without_building(starter: Path, 
                meta={})
     versions = {t: lake.version(t) for t in lake.tables()}
     out = invoke("test", pipeline, code=1)
-    assert "unique(customer_id) error fail 2" in out  # both rows of the repeated key
+    assert "customer_revenue v1 unique(customer_id) fail 2 rows" in out  # both rows of the repeated key
+    assert "fail customer_revenue unique(customer_id): 2 rows share 1 duplicated key(s)" in out
     assert "error: model 'customer_revenue'" in out and "unique(customer_id)" in out.split("error:")[1]
-    assert "country_revenue 0 unique(country) error pass" in out  # not rebuilt from the bad table
+    assert "country_revenue v0 unique(country) pass" in out  # not rebuilt from the bad table
     assert {t: lake.version(t) for t in lake.tables()} == versions
     assert "0 check(s) of 0 model(s)" in invoke("test", pipeline, "-s", "raw.orders")
 
