@@ -204,7 +204,7 @@ class Warehouse:
     def ping(self) -> None:
         """Connect and run a no-op: a wrong URL, a server that is down or refuses the login, or a
         file that is no database fails here, as a one-line WarehouseError."""
-        with self._errors("connecting"), self.engine.connect() as conn:
+        with self._errors("a connection check"), self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1").close()
 
     def dispose(self) -> None:

@@ -37,7 +37,7 @@ def bad_warehouses(shop: Path) -> dict[str, tuple[str, str]]:
     (shop / "a-file").write_text("")
     return {
         "server down": (f"postgresql+psycopg://etl@127.0.0.1:{free_port()}/wh",
-                        "connecting on postgresql warehouse"),
+                        "a connection check on postgresql warehouse"),
         "not a DuckDB file": (f"duckdb:///{shop / 'not-duckdb.duckdb'}", "is not a DuckDB file"),
         "a folder under a file": (f"duckdb:///{shop / 'a-file' / 'wh.duckdb'}", "cannot make the folder"),
         "not a URL": ("warehouse.duckdb", "is not a SQLAlchemy URL"),
