@@ -201,6 +201,12 @@ class Warehouse:
             count = len(self.tables())
         return f"{self.dialect} {version} at {self.where}, {count} tables"
 
+    def ping(self) -> None:
+        """Connect and run a no-op: a wrong URL, a server that is down or refuses the login, or a
+        file that is no database fails here, as a one-line WarehouseError."""
+        with self._errors("a connection check"), self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1").close()
+
     def dispose(self) -> None:
         """Close every pooled connection (and so release a DuckDB file)."""
         self.engine.dispose()

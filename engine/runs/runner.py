@@ -197,11 +197,15 @@ class Runner:
         """Execute the run plan here: the selected sources (default all), then the selected
         models in DAG order, then their publishes. A step whose needs failed is skipped; the
         rest still run. With `fail_fast`, the first failure stops the run (the steps left are
-        listed as skipped). The summary is recorded in the run manifest; the backend is closed."""
+        listed as skipped). A run that publishes first checks the warehouse answers: if not, or
+        if the selection is wrong, nothing runs and `summary.error` says why. The summary is
+        recorded in the run manifest; the backend is closed."""
         summary = RunSummary(run_id or new_run_id(), self.pipeline.name, started_at=datetime.now(timezone.utc),
                              selection={"select": select, "exclude": exclude, "full_refresh": full_refresh})
         try:
             plan = self.plan(select, exclude)
+            if any(step.kind == "publish" for step in plan.steps):
+                self.check_warehouse()  # before anything lands: a wrong URL fails the run now
         except HeadwaterError as exc:
             summary.error = str(exc)
             return summary
@@ -240,6 +244,17 @@ class Runner:
         self.close()
         return summary
 
+    def check_warehouse(self) -> None:
+        """Connect to the warehouse and run a no-op (well under a second), so a wrong warehouse
+        URL, a server that is down or a refused login fails at once, with a one-line error."""
+        from engine.publish import connect
+
+        warehouse = connect(self.config.warehouse)
+        try:
+            warehouse.ping()
+        finally:
+            warehouse.dispose()
+
     def record(self, summary: RunSummary) -> None:
         """Write `summary` to the run manifest (`_headwater.runs`); a run that touched nothing
         is not recorded. A failure to record turns into the run's error."""
@@ -265,7 +280,7 @@ class Runner:
 
     def _connect(self) -> Warehouse:
         """A connection to the warehouse: during a run, the one its publishes share (opened by
-        the first publish, so a bad warehouse URL fails the publish steps, not the run)."""
+        the first publish; `run` has checked the warehouse answers before anything landed)."""
         from engine.publish import connect
 
         if not self._in_run:
