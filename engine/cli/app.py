@@ -53,6 +53,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(os.environ.get("HEADWATER_DEBUG"))
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # a command's own exit status or usage error: typer prints it (or nothing)
         except HeadwaterError as exc:
             if debug:
                 _print_tracebacks(exc)
