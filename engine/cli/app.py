@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from engine.cli.formats import Format
 from engine.config import Config
 from engine.errors import HeadwaterError, exception_line, traceback_text
 from engine.redact import mask
@@ -28,6 +29,9 @@ BackendOpt = Annotated[str | None, typer.Option(
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help=(
     "dask backends: start a 'local' or 'local-cuda' cluster (env HEADWATER_DASK_CLUSTER; "
     "HEADWATER_DASK_ADDRESS connects to a running one)"))]
+FormatOpt = Annotated[Format, typer.Option("--format", help=(
+    "table (for people: cut to the terminal's width) | csv | json | markdown (for scripts: every "
+    "value whole)"))]
 
 
 class Failed(HeadwaterError):
