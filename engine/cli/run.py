@@ -21,7 +21,7 @@ from engine.cli.app import (
     friendly,
     guarded,
 )
-from engine.cli.report import RichReporter, checks_table, summary_table
+from engine.cli.report import RichReporter, backend_note, checks_view, summary_view
 from engine.config import DEFAULTS, Config
 from engine.errors import one_line
 from engine.lake import Lake
@@ -35,17 +35,19 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection:
     guarded(config)
     with RichReporter(console) as reporter:
         summary = Runner(pipeline, config, reporter).run(**selection)
+    if not summary.steps and summary.error:  # the run never started (a bad selector): no table
+        raise Failed(summary.error, [])
     if not table and summary.ok:
         return summary
-    console.print(summary_table(summary))
-    checks = checks_table(summary)
+    console.print(summary_view(summary, console.width))
+    checks = checks_view(summary, console.width)
     if checks is not None:
         console.print(checks)
     if summary.backend_reason:
-        console.print(f"[dim]backend: {summary.backend} ({escape(mask(summary.backend_reason))})[/]")
+        console.print(backend_note(summary, console.width))
     quarantined = f" ({summary.rows_quarantined():,} quarantined)" if summary.rows_quarantined() else ""
-    console.print(f"[dim]landed {summary.rows_landed():,} new rows{quarantined}; lake {escape(mask(config.lake))}; "
-                  f"warehouse {escape(mask(config.warehouse))}[/]")
+    console.print(f"landed {summary.rows_landed():,} new rows{quarantined}; lake {mask(config.lake)}; "
+                  f"warehouse {mask(config.warehouse)}", style="dim", highlight=False, markup=False)
     if not summary.ok:
         tracebacks = [s.traceback for s in summary.failed if s.traceback]
         hint = "HEADWATER_DEBUG=1 prints the traceback" if tracebacks else None
@@ -123,7 +125,7 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
 
     config = guarded(Config.load(Path.cwd(), lake=lake, warehouse=warehouse, backend=backend))
     failures = 0
-    console.print(f"settings from: {escape(config.source)}")
+    console.print(f"settings from: {config.source}", highlight=False, markup=False)
     versions = {"python": platform.python_version()}
     for dist in ("headwater", "pyarrow", "pandas", "deltalake", "duckdb", "sqlalchemy", "prefect",
                  "cudf-cu13", "dask"):
@@ -131,10 +133,10 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "-"
-    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    console.print(f"gpu: {gpu_info()}")
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), highlight=False)
+    console.print(f"gpu: {gpu_line(gpu_info())}", highlight=False, markup=False)
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("backend", lambda: _backend(*resolve(config.backend, config.storage_options, config=config))),
+        ("backend", lambda: resolve(config.backend, config.storage_options, config=config)[1]),
         ("lake", lambda: f"{config.lake}: {len(Lake(config.lake, config.storage_options).tables())} tables"),
         ("warehouse", lambda: _describe(connect, config.warehouse)),
     ]
@@ -148,6 +150,13 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
         raise typer.Exit(1)
 
 
+def gpu_line(info: dict[str, Any]) -> str:
+    """What NVML found, in words: `1 x NVIDIA H100 80GB HBM3, driver 560.35` or `none (why)`."""
+    if info.get("count"):
+        return f"{info['count']} x {', '.join(info.get('names') or [])}, driver {info.get('driver', '?')}"
+    return f"none ({info.get('error') or 'no GPU counted'})"
+
+
 def landed_line(title: str, summary: RunSummary) -> str:
     """`title: landed users 2 · photos 31 (19 new, 12 updated) · …`: rows each source landed."""
     parts = []
@@ -156,11 +165,6 @@ def landed_line(title: str, summary: RunSummary) -> str:
             merged = step.detail.partition("merged: ")[2]
             parts.append(f"{step.name} {step.rows:,}" + (f" ({merged})" if merged else ""))
     return f"{title}: landed " + " · ".join(parts)
-
-
-def _backend(backend: Any, why: str) -> str:
-    """`name (why it was chosen)` of a resolved backend."""
-    return f"{backend.name} ({why})"
 
 
 def _describe(connect: Callable[[str], Any], url: str) -> str:
