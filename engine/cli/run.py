@@ -11,10 +11,14 @@ import typer
 from rich.markup import escape
 
 from engine.cli.app import (
+    PIPELINE_HELP,
     BackendOpt,
     ClusterOpt,
+    ExcludeOpt,
     Failed,
+    FullRefreshOpt,
     LakeOpt,
+    SelectOpt,
     WarehouseOpt,
     app,
     console,
@@ -57,14 +61,8 @@ def _run(pipeline: Pipeline, config: Config, *, table: bool = True, **selection:
 
 @app.command("run")
 @friendly
-def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module defining `pipeline`")],
-            select: Annotated[list[str] | None, typer.Option("--select", "-s", help=(
-                "models/sources to run: name, +name (and upstream), name+ (and downstream), "
-                "tag:x, raw.<source>; repeatable"))] = None,
-            exclude: Annotated[list[str] | None, typer.Option(
-                "--exclude", help="same syntax; removed from the selection")] = None,
-            full_refresh: Annotated[bool, typer.Option(
-                "--full-refresh", help="rebuild incremental models from all rows")] = False,
+def run_cmd(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIPELINE_HELP)],
+            select: SelectOpt = None, exclude: ExcludeOpt = None, full_refresh: FullRefreshOpt = False,
             fail_fast: Annotated[bool, typer.Option("--fail-fast", help=(
                 "stop at the first failed step (default: skip only what depends on it, run the rest)"))] = False,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
@@ -79,10 +77,18 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(help="a .py file or module d
 
 @app.command()
 @friendly
-def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and warehouse go")] = Path("."),
-         seed: int = 7, photos: int = 1000, users: int = 200,
+def demo(directory: Annotated[Path, typer.Argument(
+             metavar="DIRECTORY", help="where the example's data, lake and warehouse go")] = Path("."),
+         seed: Annotated[int, typer.Option(help="random seed: the same seed makes the same data")] = 7,
+         photos: Annotated[int, typer.Option(help="photos to generate")] = 1000,
+         users: Annotated[int, typer.Option(help="users to generate")] = 200,
          log_days: Annotated[int, typer.Option(help="days of event logs to generate")] = 14,
          days: Annotated[int, typer.Option(help="daily increments to simulate after the initial load")] = 0,
+         lake: Annotated[str | None, typer.Option(
+             "--lake", help="lake URI (default: DIRECTORY/lake; env HEADWATER_LAKE)")] = None,
+         warehouse: Annotated[str | None, typer.Option(
+             "--warehouse", help="SQLAlchemy URL (default: DIRECTORY/warehouse.duckdb; env HEADWATER_WAREHOUSE)")]
+         = None,
          backend: BackendOpt = None) -> None:
     """Generate the photo-popularity example's data and run its pipeline; with --days N, then add
     N days of new and edited photos and events, one at a time, running the pipeline after each."""
@@ -96,11 +102,11 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
     if fresh:
         with console.status(f"generating example data in {data}"):
             generate(data, seed=seed, users=users, photos=photos, days=log_days)
-    config = Config.load(directory, backend=backend)
+    config = Config.load(directory, lake=lake, warehouse=warehouse, backend=backend)
     config = config.with_(
-        lake=str(directory / "lake") if config.lake == DEFAULTS["lake"] else None,
+        lake=str(directory / "lake") if config.lake == DEFAULTS["lake"] and lake is None else None,
         warehouse=f"duckdb:///{directory / 'warehouse.duckdb'}"
-        if config.warehouse == DEFAULTS["warehouse"] else None)
+        if config.warehouse == DEFAULTS["warehouse"] and warehouse is None else None)
     pipeline = make_pipeline(data)
     pipeline.base_dir = directory
     pending = range(len(days_added(data)) + 1, days + 1)
@@ -113,7 +119,7 @@ def demo(directory: Annotated[Path, typer.Argument(help="where data, lake and wa
     if days:
         console.print("\n".join(lines), highlight=False)
     where = "" if directory == Path.cwd() else f"cd {directory} && "
-    console.print(f"next: {where}headwater query \"select count(*) from training_set\"")
+    console.print(f"next: {where}headwater query \"select count(*) from training_set\"", highlight=False)
 
 
 @app.command()
