@@ -110,7 +110,7 @@ def _with_details(cols: list[Col], rows: list[list[str]], styles: list[list[str]
     if not any(details):
         return render(cols, rows, layout, PLAIN, title, styles)
     below = Table.grid(padding=(0, 2))
-    name_width = min(max(cell_len(n) for n in names) + 2, width // 2)
+    name_width = min(max(cell_len(n) for n, d in zip(names, details) if d) + 2, width // 2)
     below.add_column(width=name_width, overflow="fold")
     below.add_column(max_width=max(width - name_width - 2, 10), overflow="fold")
     for name, detail in zip(names, details):
