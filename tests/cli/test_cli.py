@@ -27,7 +27,7 @@ def test_run_prints_a_summary_of_tables_rows_and_versions(ran: Path) -> None:
 
 
 def test_show_history_and_query(ran: Path) -> None:
-    shown = cli.invoke(app, ["show", "raw.orders", "--limit", "2"])
+    shown = cli.invoke(app, ["show", "raw.orders", "--limit", "2"], env={"COLUMNS": "200"})  # every column
     assert shown.exit_code == 0 and "first 2 rows" in shown.output and "_hw_run_id" in shown.output
     history = cli.invoke(app, ["history", "models.revenue"])
     assert history.exit_code == 0 and "CREATE TABLE" in history.output  # the model's first version
@@ -63,5 +63,5 @@ def test_run_summary_counts_quarantined_rows(ran: Path) -> None:
     result = cli.invoke(app, ["run", str(ran / "pipeline.py")])
     assert result.exit_code == 0, result.output
     assert "landed 1 new rows (1 quarantined)" in result.output
-    shown = cli.invoke(app, ["show", "quarantine.orders"])
+    shown = cli.invoke(app, ["show", "quarantine.orders"], env={"COLUMNS": "200"})  # whole values
     assert shown.exit_code == 0 and "not-a-number" in shown.output
