@@ -65,6 +65,9 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIP
             select: SelectOpt = None, exclude: ExcludeOpt = None, full_refresh: FullRefreshOpt = False,
             fail_fast: Annotated[bool, typer.Option("--fail-fast", help=(
                 "stop at the first failed step (default: skip only what depends on it, run the rest)"))] = False,
+            partition: Annotated[str | None, typer.Option("--partition", metavar="DATE", help=(
+                "rebuild this partition (YYYY-MM-DD; YYYY-MM by month) of each selected partitioned model, "
+                "changed or not"))] = None,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
             cluster: ClusterOpt = None) -> None:
     """Load the sources, build the models, publish to the warehouse (all, or a selection).
@@ -72,7 +75,7 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIP
     A failed step skips only the steps that depend on it; the exit status is 1 if any failed."""
     p = load_pipeline(pipeline)
     _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend, dask_cluster=cluster),
-         select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast)
+         select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast, partition=partition)
 
 
 @app.command()

@@ -114,13 +114,16 @@ class Warehouse:
     # -- public API -------------------------------------------------------------------------------
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
                 mode: WriteMode = "replace", primary_key: str | Sequence[str] = (),
-                replace_existing: bool = False, based_on: Based | None = None) -> int:
+                replace_existing: bool = False, based_on: Based | None = None,
+                partitions: Sequence[str] | None = None) -> int:
         """Publish `table` (a table, or a stream of record batches read once) to warehouse table
         `name` in one transaction; returns the rows written. `mode`:
 
         * `replace`: the table becomes exactly these rows (and columns);
         * `append`: the rows are added (for incremental models: pass only the new rows);
-        * `merge`: rows whose `primary_key` matches a row of the table replace it, the others are added.
+        * `merge`: rows whose `primary_key` matches a row of the table replace it, the others are added;
+        * `append` with `partitions` (a partitioned model): the table's rows of those partitions
+          (`_hw_partition`) are deleted, then the rows are added: the partitions are replaced.
 
         Append and merge create the table if it doesn't exist. A table `name` that Headwater did
         not publish (no bookkeeping row) is refused, whatever the mode, unless `replace_existing`.
@@ -155,6 +158,8 @@ class Warehouse:
             if mode == "replace":
                 self._swap(conn, name, rows)
             elif mode == "append":
+                if partitions and exists:
+                    self._delete_partitions(conn, name, partitions)
                 self._load(conn, name, rows, create=not exists)
             else:
                 self._merge(conn, name, rows, keys, exists)
@@ -259,6 +264,18 @@ class Warehouse:
         cols = ", ".join(quote(c) for c in rows.schema.names)
         conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({cols}) SELECT {cols} FROM {quote(staging)}")
         conn.exec_driver_sql(f"DROP TABLE {quote(staging)}")
+
+    def _delete_partitions(self, conn: sa.Connection, name: str, partitions: Sequence[str]) -> None:
+        """Delete the rows of `partitions` from table `name` (in the publish's transaction)."""
+        from engine.lake.partitions import PARTITION
+
+        quote = self.engine.dialect.identifier_preparer.quote
+        if PARTITION not in self._columns(conn, name):
+            raise WarehouseError(f"cannot replace partitions of {name!r}: it has no {PARTITION} column",
+                                 "publish the model whole once: headwater run --full-refresh --select <model>")
+        statement = sa.text(f"DELETE FROM {quote(name)} WHERE {quote(PARTITION)} IN :parts").bindparams(
+            sa.bindparam("parts", expanding=True))
+        conn.execute(statement, {"parts": list(partitions)})
 
     def _staging(self, conn: sa.Connection, name: str) -> str:
         """The name of a fresh staging table for `name` (one left by a crash is dropped)."""
