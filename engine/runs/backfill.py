@@ -82,7 +82,7 @@ def backfill(runner: Runner, plan: BackfillPlan, parallel: int = 1, publish: boo
 
     def one(partition: str) -> Step:
         step = runner.build(plan.model, summary.run_id, partitions=[partition], backfill=plan.id)
-        step.name, step.table = f"{plan.model}[{partition}]", f"{step.table}[{partition}]"
+        step.name = f"{plan.model}[{partition}]"  # the table stays the model's: the runs table looks it up
         if on_step is not None:
             on_step(step)
         return step

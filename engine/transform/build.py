@@ -211,7 +211,7 @@ def build_partitions(model: Model, lake: Lake, backend: Backend | Engine, versio
         pieces = [with_partition_column(output(model, lake, backend, versions, run_id, how, None,
                                                _windows(model, lake, versions, p)), parts, model.name, only=[p])
                   for p in how.partitions]
-        result = pa.concat_tables([as_delta(p) for p in pieces], promote_options="permissive")
+        result = _concat([as_delta(p) for p in pieces], lake, table)
     results = _check(model, result, lake, backend)
     checked = [r.to_dict() for r in results]
     failed = checks.failure_error(model.name, results)
@@ -227,6 +227,20 @@ def build_partitions(model: Model, lake: Lake, backend: Backend | Engine, versio
     commit = replace_partitions(lake, table, result, how.partitions, run_id=run_id, meta=meta)
     where = "" if how.partitions is None else f", {len(how.partitions)} partition(s) replaced"
     return Built(commit.rows, commit.version, _with(_detail(backend, how) + where, results), checked)
+
+
+def _concat(pieces: list[pa.Table], lake: Lake, table: str) -> pa.Table:
+    """The partitions' rows as one table. A column's type is the table's, else that of the first
+    piece where it holds a value: a partition whose column is all null (the `__null__` one) may
+    have come back with another type, which the cast of its nulls ignores."""
+    current = pa.schema(lake.table(table).schema().to_arrow()) if lake.exists(table) else pa.schema([])
+    types: dict[str, pa.DataType] = {f.name: f.type for f in current}
+    for piece in pieces:
+        for spec, column in zip(piece.schema, piece.columns):
+            if spec.name not in types and column.null_count < len(column):
+                types[spec.name] = spec.type
+    unified = [p.cast(pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in p.schema])) for p in pieces]
+    return pa.concat_tables(unified, promote_options="permissive")
 
 
 def _windows(model: Model, lake: Lake, versions: dict[str, int], partition: str) -> dict[str, ds.Expression]:
