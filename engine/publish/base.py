@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 BOOKKEEPING = "_headwater_published"
 STAGING_SUFFIX = "__hw_new"
+CURRENT_SUFFIX = "_current"  # the view of an SCD2 history table's current rows
+VALID_TO = "_hw_valid_to"  # an SCD2 table's end of validity: null while a row is current
 MAX_NAME = 63 - len(STAGING_SUFFIX)  # PostgreSQL truncates identifiers at 63 bytes
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 MODES: tuple[WriteMode, ...] = ("replace", "append", "merge")
@@ -125,8 +127,10 @@ class Warehouse:
         * `append` with `partitions` (a partitioned model): the table's rows of those partitions
           (`_hw_partition`) are deleted, then the rows are added: the partitions are replaced.
 
-        Append and merge create the table if it doesn't exist. A table `name` that Headwater did
-        not publish (no bookkeeping row) is refused, whatever the mode, unless `replace_existing`.
+        Append and merge create the table if it doesn't exist. A table with an `_hw_valid_to`
+        column (an SCD2 history) gets a view `<name>_current` of its rows that are current. A table
+        `name` that Headwater did not publish (no bookkeeping row) is refused, whatever the mode,
+        unless `replace_existing`.
         With `based_on` (the lake version the caller found published, None for none), the publish
         takes the table's publish lock and fails with ConcurrentRunError, changing nothing, when
         another run published it since: an append or merge of the same rows twice is refused.
@@ -155,6 +159,9 @@ class Warehouse:
                     "declare the model with @model(..., replace_existing=True) to let it replace the table")
             if exists and mode != "replace":
                 check_columns(name, rows.schema, self._columns(conn, name), mode)
+            history = VALID_TO in rows.schema.names  # an SCD2 history: readers get a view of its current rows
+            if history or mode == "replace":
+                self._drop_current_view(conn, name)  # PostgreSQL will not drop a table a view reads
             if mode == "replace":
                 self._swap(conn, name, rows)
             elif mode == "append":
@@ -163,6 +170,8 @@ class Warehouse:
                 self._load(conn, name, rows, create=not exists)
             else:
                 self._merge(conn, name, rows, keys, exists)
+            if history:
+                self._current_view(conn, name)
             total = rows.count if mode == "replace" else self._count(conn, name)
             published.create(conn, checkfirst=True)
             conn.execute(published.delete().where(published.c.name == name))
@@ -264,6 +273,16 @@ class Warehouse:
         cols = ", ".join(quote(c) for c in rows.schema.names)
         conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({cols}) SELECT {cols} FROM {quote(staging)}")
         conn.exec_driver_sql(f"DROP TABLE {quote(staging)}")
+
+    def _current_view(self, conn: sa.Connection, name: str) -> None:
+        """View `<name>_current`: the rows of SCD2 history table `name` that are current."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"CREATE VIEW {quote(name + CURRENT_SUFFIX)} AS SELECT * FROM {quote(name)} "
+                             f"WHERE {quote(VALID_TO)} IS NULL")
+
+    def _drop_current_view(self, conn: sa.Connection, name: str) -> None:
+        quote = self.engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(name + CURRENT_SUFFIX)}")
 
     def _delete_partitions(self, conn: sa.Connection, name: str, partitions: Sequence[str]) -> None:
         """Delete the rows of `partitions` from table `name` (in the publish's transaction)."""

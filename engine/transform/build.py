@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the backends load pandas (and cuDF); the runner resolves on
     from engine.transform.backends import Backend, Engine
 
 log = logging.getLogger("headwater.transform")
+VALID_TO = "_hw_valid_to"  # an SCD2 table's end of validity: null while a row is current
 
 
 @dataclass
@@ -152,7 +153,7 @@ def build(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[st
     based_on = based_on or lake.based(table)
     if model.partitioning is not None:
         return build_partitions(model, lake, backend, versions, run_id, how, shared)
-    result = output(model, lake, backend, versions, run_id, how, shared)
+    result = output(model, lake, backend, versions, run_id, how, shared, current_filters(model))
     results = _check(model, result, lake, backend)
     checked = [r.to_dict() for r in results]
     failed = checks.failure_error(model.name, results)
@@ -244,15 +245,22 @@ def _concat(pieces: list[pa.Table], lake: Lake, table: str) -> pa.Table:
 
 
 def _windows(model: Model, lake: Lake, versions: dict[str, int], partition: str) -> dict[str, ds.Expression]:
-    """Each input's filter to `partition`'s window on its event-time column (inputs without one: none)."""
+    """Each input's filter to `partition`'s window on its event-time column (inputs without one:
+    none), and to its current rows where the model asks for them."""
     assert model.partitioning is not None
-    out = {}
+    out = current_filters(model)
     for param, ref in model.inputs.items():
         schema = pa.schema(lake.table(str(ref), versions[str(ref)]).schema().to_arrow())
         column = input_column(model.partitioning, param, ref, schema)
         if column is not None:
-            out[param] = window_filter(column, schema.field(column).type, partition, model.partitioning.grain)
+            window = window_filter(column, schema.field(column).type, partition, model.partitioning.grain)
+            out[param] = window if param not in out else out[param] & window
     return out
+
+
+def current_filters(model: Model) -> dict[str, ds.Expression]:
+    """The filter to the current rows (`_hw_valid_to` null) of each SCD2 input read `as_of="current"`."""
+    return {param: ds.field(VALID_TO).is_null() for param in model.current}
 
 
 def _frames(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str, how: BuildPlan,
