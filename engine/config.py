@@ -115,10 +115,11 @@ def _apply_toml(values: dict[str, Any], path: Path) -> tuple[dict[str, Any], dic
         if key in section:
             out[key] = str(section[key])
     out["lake"] = _resolve_path(out["lake"], path.parent) if "lake" in section else out["lake"]
-    if "warehouse" in section and out["warehouse"].startswith("duckdb:///"):
-        db = out["warehouse"].removeprefix("duckdb:///")
-        if db and db != ":memory:":
-            out["warehouse"] = "duckdb:///" + _resolve_path(db, path.parent)
+    for prefix in ("duckdb:///", "sqlite:///"):  # a file warehouse: relative to headwater.toml too
+        if "warehouse" in section and out["warehouse"].startswith(prefix):
+            db = out["warehouse"].removeprefix(prefix)
+            if db and db != ":memory:":
+                out["warehouse"] = prefix + _resolve_path(db, path.parent)
     storage = {str(k): str(v) for k, v in section.get("storage_options", {}).items()}
     return out, storage
 

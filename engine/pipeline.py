@@ -14,6 +14,7 @@ from engine.errors import ConfigError
 from engine.graph import Graph, check_name
 from engine.load.extraction import Source
 from engine.publish.base import check_name as check_table_name
+from engine.sources.base import HasBaseDir
 from engine.transform.models import Model
 
 
@@ -24,9 +25,19 @@ class Pipeline:
     name: str
     sources: Sequence[Source] = ()
     models: Sequence[Model] = ()
-    base_dir: Path | None = None  # where headwater.toml is looked for; set by load_pipeline
+    base_dir: Path | None = None  # where headwater.toml and relative paths start; set by load_pipeline
     source_file: Path | None = None  # the file that defines it; set by load_pipeline (for the run manifest)
     models_dir: str | Path | None = "models"  # SQL models: its *.sql files (relative: beside the pipeline file)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Setting `base_dir` hands it to the sources: their relative paths (files, a SQLite
+        database) start there, as `headwater.toml`'s do, whatever the working directory."""
+        if name == "base_dir" and value is not None:
+            value = Path(value)
+            for source in self.sources:
+                if isinstance(source, HasBaseDir):
+                    source.base_dir = value
+        super().__setattr__(name, value)
 
     def __post_init__(self) -> None:
         self.models = [*self.models, *self._sql_files(_caller_dir())]

@@ -16,7 +16,7 @@ from prefect.artifacts import (
 from engine.errors import one_line
 from engine.pipeline import Pipeline
 from engine.redact import mask, mask_data
-from engine.runs.lineage import mermaid
+from engine.runs.lineage import graph, mermaid
 from engine.runs.selection import Selection
 from flows.tasks import StepDict
 
@@ -28,12 +28,26 @@ COLUMNS = ("table", "kind", "status", "rows", "quarantined", "version", "seconds
 
 
 def lineage(pipeline: Pipeline, chosen: Selection) -> None:
-    """A markdown artifact: the pipeline's lineage as a Mermaid graph, and what this run selected."""
+    """A markdown artifact: the pipeline's lineage as a table of edges (which every Prefect UI
+    renders) and as a Mermaid graph (drawn by UIs that draw Mermaid, shown as text by the
+    others), and what this run selected."""
     picked = ", ".join([f"`raw.{s}`" for s in chosen.sources] + [f"`{m}`" for m in chosen.models])
     text = (f"# Lineage of {pipeline.name}\n\nSources land in raw tables, models read them and "
-            f"each other, published models become warehouse tables.\n\n```mermaid\n{mermaid(pipeline)}```\n\n"
-            f"This run: {picked or 'nothing selected'}.\n")
+            f"each other, published models become warehouse tables.\n\n{edge_table(pipeline)}\n"
+            f"This run: {picked or 'nothing selected'}.\n\n"
+            f"## As a graph\n\n```mermaid\n{mermaid(pipeline)}```\n")
     create_markdown_artifact(mask(text), key=LINEAGE_KEY, description=f"Lineage of pipeline {pipeline.name}")
+
+
+def edge_table(pipeline: Pipeline) -> str:
+    """The lineage's edges as a markdown table: what reads (or becomes) what."""
+    nodes, edges = graph(pipeline)
+    by_id = {n.id: n for n in nodes}
+    verbs = {"model": "read by", "warehouse": "published as"}
+    lines = ["| table | | to |", "| --- | --- | --- |"]
+    lines += [f"| `{_md(by_id[a].label)}` | {verbs[by_id[b].kind]} | `{_md(by_id[b].label)}` |"
+              for a, b in edges]
+    return "\n".join(lines) + "\n"
 
 
 def summary(run_id: str, pipeline: str, steps: list[StepDict]) -> None:

@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, friendly
+from engine.cli.app import (
+    PIPELINE_HELP,
+    BackendOpt,
+    ExcludeOpt,
+    FullRefreshOpt,
+    LakeOpt,
+    SelectOpt,
+    WarehouseOpt,
+    friendly,
+)
 
 console = Console()
 
@@ -36,16 +45,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @friendly
-    def serve(pipeline: Annotated[str, typer.Argument(help="a .py file or module defining `pipeline`")]
-              = "pipeline.py",
+    def serve(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIPELINE_HELP)] = "pipeline.py",
               name: Annotated[str, typer.Option(help="deployment name")] = "headwater-serve",
               cron: Annotated[str | None, typer.Option(help="a UTC cron schedule, e.g. '0 6 * * *'")] = None,
-              select: Annotated[str | None, typer.Option(help="dbt-style selectors")] = None,
-              exclude: Annotated[str | None, typer.Option(help="selectors to leave out")] = None,
-              full_refresh: Annotated[bool, typer.Option(help="rebuild incremental models")] = False,
+              select: SelectOpt = None, exclude: ExcludeOpt = None, full_refresh: FullRefreshOpt = False,
               lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
         """Serve the elt flow as a deployment from this process (no work pool needed) until Ctrl-C."""
         from flows import deploy as deployments
 
         console.print(f"serving headwater-elt/{name} for {pipeline}; Ctrl-C stops", highlight=False)
-        deployments.serve(pipeline, name, cron, select, exclude, full_refresh, lake, warehouse, backend)
+        deployments.serve(pipeline, name, cron, selectors(select), selectors(exclude), full_refresh, lake,
+                          warehouse, backend)
+
+
+def selectors(values: list[str] | None) -> list[str] | None:
+    """Repeated `-s a -s b` as the flow's `select` parameter, a list (None when none)."""
+    return list(values) if values else None

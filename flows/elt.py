@@ -7,7 +7,7 @@ its build, one warehouse writer at a time. A step whose needs failed is skipped,
 failed step; the rest still run, as with `headwater run`. The run leaves lineage, summary,
 table and progress artifacts and a row in the lake's run manifest.
 
-    python -m flows.elt PIPELINE [--select …] [--exclude …] [--full-refresh] [--lake URI]
+    python -m flows.elt PIPELINE [-s SELECTOR …] [--exclude SELECTOR …] [--full-refresh] [--lake URI]
                                  [--warehouse URL] [--backend NAME] [--task-runner threads|dask]
 """
 from __future__ import annotations
@@ -132,7 +132,8 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     """Run a Headwater pipeline: load the selected sources, build the selected models, publish.
 
     `select` / `exclude` take dbt-style selectors (`name`, `+name`, `name+`, `tag:x`,
-    `raw.<source>`; several separated by spaces or commas); by default everything runs.
+    `raw.<source>`; several as a list, or in one string separated by spaces or commas); by
+    default everything runs.
     `full_refresh` rebuilds incremental models from all their input rows. Settings left as None
     come from the environment, `headwater.toml` beside the pipeline, or the defaults.
     `task_runner` is `threads` (this process) or `dask` (the Dask scheduler the settings name,
@@ -145,7 +146,10 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     loaded = pipeline_at(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
     config = Config.load(loaded.base_dir, **settings).mask_secrets()  # a bad setting fails here
-    run_plan = Runner(loaded, config).plan(select, exclude)  # so does a bad selector
+    planner = Runner(loaded, config)
+    run_plan = planner.plan(select, exclude)  # so does a bad selector
+    if run_plan.of_kind("publish"):
+        planner.check_warehouse()  # and a warehouse that cannot be reached, before anything lands
     runner = _task_runner(task_runner, config)
     run_id, started = new_run_id(), datetime.now(timezone.utc)
     logger.info("run %s of pipeline %r: %d source(s), %d model(s), %d step(s); lake %s, backend %s, "
@@ -238,20 +242,28 @@ def _raise_if_bad(run_id: str, steps: list[StepDict]) -> None:
 
 
 # -- command line --------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """Run `elt` from the command line; 0 when every step succeeded, else 1."""
+def parser() -> argparse.ArgumentParser:
+    """`python -m flows.elt`'s options: `-s/--select`, `--exclude` and `--full-refresh` as
+    `headwater run` spells them (repeatable selectors, a plain flag)."""
+    from engine.cli.app import EXCLUDE_HELP, FULL_REFRESH_HELP, PIPELINE_HELP, SELECT_HELP
+
     parser = argparse.ArgumentParser(prog="python -m flows.elt",
                                      description="Run a Headwater pipeline as a Prefect flow.")
-    parser.add_argument("pipeline", help="a .py file or module that defines `pipeline`")
-    parser.add_argument("--select", help="dbt-style selectors: name, +name, name+, tag:x, raw.<source>")
-    parser.add_argument("--exclude", help="selectors to leave out")
-    parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from all rows")
+    parser.add_argument("pipeline", metavar="PIPELINE", help=PIPELINE_HELP)
+    parser.add_argument("-s", "--select", action="append", metavar="SELECTOR", help=SELECT_HELP)
+    parser.add_argument("--exclude", action="append", metavar="SELECTOR", help=EXCLUDE_HELP)
+    parser.add_argument("--full-refresh", action="store_true", help=FULL_REFRESH_HELP)
     parser.add_argument("--lake", help="lake URI (a folder or s3://…)")
     parser.add_argument("--warehouse", help="warehouse SQLAlchemy URL")
     parser.add_argument("--backend", choices=BACKENDS, help="which backend runs models")
     parser.add_argument("--task-runner", choices=TASK_RUNNERS, default="threads",
                         help="where tasks run (dask: the scheduler at $HEADWATER_DASK_ADDRESS, else local)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `elt` from the command line; 0 when every step succeeded, else 1."""
+    args = parser().parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:

@@ -21,6 +21,9 @@ def test_toml_beside_pipeline_resolves_relative_paths_against_its_folder(tmp_pat
     assert cfg.warehouse == f"duckdb:///{tmp_path.resolve() / 'wh' / 'w.duckdb'}"
     assert cfg.backend == "pandas"
     assert cfg.storage_options == {"AWS_REGION": "eu-west-1"}
+    (tmp_path / "headwater.toml").write_text('warehouse = "sqlite:///wh.sqlite"\nsql_engine = "polars"\n')
+    cfg = Config.load(tmp_path)
+    assert (cfg.warehouse, cfg.sql_engine) == (f"sqlite:///{tmp_path.resolve() / 'wh.sqlite'}", "polars")
 
 
 def test_env_beats_toml_and_arguments_beat_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,4 +46,10 @@ def test_unknown_backend_and_bad_toml_say_what_to_do(tmp_path: Path, monkeypatch
         Config.load(tmp_path)
     (tmp_path / "headwater.toml").write_text('lakes = "typo"\n')
     with pytest.raises(HeadwaterError, match="unknown setting"):
+        Config.load(tmp_path)
+
+
+def test_an_unknown_sql_engine_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADWATER_SQL_ENGINE", "spark")
+    with pytest.raises(HeadwaterError, match="unknown SQL engine 'spark'.*auto, duckdb, polars"):
         Config.load(tmp_path)

@@ -12,15 +12,28 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from engine._version import __version__
+from engine.cli.formats import Format
 from engine.config import Config
 from engine.errors import HeadwaterError, exception_line, traceback_text
 from engine.redact import mask
 
-app = typer.Typer(help="Headwater: extract and load into a Delta lake, transform on GPU or CPU, "
-                       "publish to a SQL warehouse.", no_args_is_help=True, add_completion=False)
+HELP = ("Headwater: extract and load into a Delta lake, transform on GPU or CPU, publish to a SQL "
+        "warehouse.")
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
 console = Console()
 err_console = Console(stderr=True)
 
+# The options `headwater run`, `serve` and `python -m flows.elt` share, spelled the same way.
+SELECT_HELP = ("models/sources to run: name, +name (and upstream), name+ (and downstream), tag:x, "
+               "raw.<source>; repeatable, or several in one value separated by spaces or commas")
+EXCLUDE_HELP = "selectors to leave out, same syntax as --select; repeatable"
+FULL_REFRESH_HELP = "rebuild incremental models from all their input rows"
+PIPELINE_HELP = "a .py file or module defining `pipeline`"
+
+SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help=SELECT_HELP)]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help=EXCLUDE_HELP)]
+FullRefreshOpt = Annotated[bool, typer.Option("--full-refresh", help=FULL_REFRESH_HELP)]
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="lake URI (env HEADWATER_LAKE)")]
 WarehouseOpt = Annotated[str | None, typer.Option("--warehouse", help="SQLAlchemy URL (env HEADWATER_WAREHOUSE)")]
 BackendOpt = Annotated[str | None, typer.Option(
@@ -28,6 +41,22 @@ BackendOpt = Annotated[str | None, typer.Option(
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help=(
     "dask backends: start a 'local' or 'local-cuda' cluster (env HEADWATER_DASK_CLUSTER; "
     "HEADWATER_DASK_ADDRESS connects to a running one)"))]
+FormatOpt = Annotated[Format, typer.Option("--format", help=(
+    "table (for people: cut to the terminal's width) | csv | json | markdown (for scripts: every "
+    "value whole)"))]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        console.print(f"headwater {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(show_version: Annotated[bool, typer.Option(
+        "--version", help="print Headwater's version and exit", is_eager=True,
+        callback=_print_version)] = False) -> None:
+    """Options that come before the command (the app's help is HELP)."""
 
 
 class Failed(HeadwaterError):
@@ -53,6 +82,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(os.environ.get("HEADWATER_DEBUG"))
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # a command's own exit status or usage error: typer prints it (or nothing)
         except HeadwaterError as exc:
             if debug:
                 _print_tracebacks(exc)

@@ -1,6 +1,7 @@
 """`headwater` commands that look into the lake: show, history, query, runs, lineage, reproduce."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,11 +10,23 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import typer
 from rich.tree import Tree
+from sqlalchemy.engine import make_url
 
-from engine.cli.app import BackendOpt, LakeOpt, WarehouseOpt, app, console, friendly, guarded
-from engine.cli.report import arrow_table, rows_table
+from engine.cli.app import (
+    BackendOpt,
+    FormatOpt,
+    LakeOpt,
+    WarehouseOpt,
+    app,
+    console,
+    err_console,
+    friendly,
+    guarded,
+)
+from engine.cli.formats import WRITERS
+from engine.cli.tables import data_table, listing
 from engine.config import Config
-from engine.errors import ConfigError
+from engine.errors import ConfigError, HeadwaterError
 from engine.graph import TableRef
 from engine.lake import Lake
 from engine.lake.storage import arrow_dataset
@@ -25,36 +38,42 @@ from engine.runs.runner import Runner
 
 @app.command()
 @friendly
-def show(table: Annotated[str, typer.Argument(help="raw.<source>, models.<model>, quarantine.<source> or a bare name")],
+def show(table: Annotated[str, typer.Argument(
+             metavar="TABLE", help="raw.<source>, models.<model>, quarantine.<source> or a bare name")],
          version: Annotated[int | None, typer.Option(help="Delta version (default: latest)")] = None,
-         limit: Annotated[int, typer.Option(help="rows to show")] = 20, lake: LakeOpt = None) -> None:
+         limit: Annotated[int, typer.Option(help="rows to show")] = 20, lake: LakeOpt = None,
+         format: FormatOpt = "table") -> None:
     """Show rows of a lake table, at its latest or a given version."""
     the_lake = _lake(lake)
     dt = the_lake.table(table, version)
     data = first_rows(arrow_dataset(dt, the_lake.storage_options), limit)
-    console.print(arrow_table(data, f"{the_lake.qualify(table)} @ version {dt.version()} "
-                                    f"(first {data.num_rows} rows)", width=console.width))
+    print_rows(data, format, f"{the_lake.qualify(table)} @ version {dt.version()} (first {data.num_rows} rows)")
 
 
 @app.command()
 @friendly
-def history(table: Annotated[str, typer.Argument(help="a lake table")], lake: LakeOpt = None) -> None:
-    """Show the versions of a lake table: when, what, rows, run."""
+def history(table: Annotated[str, typer.Argument(metavar="TABLE", help="a lake table")],
+            lake: LakeOpt = None) -> None:
+    """Show the versions of a lake table: when, what, rows, run, and the source state or model
+    inputs it committed."""
     the_lake = _lake(lake)
-    rows = [{"version": c.get("version"), "timestamp": _ms(c.get("timestamp")),
-             "operation": c.get("operation"),
-             "rows added": _rows_added(c),
-             "run": c.get("run_id", ""), "state": _short(c.get("state"))}
+    name = the_lake.qualify(table)
+    last = "inputs" if name.startswith("models.") else "state"
+    rows = [{"version": str(c.get("version", "")), "time (UTC)": _ms(c.get("timestamp")),
+             "operation": str(c.get("operation", "")), "rows added": _rows_added(c),
+             last: _inputs(c.get("inputs")) if last == "inputs" else _state(c.get("state")),
+             "run": str(c.get("run_id", ""))}
             for c in the_lake.history(table)]
-    console.print(rows_table(rows, f"history of {the_lake.qualify(table)}"))
+    _print_listing(rows, f"history of {name}", keep=("version", "rows added"), right=("version", "rows added"))
 
 
 @app.command()
 @friendly
 def query(sql: Annotated[str, typer.Argument(
+              metavar="SQL",
               help="SQL; lake tables are raw.<x>, models.<x>, quarantine.<x> and _headwater.runs on DuckDB")],
           limit: Annotated[int, typer.Option(help="rows to show")] = 50,
-          lake: LakeOpt = None, warehouse: WarehouseOpt = None) -> None:
+          lake: LakeOpt = None, warehouse: WarehouseOpt = None, format: FormatOpt = "table") -> None:
     """Run SQL over the warehouse (and, on DuckDB, over the lake's tables)."""
     from engine.publish import connect
 
@@ -62,13 +81,58 @@ def query(sql: Annotated[str, typer.Argument(
     the_lake = Lake(config.lake, config.storage_options)
     wh = connect(config.warehouse)
     try:
-        datasets = {name: the_lake.dataset(name) for name in the_lake.tables(internal=True)}
-        result = wh.query(sql, lake=datasets)
+        tables = the_lake.tables(internal=True)
+        datasets = {name: the_lake.dataset(name) for name in tables}
+        try:
+            result = wh.query(sql, lake=datasets)
+        except HeadwaterError as exc:
+            if MISSING_TABLE.search(str(exc)) and not _published(wh, config.warehouse):
+                raise nothing_published(config, tables) from exc
+            raise
     finally:
         wh.dispose()
-    console.print(arrow_table(result.slice(0, limit), width=console.width))
-    if result.num_rows > limit:
-        console.print(f"[dim]{result.num_rows - limit} more rows (--limit)[/]")
+    print_rows(result.slice(0, limit), format, total_rows=result.num_rows)
+
+
+MISSING_TABLE = re.compile(r"does not exist|no such table|Catalog Error", re.IGNORECASE)
+
+
+def nothing_published(config: Config, lake_tables: list[str]) -> ConfigError:
+    """The error for a query that names a warehouse table before any run published one."""
+    found = [t for t in lake_tables if not t.startswith("_")]
+    lake_note = (f"; the lake's tables are queryable already: {', '.join(found[:6])}"
+                 + (", …" if len(found) > 6 else "")) if found else ""
+    return ConfigError(f"nothing is published to the warehouse ({config.warehouse}) yet",
+                       "run a pipeline first: headwater run PIPELINE (or headwater demo for the example)"
+                       + lake_note)
+
+
+def _published(wh: Any, url: str) -> list[str]:
+    """The warehouse's tables; none when it is a DuckDB or SQLite file that does not exist yet
+    (not connecting to it, which would create it)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("duckdb", "sqlite") and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            return []
+    try:
+        return list(wh.tables())
+    except HeadwaterError:
+        return ["?"]  # it cannot even list: keep the original error
+
+
+def print_rows(data: pa.Table, format: str, title: str = "", total_rows: int | None = None) -> None:
+    """`data` in `format`: a table cut to the terminal's width, or csv/json/markdown whole on
+    stdout (a note that more rows exist goes to stderr)."""
+    if format != "table":
+        typer.echo(WRITERS[format](data), nl=False)
+        if total_rows is not None and total_rows > data.num_rows:
+            err_console.print(f"[dim]{total_rows - data.num_rows:,} more rows (--limit)[/]")
+        return
+    if title:  # its own line: as a table's title it would wrap to the table's width
+        console.print(title, highlight=False, markup=False)
+    table, footer = data_table(data, console.width, total_rows)
+    console.print(table)
+    console.print(footer, style="dim", highlight=False)
 
 
 def first_rows(dataset: ds.Dataset, limit: int) -> pa.Table:
@@ -98,39 +162,65 @@ def _rows_added(commit: dict[str, Any]) -> str:
     """Rows a commit added: appended or written rows, or a merge's new and updated rows."""
     metrics = commit.get("operationMetrics") or {}
     if "num_target_rows_inserted" in metrics:
-        return f"{metrics['num_target_rows_inserted']} new, {metrics.get('num_target_rows_updated', 0)} updated"
-    return str(metrics.get("num_added_rows", commit.get("rows_added", "")))
+        return f"{metrics['num_target_rows_inserted']:,} new, {metrics.get('num_target_rows_updated', 0):,} updated"
+    added = metrics.get("num_added_rows", commit.get("rows_added", ""))
+    return f"{added:,}" if isinstance(added, int) else str(added)
 
 
 def _ms(value: Any) -> str:
+    """A Delta commit's timestamp (milliseconds since the epoch) as `YYYY-MM-DD HH:MM:SS`, UTC."""
+    return datetime.fromtimestamp(value / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
-    return datetime.fromtimestamp(value / 1000, timezone.utc).isoformat(timespec="seconds") if value else ""
+
+def _state(state: Any) -> str:
+    """A source's committed state in words: `14 files`, `cursor 2026-03-14T23:59:59`, …"""
+    if not isinstance(state, dict):
+        return "" if state is None else str(state)
+    parts = []
+    for key, value in state.items():
+        if key == "files" and isinstance(value, list | dict):
+            parts.append(f"{len(value)} files")
+        elif isinstance(value, dict) and "value" in value:
+            parts.append(f"{key} {value['value']}")
+        elif isinstance(value, list | dict):
+            parts.append(f"{key.replace('_', ' ')} {len(value)}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
 
 
-def _short(state: Any) -> str:
-    if not state:
+def _inputs(inputs: Any) -> str:
+    """A model commit's inputs: `raw.users v0, models.user_activity_daily v3`."""
+    if not isinstance(inputs, dict):
         return ""
-    if "files" in state:
-        return f"{len(state['files'])} files"
-    return str(state)
+    return ", ".join(f"{name} v{version}" for name, version in inputs.items())
+
+
+def _print_listing(rows: list[dict[str, str]], title: str, keep: tuple[str, ...] = (),
+                   right: tuple[str, ...] = ()) -> None:
+    table, footer = listing(rows, console.width, title, keep=keep, right=right)
+    console.print(table)
+    if footer:
+        console.print(footer, style="dim", highlight=False)
 
 
 @app.command()
 @friendly
 def runs(limit: Annotated[int, typer.Option(help="runs to show")] = 20, lake: LakeOpt = None) -> None:
-    """List recorded runs, newest first: status, code, backend, rows and time."""
-    rows = [{"run": r["run_id"], "pipeline": r["pipeline"], "status": r["status"],
-             "started": r["started_at"].isoformat(timespec="seconds") if r["started_at"] else "",
-             "seconds": r["seconds"], "backend": r["backend"] or "",
+    """List recorded runs, newest first: status, rows landed, models built, time, backend, code."""
+    rows = [{"run": r["run_id"], "status": r["status"],
+             "landed": f"{sum(s.get('rows', 0) for s in r['steps'] if s['kind'] == 'load'):,}",
+             "built": str(sum(1 for s in r["steps"] if s["kind"] == "model" and s["status"] == "built")),
+             "seconds": "" if r["seconds"] is None else f"{r['seconds']:.1f}",
+             "started (UTC)": r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "",
+             "backend": r["backend"] or "", "pipeline": r["pipeline"],
              "git": (r["git_commit"] or "")[:10] + ("+dirty" if r["git_dirty"] else ""),
-             "landed": sum(s.get("rows", 0) for s in r["steps"] if s["kind"] == "load"),
-             "built": sum(1 for s in r["steps"] if s["kind"] == "model" and s["status"] == "built"),
              "selection": _selection(r["selection"])}
             for r in manifest.runs(_lake(lake), limit)]
     if not rows:
         console.print("no runs recorded in this lake yet")
         return
-    console.print(rows_table(rows, "runs (newest first)", no_wrap=("run",)))
+    _print_listing(rows, "runs (newest first)", keep=("run", "status"), right=("landed", "built", "seconds"))
 
 
 @app.command()
@@ -205,7 +295,12 @@ def _ids(root: Node) -> dict[str, str]:
 
 
 def _selection(selection: dict[str, Any]) -> str:
-    parts = [f"--select {selection['select']}" if selection.get("select") else "",
-             f"--exclude {selection['exclude']}" if selection.get("exclude") else "",
-             "--full-refresh" if selection.get("full_refresh") else ""]
-    return " ".join(p for p in parts if p)
+    """A run's selection as the options that ask for it: `-s a -s b --exclude c --full-refresh`."""
+    def each(option: str, value: Any) -> list[str]:
+        values = [value] if isinstance(value, str) else list(value or [])
+        return [f"{option} {v}" for v in values]
+
+    parts = each("-s", selection.get("select")) + each("--exclude", selection.get("exclude"))
+    if selection.get("full_refresh"):
+        parts.append("--full-refresh")
+    return " ".join(parts)

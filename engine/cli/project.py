@@ -19,7 +19,19 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from engine.cli.app import Failed, LakeOpt, WarehouseOpt, app, console, friendly, guarded
+from engine.cli.app import (
+    PIPELINE_HELP,
+    ExcludeOpt,
+    Failed,
+    FullRefreshOpt,
+    LakeOpt,
+    SelectOpt,
+    WarehouseOpt,
+    app,
+    console,
+    friendly,
+    guarded,
+)
 from engine.config import Config
 from engine.errors import CheckError, ConfigError, HeadwaterError, one_line
 from engine.graph import TableRef
@@ -31,10 +43,7 @@ from engine.runs.plan import RunPlan, dry_run
 from engine.runs.steps import new_run_id
 from engine.transform.checks import failure_error, run_checks
 
-PipelineArg = Annotated[str, typer.Argument(help="a .py file (or a folder holding pipeline.py) defining `pipeline`")]
-SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help=(
-    "models/sources: name, +name (and upstream), name+ (and downstream), tag:x, raw.<source>; repeatable"))]
-ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="same syntax; removed from the selection")]
+PipelineArg = Annotated[str, typer.Argument(help=PIPELINE_HELP)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 STYLE = {"land": "green", "build": "green", "publish": "green", "unchanged": "dim", "skip": "yellow",
          "fail": "bold red", "pass": "green", "warn": "yellow"}
@@ -139,8 +148,7 @@ def _reads(source: Any) -> str:
 @app.command()
 @friendly
 def plan(pipeline: PipelineArg, select: SelectOpt = None, exclude: ExcludeOpt = None,
-         full_refresh: Annotated[bool, typer.Option(
-             "--full-refresh", help="plan rebuilding incremental models from all rows")] = False,
+         full_refresh: FullRefreshOpt = False,
          lake: LakeOpt = None, warehouse: WarehouseOpt = None) -> None:
     """Say what `headwater run` would land, build and publish, and why, writing nothing."""
     p = load_pipeline(pipeline)

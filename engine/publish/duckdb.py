@@ -14,7 +14,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool, StaticPool
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, WarehouseError
 from engine.publish.base import BOOKKEEPING, Warehouse, driver_connection
 from engine.publish.comments import Comments, comment_on
 from engine.publish.types import Rows
@@ -37,7 +37,11 @@ class DuckDBWarehouse(Warehouse):
         database = parsed.database or ":memory:"
         self.path = None if database == ":memory:" or database.startswith("md:") else Path(database)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise WarehouseError(f"cannot make the folder of DuckDB warehouse {self.path}: {exc}",
+                                     "check the warehouse URL (duckdb:///path/to/file.duckdb)") from exc
         # one shared connection keeps a :memory: database alive; a file is opened per use
         pool = StaticPool if database == ":memory:" else NullPool
         super().__init__(url, sa.create_engine(parsed.set(database=database), poolclass=pool))

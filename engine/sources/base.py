@@ -1,12 +1,18 @@
-"""What every source shares: its name's rule, write dispositions, primary keys, load columns.
+"""What every source shares: its name's rule, write dispositions, primary keys, load columns,
+and where its relative paths start.
 
 A source is a name and an `extract` that plans a load and streams Arrow batches: the
 `Source` protocol and the `Extraction` it returns are the load stage's (engine/load/extraction.py).
+A source that reads local paths (files, a SQLite database) has a `base_dir`: the folder of the
+pipeline file it is declared in (`Pipeline.base_dir` sets it), where its relative paths start;
+without one they start at the working directory.
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime
-from typing import get_args
+from pathlib import Path
+from typing import Protocol, get_args, runtime_checkable
 
 import pyarrow as pa
 
@@ -20,6 +26,28 @@ LOAD_SCHEMA = pa.schema([("_hw_source_file", pa.string()), ("_hw_loaded_at", pa.
                          ("_hw_run_id", pa.string())])
 LOAD_COLUMNS = tuple(LOAD_SCHEMA.names)
 WRITES: tuple[WriteMode, ...] = get_args(WriteMode)  # write=: how a load changes its raw table
+
+
+@runtime_checkable
+class HasBaseDir(Protocol):
+    """A source whose relative local paths resolve against `base_dir` (None: the working directory)."""
+
+    base_dir: Path | None
+
+
+def resolve_local(path: str, base_dir: Path | None) -> str:
+    """`path` (a local path, `~` expanded) made absolute against `base_dir`, or the working
+    directory when that is None."""
+    local = Path(os.path.expanduser(path))
+    if local.is_absolute():
+        return str(local)
+    return os.path.normpath((base_dir or Path.cwd()) / local)
+
+
+def where_relative(base_dir: Path | None) -> str:
+    """Where relative paths start, for a hint."""
+    return f"the pipeline file's folder, {base_dir}" if base_dir is not None else \
+        f"the working directory, {Path.cwd()} (the pipeline has no base_dir)"
 
 
 def key_columns(primary_key: str | list[str] | None) -> list[str]:

@@ -9,9 +9,15 @@ never opened: it is one whole-file quarantine entry, like a file whose columns c
 `write="append"` (the default) appends their rows; `write="merge"` upserts them on
 `primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
 file again whenever the set of files changed, and replaces the raw table with them.
+
+A relative local path starts at the pipeline file's folder (`base_dir`). A pattern that matches
+nothing is an error naming it while the source has landed nothing; once it has, a source whose
+patterns all match nothing warns and fails (a moved folder, an edited glob), unless
+`allow_empty=True`: then the run lands nothing and the raw table and its state stay as they are.
 """
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -34,6 +40,8 @@ from engine.sources.base import (
     check_source_name,
     check_write,
     key_columns,
+    resolve_local,
+    where_relative,
     with_load_columns,
 )
 from engine.sources.parse import (
@@ -42,8 +50,10 @@ from engine.sources.parse import (
     TextReader,
     read_parquet,
 )
-from engine.sources.remote import iter_parquet, list_paths, open_file, select
+from engine.sources.remote import iter_parquet, match_each, open_file, select
 from engine.sources.sample import sample_schema
+
+log = logging.getLogger("headwater.sources")
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -75,6 +85,8 @@ class FileSource:
     primary_key: str | list[str] | None = None
     schema: Any = None  # pyarrow schema or {column: type}: declared types (engine/load/schema.py)
     contract: str = "evolve"  # evolve | freeze | discard_columns
+    allow_empty: bool = False  # matching no file is no error: the run lands nothing
+    base_dir: Path | None = None  # where relative local paths start (the pipeline file's folder)
 
     def __post_init__(self) -> None:
         check_source_name(self.name)
@@ -84,14 +96,30 @@ class FileSource:
         check_write(self.name, self.write, self.primary_key)
         SchemaPlan(self.name, [], self.contract)  # checks the contract name
 
+    @property
+    def patterns(self) -> dict[str, str]:
+        """Each path as declared, and where it points: a relative local path made absolute
+        against `base_dir` (URLs as they are)."""
+        declared = [self.path] if isinstance(self.path, str) else self.path
+        return {p: p if "://" in p else resolve_local(p, self.base_dir) for p in declared}
+
     def list_files(self) -> list[str]:
         """Every file the path matches now, as sorted absolute paths or URLs."""
-        patterns = [self.path] if isinstance(self.path, str) else self.path
-        return list_paths(patterns, self.storage_options, f"source {self.name!r}")
+        return sorted({f for found in self._matches().values() for f in found})
+
+    def _matches(self) -> dict[str, list[str]]:
+        """The files each declared pattern matches now."""
+        patterns = self.patterns
+        found = match_each(patterns.values(), self.storage_options, f"source {self.name!r}")
+        return {given: found[resolved] for given, resolved in patterns.items()}
 
     def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: datetime) -> Extraction:
         landed = set(state.get("files", []))
-        current = self.list_files()
+        matches = self._matches()
+        current = sorted({f for found in matches.values() for f in found})
+        empty = self._nothing_matched(matches, landed, state)
+        if empty is not None:
+            return empty
         new = [f for f in current if f not in landed]
         mode, key = self.write, key_columns(self.primary_key)
         if mode == "replace":
@@ -101,11 +129,48 @@ class FileSource:
             planned = f"all {len(current)} file(s), {len(new)} new (write='replace')"
         else:
             read, new_state = new, {"files": sorted(landed | set(new))}
-            planned = f"{len(new)} new file(s) of {len(new) + len(landed)}"
+            planned = f"{len(new)} new file(s) of {len(current)}"
         plan, quarantine = self.plan(read), Quarantine(self.name, run_id, loaded_at)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
                    for f in read for b in self.read_file(f, quarantine, plan))
         return Extraction(batches, new_state, planned, read, mode, key, plan=plan, quarantine=quarantine)
+
+    def _nothing_matched(self, matches: dict[str, list[str]], landed: set[str],
+                         state: dict[str, Any]) -> Extraction | None:
+        """What to do when a pattern matches nothing: raise while the source has landed nothing,
+        or when all of its patterns match nothing now (unless `allow_empty`, which lands nothing
+        and keeps the state). None: go on."""
+        empty = [given for given, found in matches.items() if not found]
+        if not empty:
+            return None
+        names = " and ".join(self._describe(given) for given in empty)
+        match = "match" if len(empty) > 1 else "matches"
+        nothing = len(empty) == len(matches)  # no pattern matches a file
+        if self.allow_empty:
+            if not nothing:
+                return None
+            log.info("source %r: %s %s no file; nothing to land (allow_empty=True)", self.name, names, match)
+            return Extraction(iter(()), state, f"no file matches {names} (allow_empty=True)")
+        if not landed:
+            local = [given for given in empty if "://" not in given]
+            where = f"check the path (a relative one starts at {where_relative(self.base_dir)})" if local \
+                else "check the URL"
+            raise SourceError(f"source {self.name!r}: {names} {match} no file",
+                              f"{where}, or pass allow_empty=True to a source that may be empty")
+        if not nothing:
+            log.warning("source %r: %s %s no file now (its other paths do)", self.name, names, match)
+            return None
+        log.warning("source %r: %s matched %d file(s) before and %s none now", self.name, names,
+                    len(landed), match)
+        raise SourceError(f"source {self.name!r}: {names} matched {len(landed):,} file(s) before and "
+                          f"{match} none now",
+                          "check that the files are still there and the path is unchanged, or pass "
+                          "allow_empty=True to land nothing and go on")
+
+    def _describe(self, given: str) -> str:
+        """A declared pattern, with where it points when that differs."""
+        resolved = self.patterns[given]
+        return repr(given) if resolved == given else f"{given!r} ({resolved})"
 
     def plan(self, paths: list[str]) -> SchemaPlan:
         """The schema plan for `paths`: each file's sampled schema (Parquet footer, first MB of text)."""
@@ -211,13 +276,15 @@ def files(name: str, path: str | Path | list[str | Path], format: str | None = N
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
           delimiter: str = ",", columns: list[str] | None = None, write: WriteMode = "append",
           primary_key: str | list[str] | None = None, schema: Any = None,
-          contract: str = "evolve") -> FileSource:
+          contract: str = "evolve", allow_empty: bool = False) -> FileSource:
     """A source of CSV, JSON-lines or Parquet files at `path` (glob, file, folder or URL; local or
     remote; or a list of them), landed by `write`: "append" (default), "replace", or "merge" on
-    `primary_key`. `columns` keeps only those columns; `storage_options` are fsspec arguments or
-    AWS_* keys, over the AWS environment for s3://. `schema` declares column types (a pyarrow
-    schema or {name: "int64", ...}); `contract` says what a new column or type does: evolve
-    (default), freeze, discard_columns."""
+    `primary_key`. A relative local path starts at the pipeline file's folder. `columns` keeps
+    only those columns; `storage_options` are fsspec arguments or AWS_* keys, over the AWS
+    environment for s3://. `schema` declares column types (a pyarrow schema or
+    {name: "int64", ...}); `contract` says what a new column or type does: evolve (default),
+    freeze, discard_columns. A path that matches no file is an error, unless `allow_empty`."""
     paths = str(path) if isinstance(path, (str, Path)) else [str(p) for p in path]
     return FileSource(name, paths, format, dict(storage_options or {}), batch_rows, delimiter,
-                      list(columns) if columns is not None else None, write, primary_key, schema, contract)
+                      list(columns) if columns is not None else None, write, primary_key, schema, contract,
+                      allow_empty)

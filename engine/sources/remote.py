@@ -7,6 +7,7 @@ that column's share of the file, and memory holds one row group's batches at a t
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,28 +26,33 @@ PARQUET_OPEN = {"cache_type": "none", "block_size": 1 << 20}  # no read-ahead: r
 
 def list_paths(patterns: Iterable[str], options: dict[str, Any], origin: str) -> list[str]:
     """Every file the patterns (globs, files, folders or URLs) match now, sorted, deduplicated."""
-    found: set[str] = set()
+    return sorted({path for found in match_each(patterns, options, origin).values() for path in found})
+
+
+def match_each(patterns: Iterable[str], options: dict[str, Any], origin: str) -> dict[str, list[str]]:
+    """The files each pattern matches now (a local file or folder that is not there matches
+    nothing; an http(s) URL names its one file without being asked)."""
+    matched: dict[str, list[str]] = {}
     for pattern in patterns:
         if protocol(pattern) in UNLISTABLE:
-            found.add(pattern)
+            matched[pattern] = [pattern]
             continue
         with storage_errors(f"{origin}: cannot list {pattern}"):
-            matched = _expand(pattern, source_options(pattern, options))
-        found.update(matched)
-    return sorted(found)
+            matched[pattern] = _expand(pattern, source_options(pattern, options))
+    return matched
 
 
 def _expand(pattern: str, options: dict[str, Any]) -> list[str]:
     fs, path = fsspec.core.url_to_fs(pattern, **options)
     fs.invalidate_cache()  # a listing cached by an earlier run must not hide new files
+    local = get_protocol(pattern) in ("file", "local")
     if any(c in path for c in "*?["):
         paths = [p for p, info in fs.glob(path, detail=True).items() if info.get("type") != "directory"]
     elif fs.isdir(path):
         paths = [p for p in fs.find(path) if not Path(p).name.startswith((".", "_"))]
-    else:
-        paths = [path]
-    local = get_protocol(pattern) in ("file", "local")
-    if not paths and not local:  # nothing matched: fine, unless the bucket itself is missing
+    else:  # a link to nothing is listed (and quarantined), a file that is not there is not
+        paths = [path] if (os.path.lexists(path) if local else fs.exists(path)) else []
+    if not paths and not local:  # nothing matched (the source judges that), or no bucket at all
         check_bucket(fs, path)
     return [str(Path(p)) if local else fs.unstrip_protocol(p) for p in paths]
 

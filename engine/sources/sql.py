@@ -27,6 +27,10 @@ in year 0) quarantines its row; so does one Delta cannot store (a NUMERIC wider 
 digits). Rows in = rows landed + rows quarantined, for each run. Column names follow the file
 sources' rules (`engine/load/schema.py`): a source whose columns break them is refused.
 
+A SQLite URL's relative path (`sqlite:///app.sqlite`) starts at the pipeline file's folder
+(`base_dir`), and a database file that is not there is an error naming it (SQLite would
+quietly create an empty one).
+
 `write` says what the rows do to the raw table: "append" (the default with a cursor), "replace"
 (the default without one; the whole table or query each run, so no cursor) or "merge" (upsert on
 `primary_key`, the last row of a key in cursor order winning; with or without a cursor).
@@ -37,6 +41,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -52,6 +57,8 @@ from engine.sources.base import (
     check_source_name,
     check_write,
     key_columns,
+    resolve_local,
+    where_relative,
     with_load_columns,
 )
 from engine.sources.base import (
@@ -100,6 +107,7 @@ class SqlSource:
     primary_key: str | list[str] | None = None
     max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS
     write: WriteMode | None = None  # None: append with a cursor, else replace
+    base_dir: Path | None = None  # where a SQLite URL's relative path starts (the pipeline file's folder)
 
     def __post_init__(self) -> None:
         check_source_name(self.name)
@@ -155,9 +163,29 @@ class SqlSource:
                               f"columns are {', '.join(source.c.keys())}")
         return source.c[name]
 
-    def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: dt.datetime) -> Extraction:
+    def database_url(self) -> sa.URL:
+        """`url` parsed, a SQLite file's relative path made absolute against `base_dir`; raises
+        SourceError when that file is not there (SQLite would create an empty one)."""
         try:
-            engine = sa.create_engine(self.url)
+            url = sa.make_url(self.url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(f"source {self.name!r}: bad database URL {_safe(self.url)}: {exc}",
+                              "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
+        database = url.database or ""
+        if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+            return url  # a server, an in-memory database, or a SQLite URI (file:...?uri=true)
+        path = resolve_local(database, self.base_dir)
+        if not Path(path).is_file():
+            relative = "" if Path(database).expanduser().is_absolute() else \
+                f"; a relative path starts at {where_relative(self.base_dir)}"
+            raise SourceError(f"source {self.name!r}: no SQLite database file at {path} ({_safe(self.url)})",
+                              f"check the path in url={relative}")
+        return url.set(database=path)
+
+    def extract(self, state: dict[str, Any], *, run_id: str, loaded_at: dt.datetime) -> Extraction:
+        url = self.database_url()
+        try:
+            engine = sa.create_engine(url)
         except sa.exc.ArgumentError as exc:
             raise ConfigError(f"source {self.name!r}: bad database URL {_safe(self.url)}: {exc}",
                               "use a SQLAlchemy URL such as postgresql+psycopg://user@host/db") from exc
@@ -340,7 +368,11 @@ class Read:
 
 
 def _safe(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    """`url` without its password (a URL SQLAlchemy cannot parse: its scheme only)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    except sa.exc.ArgumentError:
+        return url.partition("://")[0] + "://…"
 
 
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,

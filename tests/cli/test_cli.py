@@ -27,7 +27,7 @@ def test_run_prints_a_summary_of_tables_rows_and_versions(ran: Path) -> None:
 
 
 def test_show_history_and_query(ran: Path) -> None:
-    shown = cli.invoke(app, ["show", "raw.orders", "--limit", "2"])
+    shown = cli.invoke(app, ["show", "raw.orders", "--limit", "2"], env={"COLUMNS": "200"})  # every column
     assert shown.exit_code == 0 and "first 2 rows" in shown.output and "_hw_run_id" in shown.output
     history = cli.invoke(app, ["history", "models.revenue"])
     assert history.exit_code == 0 and "CREATE TABLE" in history.output  # the model's first version
@@ -40,10 +40,15 @@ def test_show_history_and_query(ran: Path) -> None:
     assert " 4 " in lake.output.replace("│", " ")
 
 
-def test_doctor_reports_backend_lake_and_warehouse(ran: Path) -> None:
-    result = cli.invoke(app, ["doctor"])
+def test_doctor_reports_backend_lake_and_warehouse(ran: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cli.invoke(app, ["doctor"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "backend: pandas" in result.output
+    assert "pandas-API models: pandas" in result.output
+    assert "SQL models: DuckDB (backend pandas)" in result.output
+    assert "polars models: polars, streaming, on the CPU (backend pandas)" in result.output
+    monkeypatch.setenv("HEADWATER_SQL_ENGINE", "polars")
+    polars_sql = cli.invoke(app, ["doctor"], env={"COLUMNS": "200"})
+    assert "SQL models: polars SQL, streaming, on the CPU (backend pandas)" in polars_sql.output
     assert "3 tables" not in result.output and "4 tables" in result.output  # 2 raw + 2 models
 
 
@@ -63,5 +68,5 @@ def test_run_summary_counts_quarantined_rows(ran: Path) -> None:
     result = cli.invoke(app, ["run", str(ran / "pipeline.py")])
     assert result.exit_code == 0, result.output
     assert "landed 1 new rows (1 quarantined)" in result.output
-    shown = cli.invoke(app, ["show", "quarantine.orders"])
+    shown = cli.invoke(app, ["show", "quarantine.orders"], env={"COLUMNS": "200"})  # whole values
     assert shown.exit_code == 0 and "not-a-number" in shown.output

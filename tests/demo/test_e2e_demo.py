@@ -15,16 +15,22 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from engine.demo.daily import days_added, increment
 from engine.demo.generate import generate
+from engine.demo.pipeline import DEMO_FILE
 from engine.lake import Lake
+from engine.runs import manifest
 from tests.support.demo import assert_matches_oracle, warehouse_table
 from tests.support.photo_reference import expected_training_set, expected_user_features_latest
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def headwater(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HEADWATER_BACKEND": "pandas", "COLUMNS": "160"}
+    # PYTHONPATH: this checkout's engine, whichever checkout the environment installed
+    env = {**os.environ, "HEADWATER_BACKEND": "pandas", "COLUMNS": "160", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -88,6 +94,20 @@ def test_query_answers_from_the_demo_folder(demo_dir: Path) -> None:
     assert lake.returncode == 0, lake.stderr
     days = len(list((demo_dir / "data" / "photo_popularity" / "events").glob("*.jsonl")))
     assert f" {days} " in lake.stdout.replace("│", " ")
+
+
+def test_reproduce_finds_the_demos_pipeline_from_the_run_manifest(demo_dir: Path, tmp_path: Path) -> None:
+    """The demo records its pipeline file (engine/demo/pipeline.py) like `headwater run` does, so
+    `reproduce` needs no --pipeline, from any working directory."""
+    run = manifest.runs(Lake(str(demo_dir / "lake")))[-1]  # the first run: it built everything
+    assert run["pipeline_file"] == str(DEMO_FILE) and run["pipeline_hash"] == manifest.file_hash(DEMO_FILE)
+    out = tmp_path / "repro"
+    done = headwater("reproduce", run["run_id"], "--table", "training_set", "--out", str(out),
+                     "--lake", str(demo_dir / "lake"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "equal" in done.stdout
+    rebuilt = DeltaTable(str(out / "training_set")).to_pyarrow_table()
+    assert rebuilt.num_rows == len(expected_training_set(demo_dir / "data" / "photo_popularity"))
 
 
 def test_after_two_days_training_set_still_equals_plain_pandas(daily_dir: tuple[Path, str]) -> None:

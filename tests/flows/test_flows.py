@@ -77,8 +77,16 @@ def test_artifacts_summarise_the_run(first_run: dict[str, Any], flow_shop: dict[
     assert all(isinstance(r["seconds"], float) for r in rows)
 
 
-def test_lineage_artifact_is_a_mermaid_graph(first_run: dict[str, Any], flow_shop: dict[str, Any]) -> None:
+def test_lineage_artifact_is_a_table_of_edges_and_a_mermaid_graph(first_run: dict[str, Any],
+                                                                   flow_shop: dict[str, Any]) -> None:
     artifact = read_artifacts(first_run["flow_run_id"], [elt_module.LINEAGE_KEY])[elt_module.LINEAGE_KEY]
+    table = {tuple(c.strip(" `") for c in line.strip("|").split("|")) for line in artifact.data.splitlines()
+             if line.startswith("| `")}  # what the default UI shows: a markdown table
+    assert table == {("raw.orders", "read by", "models.order_totals"),
+                     ("raw.customers", "read by", "models.order_totals"),
+                     ("models.order_totals", "read by", "models.big_customers"),
+                     ("models.order_totals", "published as", "order_totals"),
+                     ("models.big_customers", "published as", "big_customers")}
     graph = artifact.data.split("```mermaid\n")[1].split("```")[0]
     assert graph == mermaid(load_pipeline(flow_shop["path"]))
     labels = {line.split("[", 1)[0].strip(): line.split('"')[1] for line in graph.splitlines() if '"' in line

@@ -137,11 +137,13 @@ def test_the_cli_names_the_users_file_and_line_and_exits_non_zero(half: Path,
     assert "engine/cli" not in trace and "engine/runs" not in trace  # the user's frames, not the CLI's
 
 
-def test_a_bad_warehouse_url_fails_the_publishes_not_the_run(half: Path) -> None:
+def test_a_bad_warehouse_url_fails_the_run_before_anything_lands(half: Path) -> None:
+    """The warehouse is checked before the first step (issue 16: found only after every load and
+    build, it wasted the run); a run that publishes nothing does not need it."""
     bad = Config.load(half.parent, lake=str(half.parent / "lake"), warehouse="nosuchdb://host/db", backend="pandas")
     summary = Runner(load_pipeline(half), bad).run(exclude="raw.broken+")
-    got = statuses(summary)
-    assert got["model", "fine"][0] == "built"  # the lake side ran
-    assert got["publish", "fine"][0] == "failed" and "no driver for warehouse URL nosuchdb://host/db" in \
-        got["publish", "fine"][1]
-    assert summary.error.startswith("model 'boom' failed") and "1 more step(s) failed" in summary.error
+    assert summary.steps == [] and summary.error is not None
+    assert summary.error.startswith("no driver for warehouse URL nosuchdb://host/db")
+    assert Lake(str(half.parent / "lake")).tables() == []  # nothing landed or built
+    lake_only = Runner(load_pipeline(half), bad).run(select="raw.orders")
+    assert lake_only.ok and statuses(lake_only) == {("load", "orders"): ("landed", "1 new file(s) of 1")}

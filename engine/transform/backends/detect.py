@@ -74,9 +74,11 @@ def resolve(name: str, storage_options: dict | None = None, config: Config | Non
         backend, problem = _cudf(storage_options)
         if backend is not None:
             return backend, "auto: cuDF imports (GPU not counted: nvidia-ml-py is not installed)"
-        return _fallback(f"auto: no usable GPU ({gpu['error']}; {problem}); running on pandas",
-                         logging.INFO, storage_options)
-    return _fallback(f"auto: no usable GPU ({gpu['error']}); running on pandas", logging.INFO, storage_options)
+        # one short line for the usual CPU machine (`headwater doctor` shows the import errors)
+        why = ("nvidia-ml-py, cuDF not installed" if problem.startswith("cuDF is not installed")
+               else f"nvidia-ml-py not installed; {problem}")
+        return _fallback(f"auto: no usable GPU ({why}), so pandas", logging.INFO, storage_options)
+    return _fallback(f"auto: no usable GPU ({gpu['error']}), so pandas", logging.INFO, storage_options)
 
 
 def available() -> list[str]:
