@@ -18,6 +18,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from engine.lake import guard
+from engine.lake.describe import DESCRIBED, Description, described_table, settle
 from engine.lake.guard import META_PREFIX
 from engine.lake.storage import storage_errors
 from engine.lake.store import Commit, Lake
@@ -28,17 +29,19 @@ NULL_PARTITION = "__null__"  # where rows whose partition column is null go
 
 
 def replace_partitions(lake: Lake, name: str, table: pa.Table, partitions: Sequence[str] | None, *,
-                       run_id: str, meta: dict[str, Any]) -> Commit:
+                       run_id: str, meta: dict[str, Any], describe: Description | None = None) -> Commit:
     """Replace `partitions` of `name` (None: the whole table) with `table`'s rows, in one commit
-    carrying `meta`. Every row of `table` must belong to one of `partitions`."""
+    carrying `meta`. Every row of `table` must belong to one of `partitions`. `describe` is then
+    set on the table (engine/lake/describe.py)."""
     uri = lake.uri(name)
     data = as_delta(table)
     listed = None if partitions is None else sorted(set(partitions))
     props = guard.properties({META_PREFIX + k: json.dumps(v, default=str) for k, v in
                               {"run_id": run_id, "partitions": listed or "all", **meta}.items()})
     with storage_errors(f"cannot write the lake table at {uri}"):
-        if listed is None or not lake.exists(name):
-            write_deltalake(uri, data, mode="overwrite", partition_by=[PARTITION], schema_mode="overwrite",
+        if listed is None or not lake.exists(name):  # the whole table: its column comments go with it
+            write_deltalake(uri, described_table(data, describe), mode="overwrite", partition_by=[PARTITION],
+                            schema_mode="overwrite", description=describe.table if describe else None,
                             storage_options=lake.storage_options, commit_properties=props)
         else:
             current = lake.table(name)
@@ -48,6 +51,7 @@ def replace_partitions(lake: Lake, name: str, table: pa.Table, partitions: Seque
             write_deltalake(current, data, mode="overwrite", predicate=f"{PARTITION} IN ({values})",
                             schema_mode="merge", storage_options=lake.storage_options, commit_properties=props)
         version = DeltaTable(uri, storage_options=lake.storage_options).version()
+    settle(uri, lake.storage_options, describe)
     return Commit(lake.qualify(name), version, data.num_rows)
 
 
@@ -65,7 +69,7 @@ def changed_partitions(lake: Lake, name: str, since: int | None, version: int) -
         return None
     found: set[str] = set()
     for commit in lake.history(name):
-        if since < commit.get("version", -1) <= version:
+        if since < commit.get("version", -1) <= version and not commit.get(DESCRIBED.removeprefix(META_PREFIX)):
             listed = commit.get("partitions")
             if not isinstance(listed, list):
                 return None

@@ -212,20 +212,25 @@ class _DryRun:
                 reasons.append(f"{key} changed since the last build (version {before.get(key)} -> {now})")
         if not reasons:
             return Preview(step, "unchanged", "inputs and code unchanged")
-        how = self._how(model, last, versions)
+        how = self._how(model, last, versions, pending=any(r in self.changing for r in refs))
         self.changing[table] = "would be rebuilt"
         if how != "incremental" or model.materialized == "merge":
             self.rewriting.add(table)
         return Preview(step, "build", f"{'; '.join(reasons)}: {how}")
 
-    def _how(self, model: Model, last: dict[str, Any], versions: Mapping[str, int | None]) -> str:
-        """`incremental`, or why the build would be a full one."""
-        if model.materialized == "table":
+    def _how(self, model: Model, last: dict[str, Any], versions: Mapping[str, int | None], pending: bool) -> str:
+        """`incremental`, which partitions, or why the build would be a full one (`pending`: an
+        input would change in this run first)."""
+        if model.materialized == "table" and model.partitioning is None:
             return "full build"
         known = {k: v for k, v in versions.items() if v is not None}
         if len(known) < len(versions):
             return "full build (an input lands for the first time)"
         how = plan_build(model, last, known, self.lake, self.full_refresh)
+        if model.partitioning is not None and how.partitions is not None:
+            if pending:
+                return "the partitions its inputs' new rows fall in"
+            return how.reason  # names the partitions and why
         if not how.incremental:
             return how.reason if "rebuild" in how.reason else f"full build ({how.reason})"
         rewritten = [r for p, r in model.inputs.items() if p not in model.full_inputs and r in self.rewriting]

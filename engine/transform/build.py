@@ -229,7 +229,8 @@ def build_partitions(model: Model, lake: Lake, backend: Backend | Engine, versio
         before = lake.read_metadata(table)[1] if lake.exists(table) else {}
         meta = {"inputs": how.keep_inputs, "code": before.get("code")}
     meta.update(backend=backend.name, materialized=model.materialized, incremental=False, **how.meta)
-    commit = replace_partitions(lake, table, result, how.partitions, run_id=run_id, meta=meta)
+    commit = replace_partitions(lake, table, result, how.partitions, run_id=run_id, meta=meta,
+                                describe=Description(model.description, model.column_descriptions))
     where = "" if how.partitions is None else f", {len(how.partitions)} partition(s) replaced"
     return Built(commit.rows, commit.version, _with(_detail(backend, how) + where, results), checked)
 

@@ -77,3 +77,30 @@ def test_the_dry_run_predicts_each_step_of_the_run_that_follows(tmp_path: Path) 
     assert "rewritten since the last build: full rebuild" in did["model:countries"][1]
     assert said["publish:countries"] == ("publish", "models.countries would be rebuilt")
     assert did["publish:countries"][0] == "published"
+
+
+def test_the_dry_run_of_a_partitioned_model_names_the_partitions(tmp_path: Path) -> None:
+    def daily(orders: pd.DataFrame) -> pd.DataFrame:
+        return orders.groupby("day").agg({"order_id": "count"}).reset_index()
+
+    orders = sources.files("orders", f"{tmp_path}/orders/*.csv")
+    p = Pipeline("parts", sources=[orders], models=[model(inputs={"orders": "raw.orders"}, partition_by="day")(daily)],
+                 models_dir=None)
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "a.csv").write_text("order_id,day\n1,2026-03-01\n2,2026-03-02\n")
+    config = Config.load(tmp_path, lake=str(tmp_path / "lake"), warehouse=f"duckdb:///{tmp_path / 'wh.duckdb'}",
+                         backend="pandas")
+    assert Runner(p, config).run().ok
+    (tmp_path / "orders" / "b.csv").write_text("order_id,day\n3,2026-03-02\n")
+
+    def said() -> dict[str, tuple[str, str]]:
+        runner = Runner(p, config)
+        return {v.step.id: (v.action, v.why) for v in dry_run(RunPlan.make(p), p, runner.lake, lambda: {})}
+
+    assert said()["model:daily"] == ("build", "raw.orders would land new rows: the partitions its inputs' new rows "
+                                              "fall in")
+    assert Runner(p, config).run(select="raw.orders").ok  # landed, the model not built
+    assert said()["model:daily"] == ("build", "raw.orders changed since the last build (version 0 -> 1): "
+                                              "partitions 2026-03-02: raw.orders changed")
+    summary = Runner(p, config).run()
+    assert [s.detail for s in summary.steps if s.kind == "model"][0].endswith("1 partition(s) replaced")

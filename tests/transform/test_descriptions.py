@@ -141,3 +141,32 @@ def test_columns_the_output_lacks_are_left_out(tmp_path: Path, columns: dict[str
     assert delta(tmp_path, "per_country").columns == {}
     schema = pa.schema(DeltaTable(str(tmp_path / "lake" / "models" / "per_country")).schema().to_arrow())
     assert schema.names == ["country", "orders"]
+
+
+def test_a_partitioned_model_keeps_its_descriptions_and_publishes_only_changed_partitions(tmp_path: Path) -> None:
+    from engine.lake.partitions import changed_partitions
+
+    def daily(orders: pd.DataFrame) -> pd.DataFrame:
+        return orders.groupby("day").agg({"order_id": "count"}).reset_index().rename(columns={"order_id": "n"})
+
+    def make_daily(about: str) -> Pipeline:
+        orders = sources.files("orders", f"{tmp_path}/orders/*.csv")
+        return Pipeline("parts", sources=[orders], models=[
+            model(inputs={"orders": "raw.orders"}, partition_by="day", description=about,
+                  column_descriptions={"n": "orders that day"})(daily)], models_dir=None)
+
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "a.csv").write_text("order_id,day\n1,2026-03-01\n2,2026-03-01\n3,2026-03-02\n")
+    wh = tmp_path / "wh.duckdb"
+    run(tmp_path, make_daily("orders per day"), f"duckdb:///{wh}")
+    assert delta(tmp_path, "daily") == Description("orders per day", {"n": "orders that day"})
+    (tmp_path / "orders" / "b.csv").write_text("order_id,day\n4,2026-03-02\n")
+    runner, published = run(tmp_path, make_daily("orders each day"), f"duckdb:///{wh}")
+    assert delta(tmp_path, "daily").table == "orders each day"  # set after the partition replace
+    assert [c["operation"] for c in runner.lake.history("models.daily")][:2] == ["UPDATE TABLE METADATA", "WRITE"]
+    assert changed_partitions(runner.lake, "models.daily", 0, 2) == ["2026-03-02"]  # the description adds none
+    assert published["daily"] == "to duckdb, 1 partition(s) replaced"  # not the whole table
+    assert duckdb_comments(wh, "daily")[0] == "orders each day"
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert sorted(con.execute("select cast(day as varchar), n from daily").fetchall()) == [
+            ("2026-03-01", 2), ("2026-03-02", 2)]
