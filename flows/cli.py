@@ -58,6 +58,6 @@ def register(app: typer.Typer) -> None:
                           warehouse, backend)
 
 
-def selectors(values: list[str] | None) -> str | None:
-    """Repeated `-s a -s b` as the flow's one `select` parameter, `"a b"` (None when none)."""
-    return " ".join(values) if values else None
+def selectors(values: list[str] | None) -> list[str] | None:
+    """Repeated `-s a -s b` as the flow's `select` parameter, a list (None when none)."""
+    return list(values) if values else None

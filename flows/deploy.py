@@ -80,8 +80,8 @@ def _check_pool(pool: str | None) -> None:
                               f"create it: prefect work-pool create {pool} --type {kind}") from None
 
 
-def serve(pipeline: str, name: str, cron: str | None = None, select: str | None = None,
-          exclude: str | None = None, full_refresh: bool = False, lake: str | None = None,
+def serve(pipeline: str, name: str, cron: str | None = None, select: str | list[str] | None = None,
+          exclude: str | list[str] | None = None, full_refresh: bool = False, lake: str | None = None,
           warehouse: str | None = None, backend: str | None = None) -> None:
     """Create deployment `headwater-elt/<name>` for `pipeline` and run its flow runs in this
     process until interrupted (no work pool or worker needed); `cron` adds an active UTC schedule."""

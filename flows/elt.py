@@ -146,7 +146,10 @@ def elt(pipeline: str, select: str | list[str] | None = None, exclude: str | lis
     loaded = pipeline_at(target)
     settings: Settings = {"lake": lake, "warehouse": warehouse, "backend": backend}
     config = Config.load(loaded.base_dir, **settings).mask_secrets()  # a bad setting fails here
-    run_plan = Runner(loaded, config).plan(select, exclude)  # so does a bad selector
+    planner = Runner(loaded, config)
+    run_plan = planner.plan(select, exclude)  # so does a bad selector
+    if run_plan.of_kind("publish"):
+        planner.check_warehouse()  # and a warehouse that cannot be reached, before anything lands
     runner = _task_runner(task_runner, config)
     run_id, started = new_run_id(), datetime.now(timezone.utc)
     logger.info("run %s of pipeline %r: %d source(s), %d model(s), %d step(s); lake %s, backend %s, "

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 # isort: off  (the order commands are listed in `headwater --help`)
 from engine.cli import (
+    backfill,  # noqa: F401
     lake,  # noqa: F401
     run,  # noqa: F401 - each module registers its commands on `app`
 )

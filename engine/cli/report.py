@@ -56,6 +56,12 @@ class RichReporter:
 DETAIL_MIN = 30  # narrower than this, details go below their table instead of beside it
 
 
+def _table(step: Step) -> str:
+    """The step's table, and the partition when the step built one (a backfill's `model[day]`)."""
+    _, bracket, partition = step.name.partition("[")
+    return f"{step.table}[{partition}" if bracket else step.table
+
+
 def summary_view(summary: RunSummary, width: int) -> RenderableType:
     """The run's steps in `width` columns: step, table, status, rows and version always, then
     quarantined rows and seconds where they fit; each step's detail beside them (wrapped) when
@@ -66,7 +72,7 @@ def summary_view(summary: RunSummary, width: int) -> RenderableType:
     cols = [Col("step", keep=True), Col("table", keep=True, wrap=True), Col("status", keep=True),
             Col("rows", right=True, keep=True), Col("quarantined", right=True), Col("version", right=True, keep=True),
             Col("seconds", right=True)]
-    rows = [[s.kind, s.table, s.status, f"{s.rows:,}", f"{s.quarantined:,}" if s.quarantined else "",
+    rows = [[s.kind, _table(s), s.status, f"{s.rows:,}", f"{s.quarantined:,}" if s.quarantined else "",
              "" if s.version is None else str(s.version), f"{s.seconds:.2f}"] for s in summary.steps]
     styles = [["", "", STATUS_STYLE.get(s.status, ""), "", "", "", ""] for s in summary.steps]
     if not any(s.quarantined for s in summary.steps):
@@ -74,7 +80,7 @@ def summary_view(summary: RunSummary, width: int) -> RenderableType:
         for row in rows + styles:
             del row[4]
     details = [_line(s.detail) for s in summary.steps]
-    return _with_details(cols, rows, styles, details, [s.table for s in summary.steps], width, title)
+    return _with_details(cols, rows, styles, details, [_table(s) for s in summary.steps], width, title)
 
 
 def checks_view(summary: RunSummary, width: int) -> RenderableType | None:

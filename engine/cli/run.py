@@ -65,6 +65,9 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIP
             select: SelectOpt = None, exclude: ExcludeOpt = None, full_refresh: FullRefreshOpt = False,
             fail_fast: Annotated[bool, typer.Option("--fail-fast", help=(
                 "stop at the first failed step (default: skip only what depends on it, run the rest)"))] = False,
+            partition: Annotated[str | None, typer.Option("--partition", metavar="DATE", help=(
+                "rebuild this partition (YYYY-MM-DD; YYYY-MM by month) of each selected partitioned model, "
+                "changed or not"))] = None,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
             cluster: ClusterOpt = None) -> None:
     """Load the sources, build the models, publish to the warehouse (all, or a selection).
@@ -72,7 +75,7 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIP
     A failed step skips only the steps that depend on it; the exit status is 1 if any failed."""
     p = load_pipeline(pipeline)
     _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend, dask_cluster=cluster),
-         select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast)
+         select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast, partition=partition)
 
 
 @app.command()
@@ -125,16 +128,18 @@ def demo(directory: Annotated[Path, typer.Argument(
 @app.command()
 @friendly
 def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None) -> None:
-    """Say which backend runs and why, what versions are installed, whether lake and warehouse answer."""
+    """Say where each kind of model runs and why, what versions are installed, whether lake and
+    warehouse answer."""
     from engine.publish import connect
     from engine.transform.backends import gpu_info, resolve
+    from engine.transform.backends.kinds import engine_for
 
     config = guarded(Config.load(Path.cwd(), lake=lake, warehouse=warehouse, backend=backend))
     failures = 0
     console.print(f"settings from: {config.source}", highlight=False, markup=False)
     versions = {"python": platform.python_version()}
-    for dist in ("headwater", "pyarrow", "pandas", "deltalake", "duckdb", "sqlalchemy", "prefect",
-                 "cudf-cu13", "dask"):
+    for dist in ("headwater", "pyarrow", "pandas", "deltalake", "duckdb", "polars", "sqlalchemy", "prefect",
+                 "cudf-cu13", "cudf-polars-cu13", "dask"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -142,7 +147,9 @@ def doctor(lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: Backen
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), highlight=False)
     console.print(f"gpu: {gpu_line(gpu_info())}", highlight=False, markup=False)
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("backend", lambda: resolve(config.backend, config.storage_options, config=config)[1]),
+        ("pandas-API models", lambda: resolve(config.backend, config.storage_options, config=config)[1]),
+        ("SQL models", lambda: engine_for("sql", config)[1]),
+        ("polars models", lambda: engine_for("polars", config)[1]),
         ("lake", lambda: f"{config.lake}: {len(Lake(config.lake, config.storage_options).tables())} tables"),
         ("warehouse", lambda: _describe(connect, config.warehouse)),
     ]

@@ -2,7 +2,11 @@
 training set out, whose uploader features are joined point in time from `user_activity_daily`
 (nothing a photo's uploader did on or after its upload day), and `user_features_latest`, each
 user's newest features for online lookup. Beside the pandas-API models, `uploader_stats` is a
-SQL model (`sql/uploader_stats.sql`, DuckDB on a CPU) and `daily_engagement` a polars model.
+SQL model (`sql/uploader_stats.sql`, DuckDB on a CPU) and `daily_engagement` a polars model,
+partitioned by day: a run recomputes only the days whose events changed, and
+`headwater backfill ... -s daily_engagement --from D1 --to D2` rebuilds a range.
+(`user_activity_daily` is not partitioned: each day's rows are running totals over every
+earlier day, so no day can be rebuilt from its own events alone.)
 
 Each run lands only what is new: users by id, photos by `updated_at` merged on `photo_id` (an
 edited photo replaces its row), event logs and classifier outputs file by file.
@@ -53,7 +57,8 @@ def make_pipeline(data_dir: str | Path) -> Pipeline:
         model(inputs={"photo_features": "photo_features"}, tags=["ml"],
               checks=["unique(photo_id)", "warn: row_count(min=1)"])(models.training_set),
         model(inputs={"events": "raw.events"}, frame="polars", tags=["reports"],
-              checks=["unique(day)", "not_null(day)"])(polars_models.daily_engagement),
+              checks=["unique(day)", "not_null(day)"],  # partitioned: a build recomputes only the days that changed
+              partition_by="day", event_time={"events": "ts"})(polars_models.daily_engagement),
     ], models_dir=SQL_MODELS, source_file=DEMO_FILE)  # models_dir: the SQL models (uploader_stats)
 
 

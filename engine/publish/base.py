@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 BOOKKEEPING = "_headwater_published"
 STAGING_SUFFIX = "__hw_new"
+CURRENT_SUFFIX = "_current"  # the view of an SCD2 history table's current rows
+VALID_TO = "_hw_valid_to"  # an SCD2 table's end of validity: null while a row is current
 MAX_NAME = 63 - len(STAGING_SUFFIX)  # PostgreSQL truncates identifiers at 63 bytes
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 MODES: tuple[WriteMode, ...] = ("replace", "append", "merge")
@@ -114,16 +116,21 @@ class Warehouse:
     # -- public API -------------------------------------------------------------------------------
     def publish(self, name: str, table: pa.Table | pa.RecordBatchReader, *, lake_version: int, run_id: str,
                 mode: WriteMode = "replace", primary_key: str | Sequence[str] = (),
-                replace_existing: bool = False, based_on: Based | None = None) -> int:
+                replace_existing: bool = False, based_on: Based | None = None,
+                partitions: Sequence[str] | None = None) -> int:
         """Publish `table` (a table, or a stream of record batches read once) to warehouse table
         `name` in one transaction; returns the rows written. `mode`:
 
         * `replace`: the table becomes exactly these rows (and columns);
         * `append`: the rows are added (for incremental models: pass only the new rows);
-        * `merge`: rows whose `primary_key` matches a row of the table replace it, the others are added.
+        * `merge`: rows whose `primary_key` matches a row of the table replace it, the others are added;
+        * `append` with `partitions` (a partitioned model): the table's rows of those partitions
+          (`_hw_partition`) are deleted, then the rows are added: the partitions are replaced.
 
-        Append and merge create the table if it doesn't exist. A table `name` that Headwater did
-        not publish (no bookkeeping row) is refused, whatever the mode, unless `replace_existing`.
+        Append and merge create the table if it doesn't exist. A table with an `_hw_valid_to`
+        column (an SCD2 history) gets a view `<name>_current` of its rows that are current. A table
+        `name` that Headwater did not publish (no bookkeeping row) is refused, whatever the mode,
+        unless `replace_existing`.
         With `based_on` (the lake version the caller found published, None for none), the publish
         takes the table's publish lock and fails with ConcurrentRunError, changing nothing, when
         another run published it since: an append or merge of the same rows twice is refused.
@@ -152,12 +159,19 @@ class Warehouse:
                     "declare the model with @model(..., replace_existing=True) to let it replace the table")
             if exists and mode != "replace":
                 check_columns(name, rows.schema, self._columns(conn, name), mode)
+            history = VALID_TO in rows.schema.names  # an SCD2 history: readers get a view of its current rows
+            if history or mode == "replace":
+                self._drop_current_view(conn, name)  # PostgreSQL will not drop a table a view reads
             if mode == "replace":
                 self._swap(conn, name, rows)
             elif mode == "append":
+                if partitions and exists:
+                    self._delete_partitions(conn, name, partitions)
                 self._load(conn, name, rows, create=not exists)
             else:
                 self._merge(conn, name, rows, keys, exists)
+            if history:
+                self._current_view(conn, name)
             total = rows.count if mode == "replace" else self._count(conn, name)
             published.create(conn, checkfirst=True)
             conn.execute(published.delete().where(published.c.name == name))
@@ -259,6 +273,28 @@ class Warehouse:
         cols = ", ".join(quote(c) for c in rows.schema.names)
         conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({cols}) SELECT {cols} FROM {quote(staging)}")
         conn.exec_driver_sql(f"DROP TABLE {quote(staging)}")
+
+    def _current_view(self, conn: sa.Connection, name: str) -> None:
+        """View `<name>_current`: the rows of SCD2 history table `name` that are current."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"CREATE VIEW {quote(name + CURRENT_SUFFIX)} AS SELECT * FROM {quote(name)} "
+                             f"WHERE {quote(VALID_TO)} IS NULL")
+
+    def _drop_current_view(self, conn: sa.Connection, name: str) -> None:
+        quote = self.engine.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(name + CURRENT_SUFFIX)}")
+
+    def _delete_partitions(self, conn: sa.Connection, name: str, partitions: Sequence[str]) -> None:
+        """Delete the rows of `partitions` from table `name` (in the publish's transaction)."""
+        from engine.lake.partitions import PARTITION
+
+        quote = self.engine.dialect.identifier_preparer.quote
+        if PARTITION not in self._columns(conn, name):
+            raise WarehouseError(f"cannot replace partitions of {name!r}: it has no {PARTITION} column",
+                                 "publish the model whole once: headwater run --full-refresh --select <model>")
+        statement = sa.text(f"DELETE FROM {quote(name)} WHERE {quote(PARTITION)} IN :parts").bindparams(
+            sa.bindparam("parts", expanding=True))
+        conn.execute(statement, {"parts": list(partitions)})
 
     def _staging(self, conn: sa.Connection, name: str) -> str:
         """The name of a fresh staging table for `name` (one left by a crash is dropped)."""

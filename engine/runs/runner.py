@@ -28,7 +28,7 @@ from engine.publish.changes import publication
 from engine.runs import manifest
 from engine.runs.plan import PlannedStep, RunPlan, skipped_detail
 from engine.runs.steps import NullReporter, Reporter, RunSummary, Step, StepKind, new_run_id
-from engine.transform.build import build, plan_build
+from engine.transform.build import build, plan_build, plan_partitions
 from engine.transform.reads import SharedReads
 
 if TYPE_CHECKING:  # backends and warehouse drivers load on first use: `headwater show` needs neither
@@ -127,21 +127,31 @@ class Runner:
 
         return self._timed("load", source.name, table, work)
 
-    def build(self, model_name: str, run_id: str, full_refresh: bool = False) -> Step:
+    def build(self, model_name: str, run_id: str, full_refresh: bool = False,
+              partitions: list[str] | None = None, backfill: str | None = None) -> Step:
         """Rebuild one model into `models.<name>` unless its inputs and code are unchanged.
 
-        `full_refresh` rebuilds an incremental or merge model from all of its input rows."""
+        `full_refresh` rebuilds an incremental or merge model from all of its input rows;
+        `partitions` rebuilds those partitions of a partitioned model, changed or not (`backfill`:
+        the id of the backfill it belongs to, recorded in the commit)."""
         model = self.pipeline.model(model_name)
         table = str(TableRef.model(model.name))
 
         def work() -> Step:
+            if partitions is not None and model.partitioning is None:
+                raise ConfigError(f"model {model.name!r} is not partitioned: there is no partition to rebuild",
+                                  "declare it with partition_by='<date column>', or run it without a partition")
             versions = {str(ref): self._input_version(model.name, ref) for ref in model.inputs.values()}
             version, last = self.lake.read_metadata(table)  # the build commits only if still at `version`
-            if not full_refresh and last.get("inputs") == versions and last.get("code") == model.code_hash:
+            if partitions is None and not full_refresh and last.get("inputs") == versions \
+                    and last.get("code") == model.code_hash:
                 rows = last["rows"] if "rows" in last else self.lake.dataset(table).count_rows()
                 return Step("model", model.name, table, "unchanged", rows, self.lake.version(table),
                             detail="inputs and code unchanged", inputs=versions)
-            how = plan_build(model, last, versions, self.lake, full_refresh)
+            how = plan_partitions(model, last, versions, self.lake, asked=partitions) if partitions is not None \
+                else plan_build(model, last, versions, self.lake, full_refresh)
+            if backfill is not None:
+                how.meta["backfill"] = backfill
             built = build(model, self.lake, self.engine_for(model), versions, run_id, how, self._shared,
                           Based(version))
             if built.failed is not None:
@@ -172,13 +182,15 @@ class Runner:
                 if published == version:
                     return Step("publish", model.name, model.name, "unchanged", version=version,
                                 detail=f"lake version {version} already published")
-                mode, rows = publication(self.lake, table, model.materialized, published, version)
+                mode, rows, parts = publication(self.lake, table, model.materialized, published, version)
                 written = wh.publish(model.name, rows.scanner().to_reader(), lake_version=version,
                                      run_id=run_id, mode=mode, primary_key=model.primary_key,
                                      based_on=Based(published),
-                                     replace_existing=model.replace_existing)
+                                     replace_existing=model.replace_existing, partitions=parts)
+                how = f", {len(parts)} partition(s) replaced" if parts is not None else \
+                    "" if mode == "replace" else f", {mode}"
                 return Step("publish", model.name, model.name, "published", written, version,
-                            detail=f"to {wh.dialect}" + ("" if mode == "replace" else f", {mode}"))
+                            detail=f"to {wh.dialect}{how}")
             finally:
                 if warehouse is None and not self._in_run:
                     wh.dispose()
@@ -193,15 +205,17 @@ class Runner:
 
     def run(self, run_id: str | None = None, select: Iterable[str] | str | None = None,
             exclude: Iterable[str] | str | None = None, full_refresh: bool = False,
-            fail_fast: bool = False) -> RunSummary:
+            fail_fast: bool = False, partition: str | None = None) -> RunSummary:
         """Execute the run plan here: the selected sources (default all), then the selected
         models in DAG order, then their publishes. A step whose needs failed is skipped; the
         rest still run. With `fail_fast`, the first failure stops the run (the steps left are
-        listed as skipped). A run that publishes first checks the warehouse answers: if not, or
-        if the selection is wrong, nothing runs and `summary.error` says why. The summary is
-        recorded in the run manifest; the backend is closed."""
+        listed as skipped). `partition` (a date) rebuilds that partition of each selected
+        partitioned model, changed or not. A run that publishes first checks the warehouse
+        answers: if not, or if the selection is wrong, nothing runs and `summary.error` says
+        why. The summary is recorded in the run manifest; the backend is closed."""
         summary = RunSummary(run_id or new_run_id(), self.pipeline.name, started_at=datetime.now(timezone.utc),
-                             selection={"select": select, "exclude": exclude, "full_refresh": full_refresh})
+                             selection={"select": select, "exclude": exclude, "full_refresh": full_refresh,
+                                        **({"partition": partition} if partition else {})})
         try:
             plan = self.plan(select, exclude)
             if any(step.kind == "publish" for step in plan.steps):
@@ -225,7 +239,8 @@ class Runner:
                 elif planned.kind == "load":
                     step = self.load(planned.name, summary.run_id, loaded_at)
                 elif planned.kind == "model":
-                    step = self.build(planned.name, summary.run_id, full_refresh)
+                    step = self.build(planned.name, summary.run_id, full_refresh,
+                                      self._partition(planned.name, partition))
                 else:
                     step = self.publish(planned.name, summary.run_id)
                 statuses[planned.id] = step.status
@@ -243,6 +258,15 @@ class Runner:
         self.record(summary)
         self.close()
         return summary
+
+    def _partition(self, model_name: str, partition: str | None) -> list[str] | None:
+        """`[partition]` in the model's grain when it is partitioned and one was asked for."""
+        how = self.pipeline.model(model_name).partitioning
+        if partition is None or how is None:
+            return None
+        from engine.transform.partitions import name_of, parse
+
+        return [name_of(parse(partition, how.grain), how.grain)]
 
     def check_warehouse(self) -> None:
         """Connect to the warehouse and run a no-op (well under a second), so a wrong warehouse

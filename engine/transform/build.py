@@ -28,14 +28,17 @@ from engine.graph import TableRef
 from engine.lake import Based, Lake, as_delta
 from engine.lake.changes import changes
 from engine.lake.merge import last_per_key
+from engine.lake.partitions import partitioned, replace_partitions
 from engine.transform import checks
 from engine.transform.models import Context, Model
+from engine.transform.partitions import input_column, stale, window_filter, with_partition_column
 from engine.transform.reads import SharedReads
 
 if TYPE_CHECKING:  # the backends load pandas (and cuDF); the runner resolves one on first use
     from engine.transform.backends import Backend, Engine
 
 log = logging.getLogger("headwater.transform")
+VALID_TO = "_hw_valid_to"  # an SCD2 table's end of validity: null while a row is current
 
 
 @dataclass
@@ -45,12 +48,41 @@ class BuildPlan:
     incremental: bool
     reason: str
     since: dict[str, int] = field(default_factory=dict)  # input ref -> version read last time
+    partitions: list[str] | None = None  # a partitioned model: only these (None: the whole table)
+    keep_inputs: dict[str, int] | None = None  # partitions asked for: record the inputs read before
+    meta: dict[str, Any] = field(default_factory=dict)  # more for the commit's metadata (a backfill's id)
+
+
+def plan_partitions(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
+                    full_refresh: bool = False, asked: list[str] | None = None) -> BuildPlan:
+    """Which partitions of partitioned `model` to rebuild: those `asked` for (a backfill,
+    `--partition`), else those whose inputs changed since the last build, else all of them."""
+    assert model.partitioning is not None
+    before = last.get("inputs")
+    if asked is not None:
+        shown = ", ".join(asked[:3]) + (f" … ({len(asked)})" if len(asked) > 3 else "")
+        return BuildPlan(False, f"partition(s) {shown} asked for", partitions=list(asked),
+                         keep_inputs=dict(before or {}))
+    if full_refresh:
+        return BuildPlan(False, "full refresh")
+    if not before:
+        return BuildPlan(False, "first build")
+    if last.get("code") != model.code_hash:
+        return BuildPlan(False, "code changed: full rebuild")
+    if set(before) != set(versions):
+        return BuildPlan(False, "inputs changed: full rebuild")
+    if not partitioned(lake, str(TableRef.model(model.name))):
+        return BuildPlan(False, "not partitioned yet: full rebuild")
+    stale_partitions, why = stale(model.partitioning, model.inputs, lake, before, versions)
+    return BuildPlan(False, why, {t: int(v) for t, v in before.items()}, partitions=stale_partitions)
 
 
 def plan_build(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
                full_refresh: bool = False) -> BuildPlan:
     """Whether `model` can build incrementally from the inputs it read last time (`last` is
     its newest commit's metadata) to `versions`."""
+    if model.partitioning is not None:
+        return plan_partitions(model, last, versions, lake, full_refresh)
     if model.materialized == "table":
         return BuildPlan(False, "table")
     if full_refresh:
@@ -119,11 +151,9 @@ def build(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[st
     too would apply the same input rows twice)."""
     table = str(TableRef.model(model.name))
     based_on = based_on or lake.based(table)
-    if model.kind == "pandas":
-        frontend = cast("Backend", backend)
-        result = call(model, _frames(model, lake, frontend, versions, run_id, how, shared), frontend)
-    else:  # SQL and polars models run on an engine
-        result = run_on_engine(model, lake, cast("Engine", backend), versions, run_id, how)
+    if model.partitioning is not None:
+        return build_partitions(model, lake, backend, versions, run_id, how, shared)
+    result = output(model, lake, backend, versions, run_id, how, shared, current_filters(model))
     results = _check(model, result, lake, backend)
     checked = [r.to_dict() for r in results]
     failed = checks.failure_error(model.name, results)
@@ -157,14 +187,94 @@ def build(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[st
     return Built(commit.rows, commit.version, _with(detail, results), checked)
 
 
+def output(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[str, int], run_id: str,
+           how: BuildPlan, shared: SharedReads | None = None,
+           filters: dict[str, ds.Expression] | None = None) -> pa.Table:
+    """What `model` returns on its inputs (each filtered by `filters[param]` when given), as Arrow."""
+    if model.kind == "pandas":
+        frontend = cast("Backend", backend)
+        return call(model, _frames(model, lake, frontend, versions, run_id, how, shared, filters or {}), frontend)
+    return run_on_engine(model, lake, cast("Engine", backend), versions, run_id, how, filters or {})
+
+
+def build_partitions(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[str, int], run_id: str,
+                     how: BuildPlan, shared: SharedReads | None = None) -> Built:
+    """Build partitioned `model`: the whole table (`how.partitions` None) or each of
+    `how.partitions` on its inputs filtered to the partition's window; check the rows, and
+    replace those partitions in one commit."""
+    assert model.partitioning is not None
+    parts, table = model.partitioning, str(TableRef.model(model.name))
+    if how.partitions is None:
+        result = with_partition_column(output(model, lake, backend, versions, run_id, how, shared), parts, model.name)
+    elif not how.partitions:
+        return Built(0, lake.version(table), f"{_detail(backend, how)}; nothing to rebuild", [])
+    else:
+        pieces = [with_partition_column(output(model, lake, backend, versions, run_id, how, None,
+                                               _windows(model, lake, versions, p)), parts, model.name, only=[p])
+                  for p in how.partitions]
+        result = _concat([as_delta(p) for p in pieces], lake, table)
+    results = _check(model, result, lake, backend)
+    checked = [r.to_dict() for r in results]
+    failed = checks.failure_error(model.name, results)
+    if failed is not None:
+        log.warning("%s", failed)
+        return Built(0, None, how.reason, checked, failed=failed)
+    if how.keep_inputs is None:
+        meta: dict[str, Any] = {"inputs": versions, "code": model.code_hash}
+    else:  # partitions asked for: the next regular build plans from the last regular one's inputs and code
+        before = lake.read_metadata(table)[1] if lake.exists(table) else {}
+        meta = {"inputs": how.keep_inputs, "code": before.get("code")}
+    meta.update(backend=backend.name, materialized=model.materialized, incremental=False, **how.meta)
+    commit = replace_partitions(lake, table, result, how.partitions, run_id=run_id, meta=meta)
+    where = "" if how.partitions is None else f", {len(how.partitions)} partition(s) replaced"
+    return Built(commit.rows, commit.version, _with(_detail(backend, how) + where, results), checked)
+
+
+def _concat(pieces: list[pa.Table], lake: Lake, table: str) -> pa.Table:
+    """The partitions' rows as one table. A column's type is the table's, else that of the first
+    piece where it holds a value: a partition whose column is all null (the `__null__` one) may
+    have come back with another type, which the cast of its nulls ignores."""
+    current = pa.schema(lake.table(table).schema().to_arrow()) if lake.exists(table) else pa.schema([])
+    types: dict[str, pa.DataType] = {f.name: f.type for f in current}
+    for piece in pieces:
+        for spec, column in zip(piece.schema, piece.columns):
+            if spec.name not in types and column.null_count < len(column):
+                types[spec.name] = spec.type
+    unified = [p.cast(pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in p.schema])) for p in pieces]
+    return pa.concat_tables(unified, promote_options="permissive")
+
+
+def _windows(model: Model, lake: Lake, versions: dict[str, int], partition: str) -> dict[str, ds.Expression]:
+    """Each input's filter to `partition`'s window on its event-time column (inputs without one:
+    none), and to its current rows where the model asks for them."""
+    assert model.partitioning is not None
+    out = current_filters(model)
+    for param, ref in model.inputs.items():
+        schema = pa.schema(lake.table(str(ref), versions[str(ref)]).schema().to_arrow())
+        column = input_column(model.partitioning, param, ref, schema)
+        if column is not None:
+            window = window_filter(column, schema.field(column).type, partition, model.partitioning.grain)
+            out[param] = window if param not in out else out[param] & window
+    return out
+
+
+def current_filters(model: Model) -> dict[str, ds.Expression]:
+    """The filter to the current rows (`_hw_valid_to` null) of each SCD2 input read `as_of="current"`."""
+    return {param: ds.field(VALID_TO).is_null() for param in model.current}
+
+
 def _frames(model: Model, lake: Lake, backend: Backend, versions: dict[str, int], run_id: str, how: BuildPlan,
-            shared: SharedReads | None) -> dict[str, Any]:
+            shared: SharedReads | None, filters: dict[str, ds.Expression]) -> dict[str, Any]:
     """The arguments of a pandas-API model: its inputs as the backend's frames, and `ctx`."""
     table = str(TableRef.model(model.name))
     frames: dict[str, Any] = {}
     for param, ref in model.inputs.items():
         name = str(ref)
-        if how.incremental and param not in model.full_inputs:
+        if param in filters:  # a partition's window
+            rows = lake.dataset(name, versions[name])
+            frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names),
+                                                             filter=filters[param]))
+        elif how.incremental and param not in model.full_inputs:
             rows = changes(lake, name, how.since[name], versions[name]).dataset
             frames[param] = backend.from_arrow(rows.to_table(columns=read_columns(model, param, rows.schema.names)))
         else:
@@ -177,14 +287,16 @@ def _frames(model: Model, lake: Lake, backend: Backend, versions: dict[str, int]
 
 
 def run_on_engine(model: Model, lake: Lake, engine: Engine, versions: dict[str, int], run_id: str,
-                  how: BuildPlan) -> pa.Table:
+                  how: BuildPlan, filters: dict[str, ds.Expression] | None = None) -> pa.Table:
     """The output of a SQL or polars model: each input handed to `engine` as an Arrow dataset
     (whole at its version, or the files added since the last build), scanned lazily there."""
     table = str(TableRef.model(model.name))
     inputs: dict[str, ds.Dataset] = {}
     for param, ref in model.inputs.items():
         name = str(ref)
-        if how.incremental and param not in model.full_inputs:
+        if filters and param in filters:  # a partition's window, read here: engines scan files whole
+            inputs[param] = ds.dataset(lake.dataset(name, versions[name]).to_table(filter=filters[param]))
+        elif how.incremental and param not in model.full_inputs:
             inputs[param] = changes(lake, name, how.since[name], versions[name]).dataset
         else:
             inputs[param] = lake.dataset(name, versions[name])

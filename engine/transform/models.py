@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 from engine.errors import ConfigError
 from engine.graph import TableRef, check_name
 from engine.transform.checks import Check, parse_all
+from engine.transform.partitions import Partitioning, partitioning
 
 Materialized = Literal["table", "incremental", "merge"]
 MATERIALIZATIONS: tuple[Materialized, ...] = get_args(Materialized)
@@ -41,6 +42,8 @@ class Model:
     kind: Kind = "pandas"
     sql: str = ""  # a SQL model's query
     path: str | None = None  # a SQL model's file, when it came from one
+    partitioning: Partitioning | None = None  # partition_by=: its table is replaced partition by partition
+    current: tuple[str, ...] = ()  # as_of="current": inputs (SCD2 tables) read as their current rows only
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.fn is None:
@@ -66,7 +69,9 @@ class Model:
         inputs = sorted((p, str(ref)) for p, ref in self.inputs.items())
         declared = repr((inputs, sorted(self.columns.items()), self.materialized,
                          self.primary_key, self.full_inputs, [c.name for c in self.checks])
-                        + ((self.kind,) if self.kind != "pandas" else ()))
+                        + ((self.kind,) if self.kind != "pandas" else ())
+                        + ((self.partitioning,) if self.partitioning else ())
+                        + ((self.current,) if self.current else ()))
         return hashlib.sha256(code + declared.encode()).hexdigest()[:16]
 
 
@@ -87,7 +92,9 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
           name: str | None = None, materialized: Materialized = "table", publish: bool = True,
           primary_key: str | Iterable[str] = (), tags: Iterable[str] = (), checks: Iterable[Any] = (),
           full_inputs: Iterable[str] = (), columns: Mapping[str, Iterable[str]] | None = None,
-          replace_existing: bool = False, frame: str = "pandas", description: str | None = None) -> Any:
+          replace_existing: bool = False, frame: str = "pandas", description: str | None = None,
+          partition_by: str | None = None, grain: str = "day", lookback: int = 0,
+          event_time: Mapping[str, str] | None = None, as_of: Mapping[str, str] | None = None) -> Any:
     """Declare a model: `@model(inputs={"photos": "raw.photos", "stats": "other_model"})`.
 
     Each key of `inputs` is a parameter of the function; each value names a raw table
@@ -103,7 +110,13 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
     create unless `replace_existing` is True. `frame="polars"` makes it a polars model: its
     inputs are `polars.LazyFrame`s (columns pruned and filters pushed into the lake scan) and
     it returns a LazyFrame or DataFrame. `description` (default: the docstring) is shown by
-    `headwater ls`. Returns a `Model`.
+    `headwater ls`. `partition_by` (a date or timestamp column of the output) partitions the
+    model's table by day (`grain="month"`: by month): a build recomputes only the partitions
+    whose inputs changed, each with its inputs filtered to the partition's window on the same
+    column (`event_time={"input": "its column"}` where an input names it otherwise), plus
+    `lookback` earlier partitions. An SCD2 input (a `write="scd2"` source, every version of each
+    row) is read whole, history included; `as_of={"photos": "current"}` reads only its current
+    rows. Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
         label = name or f.__name__
@@ -133,10 +146,26 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
 
         parsed = parse_all(checks, label)  # bad check specs fail here, at declaration
         about = (f.__doc__ or "").strip() if description is None else description
+        parts = partitioning(label, partition_by, grain, lookback, event_time, ins, materialized)
         return Model(label, f, ins, materialized, publish, about, keys, tuple(tags), parsed, whole, cols,
-                     bool(replace_existing), kind="polars" if frame == "polars" else "pandas")
+                     bool(replace_existing), kind="polars" if frame == "polars" else "pandas", partitioning=parts,
+                     current=current_inputs(label, as_of, ins))
 
     return wrap(fn) if fn is not None else wrap
+
+
+def current_inputs(label: str, as_of: Mapping[str, str] | None, inputs: Mapping[str, TableRef]) -> tuple[str, ...]:
+    """The inputs `as_of` asks to read as their current rows (an `{input: "current"}` mapping)."""
+    out = []
+    for param, when in (as_of or {}).items():
+        if param not in inputs:
+            raise ConfigError(f"model {label!r}: as_of names {param!r}, which is not an input",
+                              f"inputs are {sorted(inputs)}")
+        if when != "current":
+            raise ConfigError(f"model {label!r}: as_of={{{param!r}: {when!r}}} is not known",
+                              "write as_of={'<input>': 'current'} (the default reads every version)")
+        out.append(param)
+    return tuple(out)
 
 
 @dataclass(frozen=True)

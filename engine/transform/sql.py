@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ from typing import Any
 from engine.errors import ConfigError
 from engine.graph import TableRef, check_name
 from engine.transform.checks import parse_all
-from engine.transform.models import Materialized, Model, declared
+from engine.transform.models import Materialized, Model, current_inputs, declared
+from engine.transform.partitions import partitioning
 
-LIST_OPTIONS = ("primary_key", "tags", "checks", "full_inputs")
+LIST_OPTIONS = ("primary_key", "tags", "checks", "full_inputs", "event_time", "as_of")
 FLAG_OPTIONS = ("publish", "replace_existing")
-OPTIONS = ("materialized", "description", *LIST_OPTIONS, *FLAG_OPTIONS)
+OPTIONS = ("materialized", "description", "partition_by", "grain", "lookback", *LIST_OPTIONS, *FLAG_OPTIONS)
 _IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _REFERENCE = re.compile(rf"{_IDENT}(?:\s*\.\s*{_IDENT})*")
 
@@ -48,14 +49,19 @@ class Reference:
 
 def sql_model(name: str, sql: str, *, materialized: Materialized = "table", primary_key: str | Iterable[str] = (),
               checks: Iterable[Any] = (), tags: Iterable[str] = (), publish: bool = True, description: str = "",
-              replace_existing: bool = False, full_inputs: Iterable[str] = (), path: str | None = None) -> Model:
+              replace_existing: bool = False, full_inputs: Iterable[str] = (), partition_by: str | None = None,
+              grain: str = "day", lookback: int | str = 0, event_time: Mapping[str, str] | Iterable[str] | None = None,
+              as_of: Mapping[str, str] | Iterable[str] | None = None, path: str | None = None) -> Model:
     """Declare a SQL model: `sql` is one SELECT (a WITH … SELECT included) over the tables it
     names (`raw.<source>`, `models.<name>` or a model's bare name). Options are those of
     `@model`: `materialized` (`table`, `incremental`: the inputs hold only rows landed since
     the last build, `merge`: upserted on `primary_key`), `checks`, `tags`, `publish`,
     `description`, `replace_existing`, and `full_inputs`: tables an incremental model always
-    reads whole (a dimension it joins the new rows to). On a CPU it runs in DuckDB over the
-    lake's files; on a GPU in polars SQL on cudf-polars. Returns a `Model`."""
+    reads whole (a dimension it joins the new rows to); `partition_by`, `grain`, `lookback` and
+    `event_time` (`{"raw.events": "ts"}`; in a header `raw.events=ts`) partition it as they do
+    a `@model`; `as_of={"raw.photos": "current"}` (in a header `raw.photos=current`) reads an
+    SCD2 table's current rows only. On a CPU it runs in DuckDB over the lake's files; on a GPU in polars SQL on
+    cudf-polars. Returns a `Model`."""
     check_name("model", name)
     where = f"SQL model {name!r}" + (f" ({path})" if path else "")
     if not isinstance(sql, str) or not sql.strip():
@@ -67,9 +73,19 @@ def sql_model(name: str, sql: str, *, materialized: Materialized = "table", prim
     stray = [t for t in whole if t not in inputs]
     if stray:
         raise ConfigError(f"{where}: full_inputs {stray} are not tables it reads", f"it reads {sorted(inputs)}")
+    mapped = _by_table(event_time)
+    parts = partitioning(name, partition_by, grain, int(lookback), mapped, inputs, materialized)
+    current = current_inputs(name, _by_table(as_of), inputs)
     return Model(name, None, options.inputs, materialized, publish, description.strip(), options.primary_key,
                  tuple(tags), parse_all(checks, name), whole, {}, bool(replace_existing), kind="sql",
-                 sql=sql, path=path)
+                 sql=sql, path=path, partitioning=parts, current=current)
+
+
+def _by_table(pairs: Mapping[str, str] | Iterable[str] | None) -> dict[str, str]:
+    """`{"raw.x": value}` from a mapping or a header's `raw.x=value` items, tables qualified."""
+    if pairs is not None and not isinstance(pairs, Mapping):
+        pairs = dict(item.split("=", 1) for item in pairs)
+    return {str(TableRef.parse(k.strip())): v.strip() for k, v in (pairs or {}).items()}
 
 
 def references(sql: str, where: str = "SQL") -> list[Reference]:

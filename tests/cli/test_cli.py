@@ -40,10 +40,15 @@ def test_show_history_and_query(ran: Path) -> None:
     assert " 4 " in lake.output.replace("│", " ")
 
 
-def test_doctor_reports_backend_lake_and_warehouse(ran: Path) -> None:
-    result = cli.invoke(app, ["doctor"])
+def test_doctor_reports_backend_lake_and_warehouse(ran: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cli.invoke(app, ["doctor"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "backend: pandas" in result.output
+    assert "pandas-API models: pandas" in result.output
+    assert "SQL models: DuckDB (backend pandas)" in result.output
+    assert "polars models: polars, streaming, on the CPU (backend pandas)" in result.output
+    monkeypatch.setenv("HEADWATER_SQL_ENGINE", "polars")
+    polars_sql = cli.invoke(app, ["doctor"], env={"COLUMNS": "200"})
+    assert "SQL models: polars SQL, streaming, on the CPU (backend pandas)" in polars_sql.output
     assert "3 tables" not in result.output and "4 tables" in result.output  # 2 raw + 2 models
 
 

@@ -34,7 +34,7 @@ def test_serve_passes_repeated_selectors_to_the_flow(monkeypatch: pytest.MonkeyP
     (args,) = served
     pipeline, name, cron, select, exclude, full_refresh = args[:6]
     assert (pipeline, name, cron, full_refresh) == ("pipeline.py", "x", None, True)
-    assert (select.split(), exclude.split()) == (["a", "+b"], ["c", "tag:d"])
+    assert (select, exclude) == (["a", "+b"], ["c", "tag:d"])
 
 
 @pytest.mark.prefect
@@ -47,3 +47,15 @@ def test_elt_runs_only_the_sources_selected_twice(prefect_server: dict[str, Any]
     assert code == 0
     assert sorted(Lake(str(lake)).tables()) == ["raw.customers", "raw.orders"]
     assert not (tmp_path / "wh.duckdb").exists()  # no model selected: nothing built or published
+
+
+@pytest.mark.prefect
+def test_elt_with_a_warehouse_it_cannot_reach_fails_before_anything_lands(
+        prefect_server: dict[str, Any], flow_shop: dict[str, Any], tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    (tmp_path / "not_a_database").write_text("plain text, not DuckDB")
+    state = elt_module.elt(flow_shop["path"], lake=str(lake), warehouse=f"duckdb:///{tmp_path / 'not_a_database'}",
+                           backend="pandas", return_state=True)
+    assert state.is_failed()
+    assert "warehouse" in str(state.message) or "warehouse" in repr(state.result(raise_on_failure=False))
+    assert not lake.exists() or Lake(str(lake)).tables() == []  # nothing landed
