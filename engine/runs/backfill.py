@@ -46,7 +46,7 @@ def plan_backfill(runner: Runner, model_name: str, start: str | date, end: str |
     model = runner.pipeline.model(model_name)
     if model.partitioning is None:
         raise ConfigError(f"model {model.name!r} is not partitioned: a backfill rebuilds partitions",
-                          "declare it with partition_by='<date column>' (see the README's partitioned models)")
+                          "declare it with partition_by='<date column>' (see docs/materializations.md)")
     grain = model.partitioning.grain
     first, last = (parse(str(d), grain) for d in (start, end))
     partitions = between(first, last, grain)

@@ -144,7 +144,7 @@ def _parse(sql: str, where: str) -> dict[str, Any]:
         position = tree.get("position")
         at = f" at {_line_col(sql, int(position))}" if position not in (None, "") else ""
         raise ConfigError(f"{where} does not parse{at}: {message}",
-                          "fix the SQL (DuckDB's dialect is the reference: see the README's SQL models)")
+                          "fix the SQL (DuckDB's dialect is the reference: see docs/models.md, SQL models)")
     statements: list[Any] = tree.get("statements", [])
     if len(statements) != 1:
         raise ConfigError(f"{where} holds {len(statements)} statements", "a SQL model is one SELECT statement")

@@ -1,4 +1,4 @@
-"""The README's "Warehouse types" table, row by row, on a real DuckDB file, PostgreSQL server
+"""The "Warehouse types" table of docs/configuration.md, row by row, on a real DuckDB file, PostgreSQL server
 and SQLite file: the column type each Arrow type becomes, and values read back equal."""
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ EXAMPLES = 3  # offending keys or values quoted in a failure's detail
 
 @dataclass
 class CheckResult:
-    """How one check went: `failing_rows` is exact (see the README's Checks section for what
+    """How one check went: `failing_rows` is exact (see docs/checks.md for what
     counts as a failing row per kind); `errored` is True when the check itself could not run."""
 
     name: str
