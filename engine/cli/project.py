@@ -104,6 +104,8 @@ def ls_cmd(pipeline: PipelineArg, select: SelectOpt = None, exclude: ExcludeOpt 
         m = p.model(name)
         inputs = ", ".join(str(r) if r.zone == "raw" else r.name for r in p.graph.inputs(TableRef.model(name)))
         how = m.materialized + (f" on {', '.join(m.primary_key)}" if m.materialized == "merge" else "")
+        if m.partitioning is not None:
+            how += f", by {m.partitioning.grain} of {m.partitioning.column}"
         how += "" if m.publish else ", not published"
         label = Text(name) + (Text(f" [{', '.join(m.tags)}]", style="dim") if m.tags else Text())
         models.add_row(label, m.kind, how, Text(inputs))

@@ -139,6 +139,11 @@ def test_ls_lists_kinds_materializations_the_dag_and_descriptions(kinds: Path) -
     assert "total sql table busy" in out
     assert "per_user: Events per user. n: events of the user total: How many busy users." in out
     assert "1 source(s), 3 model(s)" in out
+    partitioned = kinds.read_text().replace('frame="polars", publish=False', 'frame="polars", publish=False, '
+                                            'partition_by="day"')
+    kinds.write_text(partitioned.replace("per_user.filter(", "per_user.with_columns(day=pl.lit(None)).filter(")
+                     .replace("from engine import", "import polars as pl\nfrom engine import"))
+    assert "busy polars table, by day of day, not published per_user" in invoke("ls", str(kinds))
     picked = invoke("ls", str(kinds), "-s", "busy+")
     assert "per_user [daily]" not in picked and "busy" in picked and "total" in picked and "raw.events" not in picked
     assert "0 source(s), 2 model(s)" in picked
