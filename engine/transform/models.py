@@ -117,10 +117,9 @@ def model(fn: Callable[..., Any] | None = None, *, inputs: Mapping[str, str] | N
     output) partitions the model's table by day (`grain="month"`: by month): a build recomputes
     only the partitions whose inputs changed, each with its inputs filtered to the partition's
     window on the same column (`event_time={"input": "its column"}` where an input names it
-    otherwise), plus
-    `lookback` earlier partitions. An SCD2 input (a `write="scd2"` source, every version of each
-    row) is read whole, history included; `as_of={"photos": "current"}` reads only its current
-    rows. Returns a `Model`.
+    otherwise), plus `lookback` earlier partitions. An SCD2 input (a `write="scd2"` source, every
+    version of each row) is read whole, history included; `as_of={"photos": "current"}` reads
+    only its current rows. Returns a `Model`.
     """
     def wrap(f: Callable[..., Any]) -> Model:
         label = name or f.__name__

@@ -62,11 +62,10 @@ def sql_model(name: str, sql: str, *, materialized: Materialized = "table", prim
     the last build, `merge`: upserted on `primary_key`), `checks`, `tags`, `publish`,
     `description`, `column_descriptions` ({output column: text}), `replace_existing`, and
     `full_inputs`: tables an incremental model always reads whole (a dimension it joins the new
-    rows to); `partition_by`, `grain`, `lookback` and
-    `event_time` (`{"raw.events": "ts"}`; in a header `raw.events=ts`) partition it as they do
-    a `@model`; `as_of={"raw.photos": "current"}` (in a header `raw.photos=current`) reads an
-    SCD2 table's current rows only. On a CPU it runs in DuckDB over the lake's files; on a GPU in polars SQL on
-    cudf-polars. Returns a `Model`."""
+    rows to); `partition_by`, `grain`, `lookback` and `event_time` (`{"raw.events": "ts"}`; in a
+    header `raw.events=ts`) partition it as they do a `@model`; `as_of={"raw.photos": "current"}`
+    (in a header `raw.photos=current`) reads an SCD2 table's current rows only. On a CPU it runs
+    in DuckDB over the lake's files; on a GPU in polars SQL on cudf-polars. Returns a `Model`."""
     check_name("model", name)
     where = f"SQL model {name!r}" + (f" ({path})" if path else "")
     if not isinstance(sql, str) or not sql.strip():
