@@ -37,17 +37,17 @@ def engine_for(kind: str, config: Config, storage_options: dict[str, Any] | None
         return DuckDBEngine(), f"DuckDB ({asked})"
     if kind not in ("sql", "polars"):
         raise ValueError(f"no engine for {kind!r} models: pandas-API models run on the backend")
-    try:
-        from engine.transform.backends.polars import PolarsEngine
-    except ImportError as exc:
-        raise ConfigError(f"{kind} models need polars, which is not installed ({exc})",
-                          'pip install "polars>=1.35,<1.45"') from exc
+    from engine.transform.backends.polars import POLARS_HINT, PolarsEngine
+
     client = dask_client if config.backend == "dask-cudf" else None
     where = "polars SQL" if kind == "sql" else "polars"
+    try:
+        engine = PolarsEngine(gpu, storage_options, dask_client=client if gpu else None)
+    except ImportError as exc:
+        raise ConfigError(f"{kind} models need polars, which is not installed ({exc})", POLARS_HINT) from exc
     if gpu:
-        return (PolarsEngine(True, storage_options, dask_client=client),
-                f"{where} on cudf-polars{' across the Dask cluster' if client is not None else ''} ({why})")
-    return PolarsEngine(False, storage_options), f"{where}, streaming, on the CPU ({why})"
+        return engine, f"{where} on cudf-polars{' across the Dask cluster' if client is not None else ''} ({why})"
+    return engine, f"{where}, streaming, on the CPU ({why})"
 
 
 def gpu_wanted(config: Config) -> tuple[bool, str]:

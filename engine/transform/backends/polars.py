@@ -22,7 +22,7 @@ from engine.transform.backends.base import checked_output
 from engine.transform.models import Context, Model
 
 log = logging.getLogger("headwater.transform")
-POLARS_HINT = 'pip install "polars>=1.35,<1.45"'
+POLARS_HINT = 'pip install "polars>=1.35"'
 GPU_HINT = "pip install 'headwater[gpu]' (cudf-polars) on a machine with an NVIDIA GPU and driver"
 
 
