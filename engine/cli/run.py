@@ -68,14 +68,22 @@ def run_cmd(pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help=PIP
             partition: Annotated[str | None, typer.Option("--partition", metavar="DATE", help=(
                 "rebuild this partition (YYYY-MM-DD; YYYY-MM by month) of each selected partitioned model, "
                 "changed or not"))] = None,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help=(
+                "say what the run would land, build and publish, and why, writing nothing (headwater plan)"))] = False,
             lake: LakeOpt = None, warehouse: WarehouseOpt = None, backend: BackendOpt = None,
             cluster: ClusterOpt = None) -> None:
     """Load the sources, build the models, publish to the warehouse (all, or a selection).
 
     A failed step skips only the steps that depend on it; the exit status is 1 if any failed."""
     p = load_pipeline(pipeline)
-    _run(p, Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend, dask_cluster=cluster),
-         select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast, partition=partition)
+    config = Config.load(p.base_dir, lake=lake, warehouse=warehouse, backend=backend, dask_cluster=cluster)
+    if dry_run:
+        from engine.cli.project import show_plan
+
+        show_plan(p, guarded(config), select=select, exclude=exclude, full_refresh=full_refresh)
+        return
+    _run(p, config, select=select, exclude=exclude, full_refresh=full_refresh, fail_fast=fail_fast,
+         partition=partition)
 
 
 @app.command()
