@@ -52,3 +52,17 @@ def test_backfill_and_run_partition_rebuild_what_they_are_asked(tmp_path: Path) 
     assert backwards.exit_code == 1 and "--from 2026-03-04 is after --to 2026-03-01" in backwards.output
     bad_date = invoke(tmp_path, "backfill", pipeline, "-s", "daily", "--from", "March", "--to", "2026-03-01")
     assert bad_date.exit_code == 1 and "'March' is not a date" in bad_date.output
+
+
+def test_run_dry_run_writes_nothing_and_says_what_would_happen(tmp_path: Path) -> None:
+    write_day(tmp_path, 0, 5)
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
+    pipeline = str(tmp_path / "pipeline.py")
+    assert invoke(tmp_path, "run", pipeline).exit_code == 0
+    lake = Lake(str(tmp_path / "lake"))
+    before = {t: lake.version(t) for t in lake.tables()}
+    write_day(tmp_path, 1, 5)
+    dry = invoke(tmp_path, "run", pipeline, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "1 new file(s) of 2" in dry.output and "nothing is written" in dry.output
+    assert {t: lake.version(t) for t in lake.tables()} == before
