@@ -36,10 +36,10 @@ from engine.lake.storage import (
     check_bucket,
     delta_options,
     fsspec_options,
-    missing_files,
     storage_errors,
 )
 from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_schema
+from engine.lake.vacuum import check_readable
 
 ZONES = ("raw", "models", "quarantine")
 INTERNAL = "_headwater"  # Headwater's own tables (the run manifest), beside the zones
@@ -146,29 +146,8 @@ class Lake:
                               "see `headwater history` for the versions it has") from exc
         if not readable:
             return table
-
-        checked: dict[str, bool] = {}  # file -> present
-
-        def gone(at: DeltaTable) -> list[str]:  # vacuum keeps every file the latest version reads
-            older = [f.path for f in arrow_dataset(at, self.storage_options).get_fragments() if f.path not in current]
-            lost = set(missing_files(uri, [f for f in older if f not in checked], self.storage_options))
-            checked.update({f: f not in lost for f in older if f not in checked})
-            return [f for f in older if not checked[f]]
-
-        with storage_errors(f"cannot read the lake table at {uri}"):
-            missing = gone(table)
-            if not missing:
-                return table
-            oldest = latest  # the oldest version from which on every one can be read
-            while oldest - 1 > version and not gone(DeltaTable(uri, version=oldest - 1,
-                                                               storage_options=self.storage_options)):
-                oldest -= 1
-            history = DeltaTable(uri, storage_options=self.storage_options).history()
-        vacuums = [c["version"] for c in history if c.get("operation") == "VACUUM END"]
-        by = f"; the latest VACUUM is version {vacuums[0]}" if vacuums else ""
-        raise ConfigError(f"version {version} of {self.qualify(name)} was vacuumed ({len(missing)} of its "
-                          f"data files are gone{by}); the oldest readable is {oldest}",
-                          "read that version or a later one (`headwater history` lists them)")
+        check_readable(table, self.qualify(name), uri, current, self.storage_options)
+        return table
 
     def version(self, name: str) -> int | None:
         """The latest version of `name`, or None when it does not exist yet."""
