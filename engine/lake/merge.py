@@ -146,7 +146,7 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
         if hits.any():
             touched.append((fragment, hits))
             matched.append(keys.filter(pa.array(hits)))
-    updated = _distinct(matched, key)
+    updated = distinct(matched, key)
 
     masks = {fragment.path: hits for fragment, hits in touched}
 
@@ -255,7 +255,7 @@ def members(keys: pa.Table, load_keys: pa.Table, key: list[str]) -> np.ndarray:
     return mask
 
 
-def _distinct(matched: list[pa.Table], key: list[str]) -> int:
+def distinct(matched: list[pa.Table], key: list[str]) -> int:
     """How many distinct keys the `matched` rows hold."""
     if not matched:
         return 0

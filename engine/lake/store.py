@@ -31,6 +31,7 @@ from engine.lake import write as lake_write
 from engine.lake.faults import reached
 from engine.lake.guard import META_PREFIX, Based
 from engine.lake.merge import merge_load
+from engine.lake.scd2 import History, Settle, history_schema, load_history, refuse
 from engine.lake.storage import (
     arrow_dataset,
     check_bucket,
@@ -53,8 +54,9 @@ class Commit:
     table: str
     version: int | None  # None when nothing was committed (no rows)
     rows: int  # for a merge: rows merged, one per key
-    inserted: int | None = None  # a merge's new keys (None for appends and overwrites)
-    updated: int | None = None  # a merge's existing keys whose rows were replaced
+    inserted: int | None = None  # a merge's new keys (None for appends and overwrites); an SCD2 load's
+    updated: int | None = None  # a merge's existing keys whose rows were replaced; an SCD2 load's changed keys
+    detail: str = ""  # what the commit did, in words, where rows alone do not say it (an SCD2 load)
 
 
 class Lake:
@@ -207,11 +209,14 @@ class Lake:
              state: dict[str, Any], mode: WriteMode = "append", origin: str = "",
              primary_key: list[str] | None = None, schema: pa.Schema | None = None,
              meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None,
-             based_on: Based | None = None) -> Commit:
+             based_on: Based | None = None, history: History | None = None,
+             settle: Settle | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
-        `mode` is "append", "replace" or "merge" (upsert on the columns `primary_key`, the last row
-        of each key in the load winning: see `engine.lake.merge`). Appending or merging no
+        `mode` is "append", "replace", "merge" (upsert on the columns `primary_key`, the last row
+        of each key in the load winning: see `engine.lake.merge`) or "scd2" (every version of each
+        key kept as `history` says, the rows it leaves out handed to `settle` before it commits:
+        see `engine.lake.scd2`; it commits only what changed). Appending or merging no
         rows commits nothing, so a run with nothing new leaves the table (and its state) as it
         was, unless `commit_empty()` says otherwise once the stream is exhausted (rows were
         quarantined: the state must still be committed); overwriting an existing table with no
@@ -224,9 +229,11 @@ class Lake:
         first = next((b for b in it if b.num_rows), None)
         snapshot = self._snapshot(name, based_on)
         current = None if snapshot is None else pa.schema(snapshot.schema().to_arrow())
+        if first is None and mode == "scd2" and (schema is not None or current is not None):
+            first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else current)  # keys may vanish
         if first is None:
             if commit_empty is not None and commit_empty():
-                mode = "append" if mode == "merge" else mode  # nothing to merge: commit the state
+                mode = "append" if mode in ("merge", "scd2") else mode  # nothing to merge: commit the state
                 first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
                                                    current if current is not None else pa.schema([]))
             elif mode != "replace" or snapshot is None or not self._has_rows(snapshot):
@@ -236,6 +243,8 @@ class Lake:
         schema = delta_schema(schema if schema is not None else first.schema)
         if current is not None and mode != "replace":
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
+        if mode == "scd2":
+            schema = history_schema(schema)
         counted = [0]
         failure: list[BaseException] = []
 
@@ -258,6 +267,14 @@ class Lake:
                                         schema, primary_key or [], table=snapshot,
                                         commit_properties=_props(commit_meta, self._txn(name, based_on)),
                                         storage_options=self.storage_options, origin=origin or name)
+                elif mode == "scd2":
+                    if history is None:
+                        raise ValueError("an SCD2 load needs history=")
+                    kept = load_history(self.uri(name), stream(), schema, history, table=snapshot,
+                                        commit_properties=_props(commit_meta, self._txn(name, based_on)),
+                                        storage_options=self.storage_options, settle=settle or refuse,
+                                        state_changed=self.state(name) != json.loads(json.dumps(state, default=str)),
+                                        origin=origin or name)
                 else:
                     version = self._write(name, stream(), schema, mode, commit_meta, based_on, snapshot)
         except Exception:
@@ -267,6 +284,8 @@ class Lake:
         reached("after_commit")
         if mode == "merge":
             return Commit(self.qualify(name), merged.version, merged.rows, merged.inserted, merged.updated)
+        if mode == "scd2":
+            return Commit(self.qualify(name), kept.version, kept.rows, kept.new, kept.changed, kept.describe())
         return Commit(self.qualify(name), version, counted[0])
 
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],

@@ -222,7 +222,8 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
     """Write `batches` (already of `schema`) as Parquet files in the table folder `uri`, in
     parallel; the add actions that commit them and the rows written. Nothing written is left
     behind on failure. With `file_rows`, each file holds consecutive rows of the stream, at most
-    that many (and at most one chunk's bytes): rows that arrive sorted keep tight bounds per file."""
+    that many (and at most one chunk's bytes), and an empty batch ends a file: rows that arrive
+    sorted keep tight bounds per file."""
     fs = table_filesystem(uri, storage_options)
     if isinstance(fs.base_fs, pafs.LocalFileSystem):  # object stores have no folders to make
         fs.base_fs.create_dir(fs.base_path, recursive=True)
@@ -232,6 +233,9 @@ def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, 
     try:
         for batch in batches:
             if not batch.num_rows:
+                if file_rows is not None and chunk:  # with file_rows, an empty batch ends a file
+                    pool.put(pa.Table.from_batches(chunk, schema))
+                    chunk, size, rows = [], 0, 0
                 continue
             if file_rows is not None and rows + batch.num_rows > file_rows:  # cut the batch at the file's end
                 head = file_rows - rows

@@ -32,8 +32,10 @@ A SQLite URL's relative path (`sqlite:///app.sqlite`) starts at the pipeline fil
 quietly create an empty one).
 
 `write` says what the rows do to the raw table: "append" (the default with a cursor), "replace"
-(the default without one; the whole table or query each run, so no cursor) or "merge" (upsert on
-`primary_key`, the last row of a key in cursor order winning; with or without a cursor).
+(the default without one; the whole table or query each run, so no cursor), "merge" (upsert on
+`primary_key`, the last row of a key in cursor order winning; with or without a cursor) or "scd2"
+(every version of each key kept, engine/lake/scd2.py; without a cursor the whole table or query is
+read in key order and compared with the current versions).
 """
 from __future__ import annotations
 
@@ -48,11 +50,13 @@ import sqlalchemy as sa
 
 from engine.errors import ConfigError, SourceError
 from engine.lake import WriteMode
+from engine.lake.scd2 import HardDeletes, History
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
 from engine.load.schema import LOAD_ORIGIN, SchemaPlan, names_problem
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
+    check_history,
     check_source_name,
     check_write,
     key_columns,
@@ -104,6 +108,8 @@ class SqlSource:
     max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS
     write: WriteMode | None = None  # None: append with a cursor, else replace
     base_dir: Path | None = None  # where a SQLite URL's relative path starts (the pipeline file's folder)
+    track: list[str] | None = None  # write="scd2": the columns whose change makes a version (None: all)
+    hard_deletes: HardDeletes | None = None  # write="scd2": None is "invalidate" without a cursor
 
     def __post_init__(self) -> None:
         check_source_name(self.name)
@@ -114,6 +120,8 @@ class SqlSource:
         if self.write is None:
             self.write = "append" if self.cursor else "replace"
         check_write(self.name, self.write, self.primary_key)
+        self.hard_deletes = check_history(self.name, self.write, cursor=self.cursor, track=self.track,
+                                          hard_deletes=self.hard_deletes)
         if self.write == "replace" and self.cursor:
             raise ConfigError(f"source {self.name!r}: write='replace' reads every row, so it takes no cursor",
                               "drop cursor=, or use write='append' or 'merge'")
@@ -207,8 +215,10 @@ class SqlSource:
             nulls = plan.nulls  # only then can a row with a NULL cursor be read
         else:
             keep, new_state, nulls = None, {}, False
-            planned = "all rows (no cursor: replaces the raw table)" if self.write == "replace" else \
-                "all rows (no cursor: merged on the primary key)"
+            planned = "all rows (no cursor: " + {"replace": "replaces the raw table)", "merge": "merged on the "
+                                                 "primary key)"}.get(self.write or "", "compared with the history)")
+            if self.write == "scd2":  # in key order: the history's files then hold key ranges
+                stmt = stmt.order_by(*(source.c[k] for k in self.keys))
         types = {c.name: arrow_type(c.type) for c in source.c}
         quarantine = Quarantine(self.name, run_id, loaded_at)
         known = pa.schema([(n, t) for n, t in types.items() if t is not None])
@@ -218,8 +228,10 @@ class SqlSource:
         read = Read(f"table {self.table}" if self.table else "query", types, self.batch_rows, keep,
                     quarantine, failures, self.cursor if nulls else None)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at) for b in read.stream(engine, stmt))
+        history = History(self.keys, loaded_at, self.track, self.cursor, self.hard_deletes or "ignore") \
+            if self.write == "scd2" else None
         return Extraction(batches, new_state, planned, [self.table or "query"],
-                          self.write or "replace", self.keys, plan=schema, quarantine=quarantine)
+                          self.write or "replace", self.keys, history, plan=schema, quarantine=quarantine)
 
     def _plan(self, engine: sa.Engine, source: sa.FromClause, col: sa.ColumnElement[Any],
               state: dict[str, Any]) -> Plan | str:
@@ -295,13 +307,16 @@ def _safe(url: str) -> str:
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,
         cursor: str | None = None, primary_key: str | list[str] | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS, write: WriteMode | None = None,
-        max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS) -> SqlSource:
+        max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS, track: list[str] | None = None,
+        hard_deletes: HardDeletes | None = None) -> SqlSource:
     """A source of rows from a SQL database table or query, incremental by `cursor` if given,
-    landed by `write`: "append" (default with a cursor), "replace" (default without one), or
-    "merge" on `primary_key`.
+    landed by `write`: "append" (default with a cursor), "replace" (default without one),
+    "merge" on `primary_key`, or "scd2": every version of each key, changes found by a hash of
+    the `track` columns (default: all), keys gone from a full extract closed unless
+    `hard_deletes="ignore"` (the default, and the only choice, with a cursor).
 
     With `primary_key` (a column or a list) and a cursor, rows that share the last landed cursor
     value are neither skipped nor landed twice; see this module's docstring for the exact rule.
     """
     return SqlSource(name, url, table, query, cursor, batch_rows, primary_key,
-                     max_boundary_keys=max_boundary_keys, write=write)
+                     max_boundary_keys=max_boundary_keys, write=write, track=track, hard_deletes=hard_deletes)
