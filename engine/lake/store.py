@@ -30,8 +30,9 @@ from engine.lake import guard
 from engine.lake import write as lake_write
 from engine.lake.faults import reached
 from engine.lake.guard import META_PREFIX, Based
+from engine.lake.history import History, history_schema
 from engine.lake.merge import merge_load
-from engine.lake.scd2 import History, Settle, history_schema, load_history, refuse
+from engine.lake.scd2 import Settle, load_history, refuse
 from engine.lake.storage import (
     arrow_dataset,
     check_bucket,

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from engine.lake import WriteMode
-from engine.lake.scd2 import History
+from engine.lake.history import History
 from engine.load.quarantine import Quarantine
 from engine.load.schema import SchemaPlan
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from engine.errors import ConfigError
 from engine.graph import check_name
 from engine.lake import WriteMode
-from engine.lake.scd2 import HARD_DELETES, HardDeletes
+from engine.lake.history import HARD_DELETES, HardDeletes
 
 DEFAULT_BATCH_ROWS = 65_536
 # The columns every load adds: the file a row came from (file sources only), when and by which run

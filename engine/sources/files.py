@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from engine.errors import HeadwaterError, SourceError
 from engine.lake import WriteMode
-from engine.lake.scd2 import HardDeletes, History
+from engine.lake.history import HardDeletes, History
 from engine.lake.storage import protocol, storage_errors
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine

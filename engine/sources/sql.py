@@ -50,7 +50,7 @@ import sqlalchemy as sa
 
 from engine.errors import ConfigError, SourceError
 from engine.lake import WriteMode
-from engine.lake.scd2 import HardDeletes, History
+from engine.lake.history import HardDeletes, History
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
 from engine.load.schema import LOAD_ORIGIN, SchemaPlan, names_problem

@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from engine.errors import ConcurrentRunError
 from engine.lake import Based, Lake, scd2
-from engine.lake.scd2 import History, row_hash, valid_at
+from engine.lake.history import History, row_hash, valid_at
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,8 @@ import pytest
 from engine.errors import ConfigError
 from engine.lake import Lake
 from engine.sources import files, sql
-from tests.support.history import expected_history, history_rows
+from tests.support.history import COLUMNS, SNAPSHOTS, T1, T2, T3, T4, expected_history, history_rows
 from tests.support.landing import land
-
-T1 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-T2, T3, T4 = T1 + timedelta(days=1), T1 + timedelta(days=2), T1 + timedelta(days=3)
-COLUMNS = ("name", "plan")
-# three snapshots of a customers table: updates, a delete, a key back with its old values
-SNAPSHOTS: list[dict[Any, dict[str, Any]]] = [
-    {1: {"name": "ann", "plan": "free"}, 2: {"name": "bob", "plan": "free"}, 3: {"name": "cy", "plan": "pro"},
-     4: {"name": "di", "plan": "free"}},
-    {1: {"name": "ann", "plan": "pro"}, 3: {"name": "cyd", "plan": "pro"}, 4: {"name": "di", "plan": "free"},
-     5: {"name": "ed", "plan": "free"}},
-    {1: {"name": "ann", "plan": "pro"}, 2: {"name": "bob", "plan": "free"}, 3: {"name": "cyd", "plan": "pro"},
-     5: {"name": "ed", "plan": "team"}},
-]
 
 
 def database(path: Path, rows: dict[Any, dict[str, Any]]) -> str:
