@@ -142,7 +142,7 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
         if not candidates.get(fragment.path, (True, None))[0]:
             continue
         keys = fragment.to_table(schema=dataset.schema, columns=key)
-        hits = members(keys, load_keys, key)
+        hits = _members(keys, load_keys, key)
         if hits.any():
             touched.append((fragment, hits))
             matched.append(keys.filter(pa.array(hits)))
@@ -242,7 +242,7 @@ def _comparable(t: pa.DataType) -> bool:
             or pa.types.is_timestamp(t))
 
 
-def members(keys: pa.Table, load_keys: pa.Table, key: list[str]) -> np.ndarray:
+def _members(keys: pa.Table, load_keys: pa.Table, key: list[str]) -> np.ndarray:
     """A boolean mask over the rows of `keys`: True where the row's key is one of `load_keys`
     (a null never matches, as in SQL)."""
     if len(key) == 1:

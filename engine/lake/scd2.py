@@ -53,15 +53,17 @@ from engine.lake.merge import (
     add_columns,
     distinct,
     last_per_key,
-    members,
     overlapping,
     removals,
     rewritten,
+    spooled_rows,
 )
 from engine.lake.storage import arrow_dataset
 
 FILE_ROWS = 65_536  # rows per data file a history load writes: few files per key range
 NEW_HASH, NEW_FROM = "_hw_new_hash", "_hw_new_from"  # the load's side of a join with the table
+# a current version's place (the file read, its row there) and end; a load row's place in the load
+FILE, UNTIL, AT = "_hw_file", "_hw_until", "_hw_at"
 # the rows a load leaves out and why -> entries the load had quarantined before these
 Settle = Callable[[pa.Table, list[str]], int]
 
@@ -92,11 +94,6 @@ class _Closing:
     fragment: ds.Fragment
     mask: np.ndarray
     until: np.ndarray = field(repr=False)
-
-    def close(self, rows: pa.ChunkedArray, until: pa.ChunkedArray | pa.Array) -> None:
-        at = rows.to_numpy()
-        self.mask[at] = True
-        self.until[at] = pc.cast(until, pa.int64()).to_numpy()
 
     def apply(self, path: str, start: int, batch: pa.RecordBatch) -> pa.RecordBatch:
         """`batch` (rows `start`... of this file) with the closed versions' `_hw_valid_to` set."""
@@ -156,7 +153,7 @@ def load_history(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
             reader = pa.ipc.open_file(source)
             keep, reasons = _one_per_key(index, history)
             left_out = sorted(reasons)
-            earlier = settle(pa.Table.from_batches(list(_masked(reader, _mask(index.num_rows, left_out))), schema),
+            earlier = settle(pa.Table.from_batches(list(spooled_rows(reader, _mask(index.num_rows, left_out))), schema),
                              [reasons[i] for i in left_out])
             load = index.filter(pa.array(keep))
             # an extract that lacks rows (quarantined before this stage) may lack keys that still exist
@@ -172,7 +169,7 @@ def load_history(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
                 return counts
             starts = keep.copy()
             starts[np.flatnonzero(keep)[found.same]] = False
-            added = _sorted(_new_versions(_masked(reader, starts), load.filter(pa.array(~found.same))),
+            added = _sorted(_new_versions(spooled_rows(reader, starts), load.filter(pa.array(~found.same))),
                             history.key, schema)
             old = _rewritten(uri, arrow_dataset(table, storage_options), found.closings, schema) \
                 if table is not None else iter(())
@@ -239,31 +236,23 @@ def _mask(rows: int, at: list[int]) -> np.ndarray:
     return mask
 
 
-def _masked(reader: pa.ipc.RecordBatchFileReader, mask: np.ndarray) -> Iterator[pa.RecordBatch]:
-    start = 0
-    for i in range(reader.num_record_batches):
-        batch = reader.get_batch(i)
-        part = mask[start:start + batch.num_rows]
-        start += batch.num_rows
-        if part.any():
-            yield batch.filter(pa.array(part))
-
-
 def _current(table: DeltaTable, load: pa.Table, history: History, invalidate: bool,
              storage_options: dict[str, str] | None) -> _Found:
     """The current versions this load closes, per data file (a changed key's at its new version's
     valid-from, with `invalidate` a vanished key's at the load's time), and the load's keys whose
     current version stays (same hash). Reads only the files that may hold a current version of a
-    load key (with `invalidate`: any current version), and only their key and history columns."""
+    load key (with `invalidate`: any current version), and only their key and history columns;
+    then joins all of them with the load at once (a join per file would hash the load per file)."""
     key = history.key
     actions = pa.table(table.get_add_actions(flatten=True))
     nulls = f"null_count.{VALID_TO}"
     holds = dict(zip(actions.column("path").to_pylist(), actions.column(nulls).to_pylist()
                      if nulls in actions.column_names else [None] * actions.num_rows))
     near = overlapping(table, key, load.select(key), actions) if load.num_rows else {}
-    found = _Found([], np.zeros(load.num_rows, dtype=bool))
-    unchanged, changed = [], []
     dataset = arrow_dataset(table, storage_options)
+    fragments: list[ds.Fragment] = []
+    sizes: list[int] = []
+    versions: list[pa.Table] = []  # current versions: key, hash (null where no load key can be), file, row
     for fragment in dataset.get_fragments():
         if holds.get(fragment.path) == 0:  # every version in it is closed already
             continue
@@ -271,26 +260,41 @@ def _current(table: DeltaTable, load: pa.Table, history: History, invalidate: bo
         if not touched and not invalidate:
             continue
         read = fragment.to_table(schema=dataset.schema, columns=[*key, VALID_TO] + ([ROW_HASH] if touched else []))
-        current = read.append_column(ROW, pa.array(np.arange(read.num_rows, dtype=np.int64))).filter(
-            read.column(VALID_TO).is_null())
-        closing = _Closing(fragment, np.zeros(read.num_rows, dtype=bool), np.zeros(read.num_rows, dtype=np.int64))
-        if touched:
-            hits = current.join(load.select([*key, NEW_FROM, NEW_HASH]), keys=key, join_type="inner",
-                                use_threads=False)
-            differs = pc.fill_null(pc.not_equal(hits.column(ROW_HASH), hits.column(NEW_HASH)), True)
-            closing.close(hits.filter(differs).column(ROW), hits.filter(differs).column(NEW_FROM))
-            found.changed_rows += int(pc.sum(differs).as_py() or 0)
-            unchanged.append(hits.filter(pc.invert(differs)).select(key))
-            changed.append(hits.filter(differs).select(key))
-        if invalidate:
-            gone = current.join(load.select(key), keys=key, join_type="left anti", use_threads=False)
-            closing.close(gone.column(ROW), pa.repeat(pa.scalar(history.loaded_at, TIME), gone.num_rows))
-            found.vanished += gone.num_rows
-        if closing.mask.any():
-            found.closings.append(closing)
-    if any(t.num_rows for t in unchanged):
-        found.same = members(load.select(key), pa.concat_tables(unchanged), key)
-    found.changed = distinct(changed, key)
+        if not touched:
+            read = read.append_column(ROW_HASH, pa.nulls(read.num_rows, pa.string()))
+        numbered = read.append_column(ROW, pa.array(np.arange(read.num_rows, dtype=np.int64)))
+        current = numbered.filter(read.column(VALID_TO).is_null()).drop_columns([VALID_TO])
+        versions.append(current.append_column(FILE, pa.repeat(pa.scalar(len(fragments), pa.int64()),
+                                                               current.num_rows)))
+        fragments.append(fragment)
+        sizes.append(read.num_rows)
+    found = _Found([], np.zeros(load.num_rows, dtype=bool))
+    if not versions:
+        return found
+    current = pa.concat_tables(versions)
+    # one join: each current version with its key's row of the load (none: the key vanished)
+    offered = load.select([*key, NEW_FROM, NEW_HASH]).append_column(AT, pa.array(np.arange(load.num_rows)))
+    joined = current.join(offered, keys=key, join_type="left outer" if invalidate else "inner")
+    hits = joined.filter(joined.column(AT).is_valid())
+    differs = pc.fill_null(pc.not_equal(hits.column(ROW_HASH), hits.column(NEW_HASH)), True)
+    closed = [hits.filter(differs).select([FILE, ROW, NEW_FROM]).rename_columns([FILE, ROW, UNTIL])]
+    found.changed_rows = closed[0].num_rows
+    found.changed = distinct([hits.filter(differs).select(key)], key)
+    found.same[hits.filter(pc.invert(differs)).column(AT).to_numpy()] = True
+    if invalidate:
+        gone = joined.filter(joined.column(AT).is_null())
+        found.vanished = gone.num_rows
+        closed.append(gone.select([FILE, ROW]).append_column(UNTIL, pa.repeat(pa.scalar(history.loaded_at, TIME),
+                                                                                   gone.num_rows)))
+    ends = pa.concat_tables(closed)
+    at, rows = ends.column(FILE).to_numpy(), ends.column(ROW).to_numpy()
+    until = pc.cast(ends.column(UNTIL), pa.int64()).to_numpy()
+    for f in np.unique(at):
+        mine = at == f
+        closing = _Closing(fragments[f], np.zeros(sizes[f], dtype=bool), np.zeros(sizes[f], dtype=np.int64))
+        closing.mask[rows[mine]] = True
+        closing.until[rows[mine]] = until[mine]
+        found.closings.append(closing)
     return found
 
 

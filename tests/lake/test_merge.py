@@ -43,8 +43,8 @@ def test_only_files_holding_a_key_of_the_load_are_rewritten(tmp_path: Path,
         lake.land("raw.t", load(ids, "v0-"), run_id=f"a{i}", state={}, mode="append")
     before = files(lake, "raw.t")
     read_keys = []  # the files whose key column the merge reads: only those the log's bounds let in
-    real = merge.members
-    monkeypatch.setattr(merge, "members", lambda keys, *rest: read_keys.append(keys.num_rows) or real(keys, *rest))
+    real = merge._members
+    monkeypatch.setattr(merge, "_members", lambda keys, *rest: read_keys.append(keys.num_rows) or real(keys, *rest))
     commit = lake.land("raw.t", load([150, 160, 300, 301], "v1-"), run_id="m", state={"s": 1}, mode="merge",
                        primary_key=["id"])
     assert read_keys == [100, 100]  # ids 100-199 and 200-299: 0-99 is below the load's keys (150-301)

@@ -18,6 +18,8 @@ from deltalake import DeltaTable
 from engine.errors import ConcurrentRunError
 from engine.lake import Based, Lake, scd2
 from engine.lake.history import History, row_hash, valid_at
+from tests.support.history import COLUMNS, LOADED, expected_history, history_rows, land_snapshots
+from tests.support.s3 import S3Server
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
@@ -155,3 +157,17 @@ def test_valid_at_filters_the_versions_valid_at_a_time(tmp_path: Path) -> None:
     assert at(T0) == at(T0 + DAY / 2) == {0: "free", 1: "free", 2: "free"}
     assert at(T0 + DAY) == {1: "pro", 2: "pro"}  # valid from its start, not at its end
     assert at(T0 + 5 * DAY) == {0: "team", 1: "team"}
+
+
+def test_a_history_on_s3_equals_an_independent_computation(s3_server: S3Server, s3_bucket: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in s3_server.env().items():
+        monkeypatch.setenv(var, value)
+    lake = Lake(f"s3://{s3_bucket}/lake")
+    land_snapshots(lake)  # created, then versions closed by rewriting files on S3
+    assert history_rows(lake, "raw.customers", "id", COLUMNS) == expected_history(LOADED, columns=COLUMNS)
+    stale = lake.based("raw.customers")
+    land_snapshots(lake)  # the same snapshots again: the last one changes nothing, the others do
+    with pytest.raises(ConcurrentRunError):
+        lake.land("raw.customers", [], run_id="late", state={"moved": True}, mode="scd2",
+                  schema=pa.schema([("id", pa.int64())]), history=history(T0), based_on=stale)

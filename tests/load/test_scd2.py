@@ -177,3 +177,18 @@ def test_a_new_column_makes_versions_only_where_it_has_values(tmp_path: Path) ->
     assert (second.inserted, second.updated, second.rows) == (0, 1, 4)
     got = sorted((r["id"], r["tier"] or "", r["_hw_valid_to"] or T4) for r in lake.read("raw.customers").to_pylist())
     assert got == [(1, "", T2), (1, "gold", T4), (2, "", T4), (3, "", T4), (4, "", T4)]
+
+
+def test_a_widened_column_keeps_the_versions(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    lake = Lake(str(tmp_path / "lake"))
+    source = files("scores", f"{tmp_path}/in/*.parquet", write="scd2", primary_key="id")
+    pq.write_table(pa.table({"id": [1, 2, 3], "n": pa.array([10, 20, 30], pa.int32())}), tmp_path / "in" / "a.parquet")
+    land(lake, source, "r0", T1)
+    pq.write_table(pa.table({"id": [1, 2, 3], "n": pa.array([10, 20, 31], pa.int64())}), tmp_path / "in" / "b.parquet")
+    second = land(lake, source, "r1", T2)  # n widens to int64: the table is rewritten first, then the load
+    assert (second.inserted, second.updated, second.rows) == (0, 1, 3)
+    got = sorted((r["id"], r["n"], r["_hw_valid_from"], r["_hw_valid_to"]) for r in lake.read("raw.scores").to_pylist())
+    assert got == [(1, 10, T1, None), (2, 20, T1, None), (3, 30, T1, T2), (3, 31, T2, None)]
+    assert lake.table("raw.scores").schema().to_arrow().field("n").type == pa.int64()
+    assert lake.state("raw.scores") == {"files": [str(tmp_path / "in" / f) for f in ("a.parquet", "b.parquet")]}
