@@ -157,7 +157,8 @@ def report(results: dict[int, tuple[float, dict[str, tuple[float, int]]]], chang
         "changes touch one or two files whatever the table's size: the load costs its own rows. *Spread* "
         "changes (keys drawn across the whole table) hold a key in nearly every file, so every file is "
         "rewritten and the load costs the table's size: that is the price of closing versions in place "
-        "without deletion vectors, which delta-rs does not write (delta-io/delta-rs#4512: its own merge, update and delete rewrite files too). A *full extract* (no cursor) is the whole "
+        "without deletion vectors, which delta-rs does not write (delta-io/delta-rs#4512: its own merge, "
+        "update and delete rewrite files too). A *full extract* (no cursor) is the whole "
         "table by definition: it is hashed, compared with every current version and closes the keys it "
         "lacks, in time proportional to the table.",
     ])
