@@ -10,8 +10,9 @@ never opened: it is one whole-file quarantine entry, like a file whose columns c
 `primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
 file again whenever the set of files changed, and replaces the raw table with them;
 `write="scd2"` keeps every version of each key (engine/lake/scd2.py): the rows of a run's new
-files are the source as it is now (a full extract, versions stamped with the load's time), so a
-key they lack is closed unless `hard_deletes="ignore"` (for files that carry only changed rows).
+files, taken together, are the source as it is now (a full extract, versions stamped with the
+load's time; two exports found by one run are one extract, the later file's row of a key landing),
+so a key they lack is closed unless `hard_deletes="ignore"` (for files that carry only changed rows).
 
 A relative local path starts at the pipeline file's folder (`base_dir`). A pattern that matches
 nothing is an error naming it while the source has landed nothing; once it has, a source whose
