@@ -92,6 +92,7 @@ class _Closing:
     each closed row's `_hw_valid_to` (microseconds since the epoch, at the row's place)."""
 
     fragment: ds.Fragment
+    size: int | None  # bytes, for the remove action
     mask: np.ndarray
     until: np.ndarray = field(repr=False)
 
@@ -181,7 +182,7 @@ def load_history(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema,
         **(commit_properties.custom_metadata or {}),
         ROWS_ADDED: json.dumps(f"{versions:,} versions ({counts.new:,} new, {counts.changed:,} changed), "
                                f"{closed:,} closed")}
-    removed = removals([c.fragment.path for c in found.closings], _sizes(table))
+    removed = removals([c.fragment.path for c in found.closings], {c.fragment.path: c.size for c in found.closings})
     version = lake_write.commit(uri, table, [*removed, *actions], "append", schema, commit_properties,
                                 storage_options, create="error" if commit_properties.app_transactions else "append")
     return replace(counts, version=version)
@@ -249,6 +250,7 @@ def _current(table: DeltaTable, load: pa.Table, history: History, invalidate: bo
     holds = dict(zip(actions.column("path").to_pylist(), actions.column(nulls).to_pylist()
                      if nulls in actions.column_names else [None] * actions.num_rows))
     near = overlapping(table, key, load.select(key), actions) if load.num_rows else {}
+    bytes_of = dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
     dataset = arrow_dataset(table, storage_options)
     fragments: list[ds.Fragment] = []
     sizes: list[int] = []
@@ -291,7 +293,9 @@ def _current(table: DeltaTable, load: pa.Table, history: History, invalidate: bo
     until = pc.cast(ends.column(UNTIL), pa.int64()).to_numpy()
     for f in np.unique(at):
         mine = at == f
-        closing = _Closing(fragments[f], np.zeros(sizes[f], dtype=bool), np.zeros(sizes[f], dtype=np.int64))
+        path = fragments[f].path
+        closing = _Closing(fragments[f], bytes_of.get(path),
+                           np.zeros(sizes[f], dtype=bool), np.zeros(sizes[f], dtype=np.int64))
         closing.mask[rows[mine]] = True
         closing.until[rows[mine]] = until[mine]
         found.closings.append(closing)
@@ -322,8 +326,9 @@ def _new_versions(rows: Iterator[pa.RecordBatch], starts: pa.Table) -> Iterator[
 
 
 def _sorted(batches: Iterator[pa.RecordBatch], key: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """`batches` regrouped into chunks of `FILE_ROWS` rows, each sorted by `key` (so each file the
-    writer makes of one has tight key bounds), with memory for one chunk."""
+    """`batches` regrouped into chunks of about `FILE_ROWS` rows, each sorted by `key` and followed
+    by an empty batch (the writer starts a new file there: each file it makes of a chunk has tight
+    key bounds), with memory for one chunk."""
     chunk: list[pa.RecordBatch] = []
     rows = 0
     for batch in itertools.chain(batches, [None]):
@@ -333,14 +338,8 @@ def _sorted(batches: Iterator[pa.RecordBatch], key: list[str], schema: pa.Schema
         if chunk and (batch is None or rows >= FILE_ROWS):
             table = pa.Table.from_batches(chunk, schema)
             yield from table.sort_by([(k, "ascending") for k in key]).to_batches()
+            yield pa.RecordBatch.from_pylist([], schema=schema)
             chunk, rows = [], 0
-
-
-def _sizes(table: DeltaTable | None) -> dict[str, int | None]:
-    if table is None:
-        return {}
-    actions = pa.table(table.get_add_actions(flatten=True))
-    return dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist()))
 
 
 def refuse(rows: pa.Table, reasons: list[str]) -> int:
