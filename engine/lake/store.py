@@ -270,7 +270,7 @@ class Lake:
                                         storage_options=self.storage_options, origin=origin or name)
                 elif mode == "scd2":
                     if history is None:
-                        raise ValueError("an SCD2 load needs history=")
+                        raise ConfigError(f"{self.qualify(name)}: an SCD2 load needs history=", "pass a History")
                     kept = load_history(self.uri(name), stream(), schema, history, table=snapshot,
                                         commit_properties=_props(commit_meta, self._txn(name, based_on)),
                                         storage_options=self.storage_options, settle=settle or refuse,
