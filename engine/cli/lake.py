@@ -29,6 +29,7 @@ from engine.config import Config
 from engine.errors import ConfigError, HeadwaterError
 from engine.graph import TableRef
 from engine.lake import Lake
+from engine.lake.history import VALID_FROM, VALID_TO, valid_at
 from engine.lake.storage import arrow_dataset
 from engine.pipeline import load_pipeline
 from engine.runs import manifest
@@ -42,12 +43,36 @@ def show(table: Annotated[str, typer.Argument(
              metavar="TABLE", help="raw.<source>, models.<model>, quarantine.<source> or a bare name")],
          version: Annotated[int | None, typer.Option(help="Delta version (default: latest)")] = None,
          limit: Annotated[int, typer.Option(help="rows to show")] = 20, lake: LakeOpt = None,
-         format: FormatOpt = "table") -> None:
-    """Show rows of a lake table, at its latest or a given version."""
+         format: FormatOpt = "table",
+         as_of: Annotated[str | None, typer.Option(
+             "--as-of", metavar="TIME",
+             help="an SCD2 table's rows valid then: 2026-03-01 or 2026-03-01T12:00 (UTC unless it has a zone)")] = None,
+         ) -> None:
+    """Show rows of a lake table, at its latest or a given version (of an SCD2 table: as of a time)."""
     the_lake = _lake(lake)
     dt = the_lake.table(table, version)
-    data = first_rows(arrow_dataset(dt, the_lake.storage_options), limit)
-    print_rows(data, format, f"{the_lake.qualify(table)} @ version {dt.version()} (first {data.num_rows} rows)")
+    dataset = arrow_dataset(dt, the_lake.storage_options)
+    when, where = None, ""
+    if as_of is not None:
+        when = _when(as_of)
+        if VALID_FROM not in dataset.schema.names or VALID_TO not in dataset.schema.names:
+            raise ConfigError(f"{the_lake.qualify(table)} keeps no history (it has no {VALID_FROM} and {VALID_TO})",
+                              "--as-of reads tables of sources declared with write='scd2'; use --version "
+                              "for an earlier version of any table")
+        where = f" as of {when.isoformat()}"
+    data = first_rows(dataset, limit, None if when is None else valid_at(when))
+    print_rows(data, format, f"{the_lake.qualify(table)} @ version {dt.version()}{where} (first {data.num_rows} rows)")
+
+
+def _when(text: str) -> datetime:
+    """`--as-of`: an ISO date or time, in UTC unless it names a zone."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--as-of {text!r} is not a date or time",
+                          "write it as 2026-03-01 or 2026-03-01T12:00 (UTC unless it ends with a zone, e.g. +02:00)"
+                          ) from exc
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 @app.command()
@@ -135,9 +160,9 @@ def print_rows(data: pa.Table, format: str, title: str = "", total_rows: int | N
     console.print(footer, style="dim", highlight=False)
 
 
-def first_rows(dataset: ds.Dataset, limit: int) -> pa.Table:
-    """The first `limit` rows of `dataset`, read a whole row group at a time: a scan stopped
-    early (`Dataset.head`) leaves reads in flight that can outlive the command."""
+def first_rows(dataset: ds.Dataset, limit: int, where: ds.Expression | None = None) -> pa.Table:
+    """The first `limit` rows of `dataset` (that match `where`), read a whole row group at a time:
+    a scan stopped early (`Dataset.head`) leaves reads in flight that can outlive the command."""
     parts: list[pa.Table] = []
     got = 0
     for fragment in dataset.get_fragments():
@@ -147,7 +172,7 @@ def first_rows(dataset: ds.Dataset, limit: int) -> pa.Table:
             if got >= limit:
                 break
             one = ds.FileSystemDataset([group], dataset.schema, dataset.format, dataset.filesystem)
-            rows = one.to_table().slice(0, limit - got)
+            rows = one.to_table(filter=where).slice(0, limit - got)
             parts.append(rows)
             got += rows.num_rows
     return pa.concat_tables(parts) if parts else dataset.schema.empty_table()

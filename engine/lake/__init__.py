@@ -2,8 +2,10 @@
 
 `Lake` (store.py) names, reads and writes tables; `guard` bases a commit on the version its
 writer read; `types` maps Arrow types to what Delta stores; `write` is the parallel Parquet
-writer, `merge` the keyed upsert, `changes` what changed between two versions, `storage` the
-object-store settings, clients and errors, `faults` the crash points of the exactly-once tests.
+writer, `merge` the keyed upsert, `scd2` the SCD2 load (every version of each key) and `history`
+what such a table holds, `changes` what changed between two versions, `vacuum` old versions whose
+files are gone, `storage` the object-store settings, clients and errors, `faults` the crash points
+of the exactly-once tests.
 """
 from engine.lake.guard import META_PREFIX, Based
 from engine.lake.store import ZONES, Commit, Lake

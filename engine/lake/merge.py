@@ -31,10 +31,11 @@ the merge commits.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def merge_load(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, p
         rows = load_keys.num_rows
         with pa.OSFile(str(spool)) as source:  # read back a batch at a time (an mmap would count in RSS)
             reader = pa.ipc.open_file(source)
-            kept = _kept(reader, keep)
+            kept = spooled_rows(reader, keep)
             if table is None and not DeltaTable.is_deltatable(uri, storage_options):
                 write_deltalake(uri, pa.RecordBatchReader.from_batches(schema, kept),
                                 mode="error" if commit_properties.app_transactions else "append",
@@ -132,16 +133,9 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
             load_keys: pa.Table, properties: CommitProperties, storage_options: dict[str, str] | None) -> int:
     """Replace the rows of `table` whose key is in `load_keys` with the `kept` rows (the load,
     one row per key) and insert the rest, in one commit; the number of load keys the table held."""
-    current = pa.schema(table.schema().to_arrow())
-    added = [f for f in schema if f.name not in current.names]
-    if added:  # Delta's schema changes with a metaData action, which a write transaction cannot carry
-        # on the same snapshot and with the same transaction identifier as the merge itself, so a
-        # commit another run made since the snapshot makes this one fail too (the object moves on
-        # to the version this commit made)
-        table.alter.add_columns(Schema.from_arrow(pa.schema(added)).fields,
-                                commit_properties=CommitProperties(app_transactions=properties.app_transactions))
+    add_columns(table, schema, properties)
     dataset = arrow_dataset(table, storage_options)
-    candidates = _candidates(table, key, load_keys)
+    candidates = overlapping(table, key, load_keys)
     touched: list[tuple[ds.Fragment, np.ndarray]] = []
     matched: list[pa.Table] = []
     for fragment in dataset.get_fragments():
@@ -152,39 +146,75 @@ def _upsert(uri: str, table: DeltaTable, kept: Iterator[pa.RecordBatch], schema:
         if hits.any():
             touched.append((fragment, hits))
             matched.append(keys.filter(pa.array(hits)))
-    updated = _distinct(matched, key)
+    updated = distinct(matched, key)
 
-    def rows() -> Iterator[pa.RecordBatch]:
-        masks = {fragment.path: hits for fragment, hits in touched}
-        read = dict.fromkeys(masks, 0)
-        files = ds.FileSystemDataset([f for f, _ in touched], dataset.schema, dataset.format, dataset.filesystem)
-        for tagged in files.scanner().scan_batches():  # files read in parallel, each in order
-            path, batch = tagged.fragment.path, tagged.record_batch
-            left = ~masks[path][read[path]:read[path] + batch.num_rows]
-            read[path] += batch.num_rows
-            if left.any():
-                yield conform(batch.filter(pa.array(left)), schema)
-        changed = [p for p in masks if read[p] != len(masks[p])]
-        if changed:
-            raise StorageError(f"{changed[0]} of {uri} changed while it was merged into "
-                               f"({read[changed[0]]} rows read, {len(masks[changed[0]])} before)", "run again",
-                               retryable=True)
-        yield from kept
+    masks = {fragment.path: hits for fragment, hits in touched}
 
-    actions, _ = lake_write.write_files(uri, rows(), schema, target=lake_write.target_file_size(table),
+    def without_load_keys(path: str, start: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch.filter(pa.array(~masks[path][start:start + batch.num_rows]))
+
+    rows = itertools.chain(rewritten(uri, dataset, [f for f, _ in touched], {p: len(m) for p, m in masks.items()},
+                                     without_load_keys, schema), kept)
+    actions, _ = lake_write.write_files(uri, rows, schema, target=lake_write.target_file_size(table),
                                         storage_options=storage_options)
-    now = int(time.time() * 1000)
-    removes = [RemoveAction(f.path, True, now, candidates.get(f.path, (True, None))[1]) for f, _ in touched]
+    removes = removals([f.path for f, _ in touched], {p: size for p, (_, size) in candidates.items()})
     properties.custom_metadata = {**(properties.custom_metadata or {}),
                                   ROWS_ADDED: json.dumps(f"{load_keys.num_rows - updated} new, {updated} updated")}
     lake_write.commit(uri, table, [*removes, *actions], "append", schema, properties, storage_options)
     return updated
 
 
-def _candidates(table: DeltaTable, key: list[str], load_keys: pa.Table) -> dict[str, tuple[bool, int]]:
+def add_columns(table: DeltaTable, schema: pa.Schema, properties: CommitProperties) -> None:
+    """Add the columns of `schema` that `table` lacks, in a commit of their own before the load's.
+
+    Delta's schema changes with a metaData action, which a write transaction cannot carry; it is
+    committed on the same snapshot and with the same transaction identifier as the load itself, so
+    a commit another run made since the snapshot makes this one fail too (the object moves on to
+    the version this commit made)."""
+    current = pa.schema(table.schema().to_arrow())
+    added = [f for f in schema if f.name not in current.names]
+    if added:
+        table.alter.add_columns(Schema.from_arrow(pa.schema(added)).fields,
+                                commit_properties=CommitProperties(app_transactions=properties.app_transactions))
+
+
+Edit = Callable[[str, int, pa.RecordBatch], pa.RecordBatch]
+
+
+def rewritten(uri: str, dataset: ds.Dataset, fragments: list[ds.Fragment], rows: dict[str, int], edit: Edit,
+              schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The rows of the data files `fragments` of `dataset`, read in parallel (each file in order),
+    each batch passed through `edit(path, offset of its first row in the file, batch)` and cast to
+    `schema`. `rows` holds each file's row count when it was examined: a file that has another
+    count now fails the load (StorageError, retryable)."""
+    read = dict.fromkeys(rows, 0)
+    files = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+    for tagged in files.scanner().scan_batches():  # files read in parallel, each in order
+        path, batch = tagged.fragment.path, tagged.record_batch
+        edited = edit(path, read[path], batch)
+        read[path] += batch.num_rows
+        if edited.num_rows:
+            yield conform(edited, schema)
+    changed = [p for p in rows if read[p] != rows[p]]
+    if changed:
+        raise StorageError(f"{changed[0]} of {uri} changed while it was rewritten "
+                           f"({read[changed[0]]} rows read, {rows[changed[0]]} before)", "run again",
+                           retryable=True)
+
+
+def removals(paths: list[str], sizes: dict[str, int | None]) -> list[RemoveAction]:
+    """The actions that remove the data files `paths` (rewritten by this commit) from the table."""
+    now = int(time.time() * 1000)
+    return [RemoveAction(p, True, now, sizes.get(p)) for p in paths]
+
+
+def overlapping(table: DeltaTable, key: list[str], load_keys: pa.Table,
+                actions: pa.Table | None = None) -> dict[str, tuple[bool, int]]:
     """Per data file of `table`: (whether its key columns' bounds in the log overlap the load's
-    keys, its size). A file whose bound is missing, or of a type not compared here, may overlap."""
-    actions = pa.table(table.get_add_actions(flatten=True))
+    keys, its size). A file whose bound is missing, or of a type not compared here, may overlap.
+    `actions`: the table's add actions, flattened, when already read."""
+    if actions is None:
+        actions = pa.table(table.get_add_actions(flatten=True))
     maybe = np.ones(actions.num_rows, dtype=bool)
     for k in key:
         column = load_keys.column(k)
@@ -225,7 +255,7 @@ def _members(keys: pa.Table, load_keys: pa.Table, key: list[str]) -> np.ndarray:
     return mask
 
 
-def _distinct(matched: list[pa.Table], key: list[str]) -> int:
+def distinct(matched: list[pa.Table], key: list[str]) -> int:
     """How many distinct keys the `matched` rows hold."""
     if not matched:
         return 0
@@ -258,7 +288,7 @@ def _spool(batches: Iterable[pa.RecordBatch], schema: pa.Schema, key: list[str],
     return keys
 
 
-def _kept(reader: pa.ipc.RecordBatchFileReader, keep: np.ndarray) -> Iterator[pa.RecordBatch]:
+def spooled_rows(reader: pa.ipc.RecordBatchFileReader, keep: np.ndarray) -> Iterator[pa.RecordBatch]:
     """The spooled batches with only the rows `keep` marks (all of a batch when all are kept)."""
     start = 0
     for i in range(reader.num_record_batches):

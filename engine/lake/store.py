@@ -28,19 +28,22 @@ from deltalake.transaction import Transaction
 from engine.errors import ConcurrentRunError, ConfigError
 from engine.lake import guard
 from engine.lake import write as lake_write
-from engine.lake.describe import Description, described_table, settle
+from engine.lake.describe import Description, described_table
+from engine.lake.describe import settle as settle_description
 from engine.lake.faults import reached
 from engine.lake.guard import META_PREFIX, Based
+from engine.lake.history import History, history_schema
 from engine.lake.merge import merge_load
+from engine.lake.scd2 import Settle, load_history, refuse
 from engine.lake.storage import (
     arrow_dataset,
     check_bucket,
     delta_options,
     fsspec_options,
-    missing_files,
     storage_errors,
 )
 from engine.lake.types import WriteMode, as_delta, conform, delta_mode, delta_schema
+from engine.lake.vacuum import check_readable
 
 ZONES = ("raw", "models", "quarantine")
 INTERNAL = "_headwater"  # Headwater's own tables (the run manifest), beside the zones
@@ -54,8 +57,9 @@ class Commit:
     table: str
     version: int | None  # None when nothing was committed (no rows)
     rows: int  # for a merge: rows merged, one per key
-    inserted: int | None = None  # a merge's new keys (None for appends and overwrites)
-    updated: int | None = None  # a merge's existing keys whose rows were replaced
+    inserted: int | None = None  # a merge's new keys (None for appends and overwrites); an SCD2 load's
+    updated: int | None = None  # a merge's existing keys whose rows were replaced; an SCD2 load's changed keys
+    detail: str = ""  # what the commit did, in words, where rows alone do not say it (an SCD2 load)
 
 
 class Lake:
@@ -147,29 +151,8 @@ class Lake:
                               "see `headwater history` for the versions it has") from exc
         if not readable:
             return table
-
-        checked: dict[str, bool] = {}  # file -> present
-
-        def gone(at: DeltaTable) -> list[str]:  # vacuum keeps every file the latest version reads
-            older = [f.path for f in arrow_dataset(at, self.storage_options).get_fragments() if f.path not in current]
-            lost = set(missing_files(uri, [f for f in older if f not in checked], self.storage_options))
-            checked.update({f: f not in lost for f in older if f not in checked})
-            return [f for f in older if not checked[f]]
-
-        with storage_errors(f"cannot read the lake table at {uri}"):
-            missing = gone(table)
-            if not missing:
-                return table
-            oldest = latest  # the oldest version from which on every one can be read
-            while oldest - 1 > version and not gone(DeltaTable(uri, version=oldest - 1,
-                                                               storage_options=self.storage_options)):
-                oldest -= 1
-            history = DeltaTable(uri, storage_options=self.storage_options).history()
-        vacuums = [c["version"] for c in history if c.get("operation") == "VACUUM END"]
-        by = f"; the latest VACUUM is version {vacuums[0]}" if vacuums else ""
-        raise ConfigError(f"version {version} of {self.qualify(name)} was vacuumed ({len(missing)} of its "
-                          f"data files are gone{by}); the oldest readable is {oldest}",
-                          "read that version or a later one (`headwater history` lists them)")
+        check_readable(table, self.qualify(name), uri, current, self.storage_options)
+        return table
 
     def version(self, name: str) -> int | None:
         """The latest version of `name`, or None when it does not exist yet."""
@@ -229,11 +212,14 @@ class Lake:
              state: dict[str, Any], mode: WriteMode = "append", origin: str = "",
              primary_key: list[str] | None = None, schema: pa.Schema | None = None,
              meta: dict[str, Any] | None = None, commit_empty: Callable[[], bool] | None = None,
-             based_on: Based | None = None, describe: Description | None = None) -> Commit:
+             based_on: Based | None = None, describe: Description | None = None,
+             history: History | None = None, settle: Settle | None = None) -> Commit:
         """Stream `batches` into `name` as one commit that also records `state` and `run_id`.
 
-        `mode` is "append", "replace" or "merge" (upsert on the columns `primary_key`, the last row
-        of each key in the load winning: see `engine.lake.merge`). Appending or merging no
+        `mode` is "append", "replace", "merge" (upsert on the columns `primary_key`, the last row
+        of each key in the load winning: see `engine.lake.merge`) or "scd2" (every version of each
+        key kept as `history` says, the rows it leaves out handed to `settle` before it commits:
+        see `engine.lake.scd2`; it commits only what changed). Appending or merging no
         rows commits nothing, so a run with nothing new leaves the table (and its state) as it
         was, unless `commit_empty()` says otherwise once the stream is exhausted (rows were
         quarantined: the state must still be committed); overwriting an existing table with no
@@ -247,9 +233,11 @@ class Lake:
         first = next((b for b in it if b.num_rows), None)
         snapshot = self._snapshot(name, based_on)
         current = None if snapshot is None else pa.schema(snapshot.schema().to_arrow())
+        if first is None and mode == "scd2" and (schema is not None or current is not None):
+            first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else current)  # keys may vanish
         if first is None:
             if commit_empty is not None and commit_empty():
-                mode = "append" if mode == "merge" else mode  # nothing to merge: commit the state
+                mode = "append" if mode in ("merge", "scd2") else mode  # nothing to merge: commit the state
                 first = pa.RecordBatch.from_pylist([], schema=schema if schema is not None else
                                                    current if current is not None else pa.schema([]))
             elif mode != "replace" or snapshot is None or not self._has_rows(snapshot):
@@ -259,6 +247,8 @@ class Lake:
         schema = delta_schema(schema if schema is not None else first.schema)
         if current is not None and mode != "replace":
             schema = pa.schema(list(current) + [f for f in schema if f.name not in current.names])
+        if mode == "scd2":
+            schema = history_schema(schema)
         counted = [0]
         failure: list[BaseException] = []
 
@@ -281,6 +271,14 @@ class Lake:
                                         schema, primary_key or [], table=snapshot,
                                         commit_properties=_props(commit_meta, self._txn(name, based_on)),
                                         storage_options=self.storage_options, origin=origin or name)
+                elif mode == "scd2":
+                    if history is None:
+                        raise ConfigError(f"{self.qualify(name)}: an SCD2 load needs history=", "pass a History")
+                    kept = load_history(self.uri(name), stream(), schema, history, table=snapshot,
+                                        commit_properties=_props(commit_meta, self._txn(name, based_on)),
+                                        storage_options=self.storage_options, settle=settle or refuse,
+                                        state_changed=self.state(name) != json.loads(json.dumps(state, default=str)),
+                                        origin=origin or name)
                 else:
                     version = self._write(name, stream(), schema, mode, commit_meta, based_on, snapshot)
         except Exception:
@@ -288,9 +286,11 @@ class Lake:
                 raise failure[0] from None
             raise
         reached("after_commit")
-        settle(self.uri(name), self.storage_options, describe)
+        settle_description(self.uri(name), self.storage_options, describe)
         if mode == "merge":
             return Commit(self.qualify(name), merged.version, merged.rows, merged.inserted, merged.updated)
+        if mode == "scd2":
+            return Commit(self.qualify(name), kept.version, kept.rows, kept.new, kept.changed, kept.describe())
         return Commit(self.qualify(name), version, counted[0])
 
     def write(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],
@@ -301,7 +301,7 @@ class Lake:
         table = described_table(as_delta(table), describe)
         version = self._commit(name, table, "replace", {"run_id": run_id, **meta}, based_on,
                                describe.table if describe is not None else None)
-        settle(self.uri(name), self.storage_options, describe)
+        settle_description(self.uri(name), self.storage_options, describe)
         return Commit(self.qualify(name), version, table.num_rows)
 
     def write_append(self, name: str, table: pa.Table, *, run_id: str, meta: dict[str, Any],
@@ -309,7 +309,7 @@ class Lake:
         """Append `table` to `name` in one commit carrying `meta` (guarded by `based_on` as in
         `land`); then `describe` is set as in `land`."""
         version = self._commit(name, table, "append", {"run_id": run_id, **meta}, based_on)
-        settle(self.uri(name), self.storage_options, describe)
+        settle_description(self.uri(name), self.storage_options, describe)
         return Commit(self.qualify(name), version, table.num_rows)
 
     def _commit(self, name: str, table: pa.Table, mode: WriteMode, meta: dict[str, Any],

@@ -7,13 +7,15 @@ import pyarrow as pa
 
 from engine.errors import SchemaError
 
-WriteMode = Literal["append", "replace", "merge"]  # one word per write mode, from source to warehouse
+# one word per write mode, from source to warehouse ("scd2": sources only, engine/lake/scd2.py)
+WriteMode = Literal["append", "replace", "merge", "scd2"]
 
 
 def delta_mode(mode: WriteMode) -> Literal["append", "overwrite"]:
-    """What delta-rs calls an append or a replace (a merge is not a write mode of delta-rs' writer)."""
-    if mode == "merge":
-        raise ValueError("a merge is written by engine.lake.merge, not by delta-rs' writer")
+    """What delta-rs calls an append or a replace (a merge or an SCD2 load is not a write mode of
+    delta-rs' writer)."""
+    if mode in ("merge", "scd2"):
+        raise ValueError(f"a {mode} load is written by engine.lake.{mode}, not by delta-rs' writer")
     return "overwrite" if mode == "replace" else "append"
 
 

@@ -149,7 +149,7 @@ class _Writer:
         for name, (low, high) in _long_string_bounds(chunk).items():
             was = self.measured.get(name)
             self.measured[name] = (low, high) if was is None else (min(was[0], low), max(was[1], high))
-        if self.sink.tell() >= self.pool.target:
+        if self.pool.file_rows is not None or self.sink.tell() >= self.pool.target:
             self.roll()
 
     def roll(self) -> None:
@@ -169,8 +169,9 @@ class _Writer:
 class _Writers:
     """A few `_Writer`s fed through one bounded queue; errors come back to the caller's thread."""
 
-    def __init__(self, fs: pafs.FileSystem, schema: pa.Schema, target: int, count: int) -> None:
-        self.fs, self.schema, self.target = fs, schema, target
+    def __init__(self, fs: pafs.FileSystem, schema: pa.Schema, target: int, count: int,
+                 file_rows: int | None = None) -> None:
+        self.fs, self.schema, self.target, self.file_rows = fs, schema, target, file_rows
         self.queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=count)
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
@@ -216,25 +217,40 @@ class _Writers:
 
 
 def write_files(uri: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, target: int,
-                storage_options: dict[str, str] | None = None) -> tuple[list[AddAction], int]:
+                storage_options: dict[str, str] | None = None,
+                file_rows: int | None = None) -> tuple[list[AddAction], int]:
     """Write `batches` (already of `schema`) as Parquet files in the table folder `uri`, in
     parallel; the add actions that commit them and the rows written. Nothing written is left
-    behind on failure."""
+    behind on failure. With `file_rows`, each file holds consecutive rows of the stream, at most
+    that many (and at most one chunk's bytes), and an empty batch ends a file: rows that arrive
+    sorted keep tight bounds per file."""
     fs = table_filesystem(uri, storage_options)
     if isinstance(fs.base_fs, pafs.LocalFileSystem):  # object stores have no folders to make
         fs.base_fs.create_dir(fs.base_path, recursive=True)
-    pool = _Writers(fs, schema, target, writer_count())
+    pool = _Writers(fs, schema, target, writer_count(), file_rows)
     chunk: list[pa.RecordBatch] = []
-    size = 0
+    size = rows = 0
     try:
         for batch in batches:
             if not batch.num_rows:
+                if file_rows is not None and chunk:  # with file_rows, an empty batch ends a file
+                    pool.put(pa.Table.from_batches(chunk, schema))
+                    chunk, size, rows = [], 0, 0
                 continue
+            if file_rows is not None and rows + batch.num_rows > file_rows:  # cut the batch at the file's end
+                head = file_rows - rows
+                chunk.append(batch.slice(0, head))
+                pool.put(pa.Table.from_batches(chunk, schema))
+                batch, chunk, size, rows = batch.slice(head), [], 0, 0
+                while batch.num_rows > file_rows:
+                    pool.put(pa.Table.from_batches([batch.slice(0, file_rows)], schema))
+                    batch = batch.slice(file_rows)
             chunk.append(batch)
             size += batch.nbytes
-            if size >= min(CHUNK_BYTES, target):
+            rows += batch.num_rows
+            if size >= min(CHUNK_BYTES, target) or rows == file_rows:
                 pool.put(pa.Table.from_batches(chunk, schema))
-                chunk, size = [], 0
+                chunk, size, rows = [], 0, 0
         if chunk:
             pool.put(pa.Table.from_batches(chunk, schema))
         written = pool.close()

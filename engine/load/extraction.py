@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from engine.lake import WriteMode
+from engine.lake.history import History
 from engine.load.quarantine import Quarantine
 from engine.load.schema import SchemaPlan
 
@@ -26,8 +27,9 @@ class Extraction:
     state: dict[str, Any]
     planned: str = ""  # a short human description: "3 new files", "rows with updated_at in (a, b]"
     units: list[str] = field(default_factory=list)  # what is being read, for progress
-    mode: WriteMode = "append"  # "replace" when the batches are the whole source; "merge" on `primary_key`
-    primary_key: list[str] = field(default_factory=list)  # the key columns of a merge
+    mode: WriteMode = "append"  # "replace": the batches are the whole source; "merge"/"scd2" on `primary_key`
+    primary_key: list[str] = field(default_factory=list)  # the key columns of a merge or an SCD2 load
+    history: History | None = None  # how an SCD2 load ("scd2") keeps versions
     plan: SchemaPlan | None = None  # the schema to land, resolved against the table's before reading
     quarantine: Quarantine | None = None  # filled with the rows the batches leave out
 

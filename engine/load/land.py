@@ -3,6 +3,7 @@ their state (see quarantine.py for why in that order)."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -46,8 +47,10 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
     `based_on` is the version of `table` the extraction's state was read at: every commit of the
     load is then guarded by it, so a load another run made meanwhile fails this one with
     ConcurrentRunError before it commits anything (see `engine.lake.store`)."""
-    plan, quarantine = extraction.plan, extraction.quarantine
+    plan, quarantine, history = extraction.plan, extraction.quarantine, extraction.history
     mode, batches = extraction.mode, extraction.batches
+    if history is not None and quarantine is None:  # an SCD2 load quarantines null and repeated keys
+        quarantine = Quarantine(TableRef.parse(table).name, run_id, history.loaded_at)
     schema, rewritten = None, 0
     if plan is not None:
         current = None
@@ -55,7 +58,7 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
         if (mode != "replace" or plan.contract != "evolve") and lake.exists(lake.qualify(table)):
             current = pa.schema(lake.table(table).schema().to_arrow())
         schema = plan.resolve(current)
-        if plan.rewrite and mode == "merge":  # widen first, in its own commit that keeps the state
+        if plan.rewrite and mode in ("merge", "scd2"):  # widen first, in its own commit that keeps the state
             dataset = lake.dataset(table)  # streamed: the table is never held in memory
             widened = lake.land(table, dataset.to_batches(), run_id=run_id, state=lake.state(table), mode="replace",
                                 schema=pa.schema([schema.field(n) for n in dataset.schema.names]),
@@ -92,9 +95,19 @@ def land(lake: Lake, table: str, extraction: Extraction, *, run_id: str, origin:
             raise ConcurrentRunError(f"{qtable} moved to version {done[0]} during the run (expected {expected})",
                                      "run one load of a source at a time")
 
-    commit = lake.land(table, _then(batches, commit_quarantine), run_id=run_id, state=extraction.state,
-                       mode=mode, origin=origin, schema=schema, meta=meta, primary_key=extraction.primary_key,
-                       commit_empty=lambda: quarantine.count > 0, based_on=based_on)
+    def settle(rows: pa.Table, reasons: list[str]) -> int:  # an SCD2 load's rows left out, before its commit
+        earlier = quarantine.count
+        where = extraction.units[0] if len(extraction.units) == 1 else ""
+        for row, why in zip(rows.to_pylist(), reasons):
+            values = {k: v for k, v in row.items() if not k.startswith("_hw_")}
+            quarantine.row(row.get("_hw_source_file") or where, None, json.dumps(values, default=str), why)
+        commit_quarantine()
+        return earlier
+
+    commit = lake.land(table, batches if history is not None else _then(batches, commit_quarantine),
+                       run_id=run_id, state=extraction.state, mode=mode, origin=origin, schema=schema, meta=meta,
+                       primary_key=extraction.primary_key, commit_empty=lambda: quarantine.count > 0,
+                       based_on=based_on, history=history, settle=settle)
     if rewritten:
         commit = replace(commit, rows=commit.rows - rewritten)
     return _landed(Landing(commit, quarantine.count, tuple(plan.dropped) if plan else (),

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from engine.errors import ConcurrentRunError, ConfigError, WarehouseError
 from engine.lake import Based, WriteMode
+from engine.lake.history import VALID_TO
 from engine.publish.comments import Comments, from_schema
 from engine.publish.types import Rows
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 BOOKKEEPING = "_headwater_published"
 STAGING_SUFFIX = "__hw_new"
 CURRENT_SUFFIX = "_current"  # the view of an SCD2 history table's current rows
-VALID_TO = "_hw_valid_to"  # an SCD2 table's end of validity: null while a row is current
 MAX_NAME = 63 - len(STAGING_SUFFIX)  # PostgreSQL truncates identifiers at 63 bytes
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 MODES: tuple[WriteMode, ...] = ("replace", "append", "merge")

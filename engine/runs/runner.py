@@ -119,8 +119,8 @@ class Runner:
             if commit.version is None:
                 return Step("load", source.name, table, "unchanged", 0, self.lake.version(table),
                             detail=extraction.planned, quarantined=landing.quarantined)
-            merged = "" if commit.inserted is None else \
-                f"merged: {commit.inserted:,} new, {commit.updated:,} updated"
+            merged = commit.detail or ("" if commit.inserted is None else
+                                       f"merged: {commit.inserted:,} new, {commit.updated:,} updated")
             detail = ", ".join(p for p in (extraction.planned, merged, landing.describe()) if p)
             return Step("load", source.name, table, "landed", commit.rows, commit.version,
                         detail=detail, quarantined=landing.quarantined)

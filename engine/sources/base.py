@@ -19,6 +19,7 @@ import pyarrow as pa
 from engine.errors import ConfigError
 from engine.graph import check_name
 from engine.lake import WriteMode
+from engine.lake.history import HARD_DELETES, HardDeletes
 
 DEFAULT_BATCH_ROWS = 65_536
 # The columns every load adds: the file a row came from (file sources only), when and by which run
@@ -65,13 +66,43 @@ def check_source_name(name: object) -> None:
 
 
 def check_write(source: str, write: WriteMode, primary_key: str | list[str] | None) -> None:
-    """Raise unless `write` is a known disposition and a merge names its primary key."""
+    """Raise unless `write` is a known disposition and a merge or SCD2 load names its primary key."""
     if write not in WRITES:
         raise ConfigError(f"source {source!r}: unknown write={write!r}",
                           f"use one of {', '.join(WRITES)}")
-    if write == "merge" and not key_columns(primary_key):
-        raise ConfigError(f"source {source!r}: write='merge' needs primary_key=",
+    if write in ("merge", "scd2") and not key_columns(primary_key):
+        raise ConfigError(f"source {source!r}: write={write!r} needs primary_key=",
                           "name the column (or list of columns) that identifies a row")
+
+
+def check_history(source: str, write: WriteMode, *, cursor: str | None, track: list[str] | None,
+                  hard_deletes: str | None) -> HardDeletes | None:
+    """`hard_deletes` of an SCD2 source, its default filled in ("invalidate" for a full extract,
+    "ignore" with a cursor, whose loads hold only changed rows and so never see a deletion);
+    None for other dispositions. Raises ConfigError for options that do not fit."""
+    if write != "scd2":
+        if track is not None or hard_deletes is not None:
+            raise ConfigError(f"source {source!r}: track= and hard_deletes= are options of write='scd2'",
+                              "use write='scd2' to keep history, or drop them")
+        return None
+    if track is not None:
+        if isinstance(track, str) or not track:
+            raise ConfigError(f"source {source!r}: track= must be a non-empty list of column names",
+                              "e.g. track=['email', 'plan'], or leave it out to track every column")
+        load = [c for c in track if c.lower().startswith("_hw_")]
+        if load:
+            raise ConfigError(f"source {source!r}: track= names load column(s) {load}",
+                              "track the source's own columns")
+    if hard_deletes is None:
+        return "ignore" if cursor else "invalidate"
+    if hard_deletes not in HARD_DELETES:
+        raise ConfigError(f"source {source!r}: unknown hard_deletes={hard_deletes!r}",
+                          f"use one of {', '.join(HARD_DELETES)}")
+    if hard_deletes == "invalidate" and cursor:
+        raise ConfigError(f"source {source!r}: hard_deletes='invalidate' needs a full extract, but with "
+                          f"cursor={cursor!r} a load reads only changed rows and never sees a deleted one",
+                          "drop cursor= (each run then compares the whole table), or use hard_deletes='ignore'")
+    return "invalidate" if hard_deletes == "invalidate" else "ignore"
 
 
 def with_load_columns(batch: pa.RecordBatch, *, run_id: str, loaded_at: datetime,

@@ -8,7 +8,11 @@ never opened: it is one whole-file quarantine entry, like a file whose columns c
 (see `SchemaPlan.refused`).
 `write="append"` (the default) appends their rows; `write="merge"` upserts them on
 `primary_key` (the last row of a key wins: later file, later row); `write="replace"` reads every
-file again whenever the set of files changed, and replaces the raw table with them.
+file again whenever the set of files changed, and replaces the raw table with them;
+`write="scd2"` keeps every version of each key (engine/lake/scd2.py): the rows of a run's new
+files, taken together, are the source as it is now (a full extract, versions stamped with the
+load's time; two exports found by one run are one extract, the later file's row of a key landing),
+so a key they lack is closed unless `hard_deletes="ignore"` (for files that carry only changed rows).
 
 A relative local path starts at the pipeline file's folder (`base_dir`). A pattern that matches
 nothing is an error naming it while the source has landed nothing; once it has, a source whose
@@ -30,6 +34,7 @@ import pyarrow as pa
 
 from engine.errors import HeadwaterError, SourceError
 from engine.lake import WriteMode
+from engine.lake.history import HardDeletes, History
 from engine.lake.storage import protocol, storage_errors
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
@@ -37,6 +42,7 @@ from engine.load.schema import LOAD_ORIGIN, SchemaPlan, parse_schema
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
     LOAD_SCHEMA,
+    check_history,
     check_source_name,
     check_write,
     key_columns,
@@ -87,6 +93,8 @@ class FileSource:
     contract: str = "evolve"  # evolve | freeze | discard_columns
     allow_empty: bool = False  # matching no file is no error: the run lands nothing
     base_dir: Path | None = None  # where relative local paths start (the pipeline file's folder)
+    track: list[str] | None = None  # write="scd2": the columns whose change makes a version (None: all)
+    hard_deletes: HardDeletes | None = None  # write="scd2": None is "invalidate"
 
     def __post_init__(self) -> None:
         check_source_name(self.name)
@@ -94,6 +102,8 @@ class FileSource:
             raise SourceError(f"source {self.name!r}: unknown format {self.format!r}",
                               f"use one of {', '.join(FORMATS)}")
         check_write(self.name, self.write, self.primary_key)
+        self.hard_deletes = check_history(self.name, self.write, cursor=None, track=self.track,
+                                          hard_deletes=self.hard_deletes)
         SchemaPlan(self.name, [], self.contract)  # checks the contract name
 
     @property
@@ -130,10 +140,14 @@ class FileSource:
         else:
             read, new_state = new, {"files": sorted(landed | set(new))}
             planned = f"{len(new)} new file(s) of {len(current)}"
+            if not new:  # nothing to read (for an SCD2 source, not an empty extract that closes every key)
+                return Extraction(iter(()), state, planned)
         plan, quarantine = self.plan(read), Quarantine(self.name, run_id, loaded_at)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at, source_file=f)
                    for f in read for b in self.read_file(f, quarantine, plan))
-        return Extraction(batches, new_state, planned, read, mode, key, plan=plan, quarantine=quarantine)
+        history = History(key, loaded_at, self.track, None, self.hard_deletes or "invalidate") \
+            if mode == "scd2" else None
+        return Extraction(batches, new_state, planned, read, mode, key, history, plan=plan, quarantine=quarantine)
 
     def _nothing_matched(self, matches: dict[str, list[str]], landed: set[str],
                          state: dict[str, Any]) -> Extraction | None:
@@ -276,15 +290,18 @@ def files(name: str, path: str | Path | list[str | Path], format: str | None = N
           storage_options: dict[str, Any] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
           delimiter: str = ",", columns: list[str] | None = None, write: WriteMode = "append",
           primary_key: str | list[str] | None = None, schema: Any = None,
-          contract: str = "evolve", allow_empty: bool = False) -> FileSource:
+          contract: str = "evolve", allow_empty: bool = False, track: list[str] | None = None,
+          hard_deletes: HardDeletes | None = None) -> FileSource:
     """A source of CSV, JSON-lines or Parquet files at `path` (glob, file, folder or URL; local or
-    remote; or a list of them), landed by `write`: "append" (default), "replace", or "merge" on
-    `primary_key`. A relative local path starts at the pipeline file's folder. `columns` keeps
-    only those columns; `storage_options` are fsspec arguments or AWS_* keys, over the AWS
-    environment for s3://. `schema` declares column types (a pyarrow schema or
-    {name: "int64", ...}); `contract` says what a new column or type does: evolve (default),
-    freeze, discard_columns. A path that matches no file is an error, unless `allow_empty`."""
+    remote; or a list of them), landed by `write`: "append" (default), "replace", "merge" on
+    `primary_key`, or "scd2" (every version of each key; `track` the columns whose change makes
+    one, default all; `hard_deletes` "invalidate" (default) or "ignore" what new files lack). A
+    relative local path starts at the pipeline file's folder. `columns` keeps only those columns;
+    `storage_options` are fsspec arguments or AWS_* keys, over the AWS environment for s3://.
+    `schema` declares column types (a pyarrow schema or {name: "int64", ...}); `contract` says
+    what a new column or type does: evolve (default), freeze, discard_columns. A path that
+    matches no file is an error, unless `allow_empty`."""
     paths = str(path) if isinstance(path, (str, Path)) else [str(p) for p in path]
     return FileSource(name, paths, format, dict(storage_options or {}), batch_rows, delimiter,
                       list(columns) if columns is not None else None, write, primary_key, schema, contract,
-                      allow_empty)
+                      allow_empty, track=list(track) if track is not None else None, hard_deletes=hard_deletes)

@@ -32,14 +32,15 @@ A SQLite URL's relative path (`sqlite:///app.sqlite`) starts at the pipeline fil
 quietly create an empty one).
 
 `write` says what the rows do to the raw table: "append" (the default with a cursor), "replace"
-(the default without one; the whole table or query each run, so no cursor) or "merge" (upsert on
-`primary_key`, the last row of a key in cursor order winning; with or without a cursor).
+(the default without one; the whole table or query each run, so no cursor), "merge" (upsert on
+`primary_key`, the last row of a key in cursor order winning; with or without a cursor) or "scd2"
+(every version of each key kept, engine/lake/scd2.py; without a cursor the whole table or query is
+read in key order and compared with the current versions).
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.errors import ConfigError, SourceError
-from engine.lake import WriteMode, delta_type
+from engine.lake import WriteMode
+from engine.lake.history import HardDeletes, History
 from engine.load.extraction import Extraction
 from engine.load.quarantine import Quarantine
-from engine.load.schema import LOAD_ORIGIN, SchemaPlan, coerce, names_problem
+from engine.load.schema import LOAD_ORIGIN, SchemaPlan, names_problem
 from engine.sources.base import (
     DEFAULT_BATCH_ROWS,
+    check_history,
     check_source_name,
     check_write,
     key_columns,
@@ -64,23 +67,20 @@ from engine.sources.base import (
 from engine.sources.base import (
     LOAD_SCHEMA as SOURCE_LOAD_SCHEMA,
 )
+from engine.sources.sql_read import Read, Row
 from engine.sources.sql_types import (
     Tolerant,
-    Unreadable,
     arrow_type,
     decode_cursor,
     encode_cursor,
     key_token,
     result_column_types,
-    to_arrow_each,
-    tolerate_out_of_range,
 )
 
 __all__ = ["SqlSource", "arrow_type", "decode_cursor", "encode_cursor", "sql"]
 
 DEFAULT_MAX_BOUNDARY_KEYS = 10_000
 LOAD_SCHEMA = pa.schema([f for f in SOURCE_LOAD_SCHEMA if f.name != "_hw_source_file"])  # no file
-Row = Sequence[Any]
 
 
 @dataclass
@@ -108,6 +108,8 @@ class SqlSource:
     max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS
     write: WriteMode | None = None  # None: append with a cursor, else replace
     base_dir: Path | None = None  # where a SQLite URL's relative path starts (the pipeline file's folder)
+    track: list[str] | None = None  # write="scd2": the columns whose change makes a version (None: all)
+    hard_deletes: HardDeletes | None = None  # write="scd2": None is "invalidate" without a cursor
 
     def __post_init__(self) -> None:
         check_source_name(self.name)
@@ -118,6 +120,8 @@ class SqlSource:
         if self.write is None:
             self.write = "append" if self.cursor else "replace"
         check_write(self.name, self.write, self.primary_key)
+        self.hard_deletes = check_history(self.name, self.write, cursor=self.cursor, track=self.track,
+                                          hard_deletes=self.hard_deletes)
         if self.write == "replace" and self.cursor:
             raise ConfigError(f"source {self.name!r}: write='replace' reads every row, so it takes no cursor",
                               "drop cursor=, or use write='append' or 'merge'")
@@ -211,8 +215,10 @@ class SqlSource:
             nulls = plan.nulls  # only then can a row with a NULL cursor be read
         else:
             keep, new_state, nulls = None, {}, False
-            planned = "all rows (no cursor: replaces the raw table)" if self.write == "replace" else \
-                "all rows (no cursor: merged on the primary key)"
+            planned = "all rows (no cursor: " + {"replace": "replaces the raw table)", "merge": "merged on the "
+                                                 "primary key)"}.get(self.write or "", "compared with the history)")
+            if self.write == "scd2":  # in key order: the history's files then hold key ranges
+                stmt = stmt.order_by(*(source.c[k] for k in self.keys))
         types = {c.name: arrow_type(c.type) for c in source.c}
         quarantine = Quarantine(self.name, run_id, loaded_at)
         known = pa.schema([(n, t) for n, t in types.items() if t is not None])
@@ -222,8 +228,10 @@ class SqlSource:
         read = Read(f"table {self.table}" if self.table else "query", types, self.batch_rows, keep,
                     quarantine, failures, self.cursor if nulls else None)
         batches = (with_load_columns(b, run_id=run_id, loaded_at=loaded_at) for b in read.stream(engine, stmt))
+        history = History(self.keys, loaded_at, self.track, self.cursor, self.hard_deletes or "ignore") \
+            if self.write == "scd2" else None
         return Extraction(batches, new_state, planned, [self.table or "query"],
-                          self.write or "replace", self.keys, plan=schema, quarantine=quarantine)
+                          self.write or "replace", self.keys, history, plan=schema, quarantine=quarantine)
 
     def _plan(self, engine: sa.Engine, source: sa.FromClause, col: sa.ColumnElement[Any],
               state: dict[str, Any]) -> Plan | str:
@@ -288,85 +296,6 @@ class SqlSource:
         return keep
 
 
-@dataclass
-class Read:
-    """One streamed read of a SQL source: its rows as batches of the types Delta stores, and
-    the rows that cannot be (a value unreadable or of another type, a NULL cursor) quarantined."""
-
-    origin: str  # "table <name>" or "query": the quarantine entries' `file`
-    types: dict[str, pa.DataType | None]
-    rows: int
-    keep: Callable[[Row], bool] | None
-    quarantine: Quarantine
-    failures: list[int]  # bumped by `Tolerant` for each value it could not read
-    cursor: str | None = None  # set when rows with a NULL cursor are read, to quarantine them
-    seen: int = 0  # rows read so far: a quarantined row's `line` is its place in the read
-
-    def stream(self, engine: sa.Engine, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
-        """Batches of at most `rows` rows of `stmt`, read through a server-side cursor."""
-        try:
-            with engine.connect() as conn:
-                tolerate_out_of_range(conn.connection.driver_connection, self.failures)
-                result = conn.execution_options(stream_results=True, yield_per=self.rows).execute(stmt)
-                names = list(result.keys())
-                at = names.index(self.cursor) if self.cursor else None
-                counted = 0
-                for chunk in result.partitions(self.rows):
-                    start, self.seen = self.seen, self.seen + len(chunk)
-                    rows: Sequence[Row] = chunk
-                    numbers: list[int] | None = None  # each row's place in the read, once rows are left out
-                    if self.failures[0] != counted or at is not None:  # (rows are checked one by one)
-                        kept: list[tuple[int, Row]] = [(start + i + 1, r) for i, r in enumerate(chunk)
-                                                       if self._readable(start + i + 1, r, names, at)]
-                        numbers, rows = [n for n, _ in kept], [r for _, r in kept]
-                        counted = self.failures[0]
-                    places = numbers if numbers is not None else range(start + 1, start + len(rows) + 1)
-                    if self.keep is not None:
-                        kept = [(n, r) for n, r in zip(places, rows) if self.keep(r)]
-                        places, rows = [n for n, _ in kept], [r for _, r in kept]
-                    if rows:
-                        batch = self._batch(names, rows, places)
-                        if batch.num_rows:
-                            yield batch
-        finally:
-            engine.dispose()
-
-    def _readable(self, n: int, row: Row, names: list[str], at: int | None) -> bool:
-        if at is not None and row[at] is None:
-            self._bad(n, names, row, f"cursor column {self.cursor!r} is NULL, so an incremental load cannot "
-                                     "place this row; give it a value (it lands on the next run) or drop cursor=")
-            return False
-        unreadable = next(((name, v) for name, v in zip(names, row) if isinstance(v, Unreadable)), None)
-        if unreadable is None:
-            return True
-        self._bad(n, names, row, f"column {unreadable[0]!r}: {unreadable[1].raw!r} cannot be read as its "
-                                 f"column type ({unreadable[1].why})")
-        return False
-
-    def _batch(self, names: list[str], rows: Sequence[Row], numbers: Sequence[int]) -> pa.RecordBatch:
-        columns = list(zip(*rows))
-        arrays, bad = [], {}  # type: list[pa.Array], dict[int, str]
-        for name, values in zip(names, columns):
-            array, failed = to_arrow_each(values, self.types.get(name), name)
-            if self.types.get(name) is None and not pa.types.is_null(array.type):
-                self.types[name] = array.type  # inferred once, so later batches agree
-            arrays.append(array)
-            for i, why in failed.items():
-                bad.setdefault(i, why)
-        table = pa.Table.from_arrays(arrays, names=names)
-        good, unfit = coerce(table, {n: delta_type(t) for n, t in zip(names, table.schema.types)})
-        for i, why in {**unfit, **bad}.items():
-            self._bad(numbers[i], names, rows[i], why)
-        if bad:
-            good = good.filter(pa.array([i not in bad for i in range(table.num_rows) if i not in unfit]))
-        return good.combine_chunks().to_batches()[0] if good.num_rows else \
-            pa.RecordBatch.from_pylist([], schema=good.schema)
-
-    def _bad(self, n: int, names: list[str], row: Row, why: str) -> None:
-        raw = json.dumps(dict(zip(names, row)), default=str)
-        self.quarantine.row(self.origin, n, raw, why)
-
-
 def _safe(url: str) -> str:
     """`url` without its password (a URL SQLAlchemy cannot parse: its scheme only)."""
     try:
@@ -378,13 +307,16 @@ def _safe(url: str) -> str:
 def sql(name: str, url: str, table: str | None = None, *, query: str | None = None,
         cursor: str | None = None, primary_key: str | list[str] | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS, write: WriteMode | None = None,
-        max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS) -> SqlSource:
+        max_boundary_keys: int = DEFAULT_MAX_BOUNDARY_KEYS, track: list[str] | None = None,
+        hard_deletes: HardDeletes | None = None) -> SqlSource:
     """A source of rows from a SQL database table or query, incremental by `cursor` if given,
-    landed by `write`: "append" (default with a cursor), "replace" (default without one), or
-    "merge" on `primary_key`.
+    landed by `write`: "append" (default with a cursor), "replace" (default without one),
+    "merge" on `primary_key`, or "scd2": every version of each key, changes found by a hash of
+    the `track` columns (default: all), keys gone from a full extract closed unless
+    `hard_deletes="ignore"` (the default, and the only choice, with a cursor).
 
     With `primary_key` (a column or a list) and a cursor, rows that share the last landed cursor
     value are neither skipped nor landed twice; see this module's docstring for the exact rule.
     """
     return SqlSource(name, url, table, query, cursor, batch_rows, primary_key,
-                     max_boundary_keys=max_boundary_keys, write=write)
+                     max_boundary_keys=max_boundary_keys, write=write, track=track, hard_deletes=hard_deletes)

@@ -28,6 +28,7 @@ from engine.graph import TableRef
 from engine.lake import Based, Lake, as_delta
 from engine.lake.changes import changes
 from engine.lake.describe import Description
+from engine.lake.history import VALID_TO
 from engine.lake.merge import last_per_key
 from engine.lake.partitions import partitioned, replace_partitions
 from engine.transform import checks
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # the backends load pandas (and cuDF); the runner resolves on
     from engine.transform.backends import Backend, Engine
 
 log = logging.getLogger("headwater.transform")
-VALID_TO = "_hw_valid_to"  # an SCD2 table's end of validity: null while a row is current
 
 
 @dataclass

@@ -25,11 +25,14 @@ from typing import Any
 from pandas.api.types import is_numeric_dtype
 
 from engine.errors import HeadwaterError
+from engine.lake.history import VALID_FROM, VALID_TO
 from engine.transform.frames import frame_module, require_columns
 
 ROW, KIND, TIME, KNOWN = "_hw_row", "_hw_kind", "_hw_time", "_hw_known_at"  # working columns
 ORDER = "_hw_order"  # a feature row's place in the whole Dask frame
-LABEL, FEATURE = 0, 1  # sort order of the two kinds of stacked row at one time: labels first
+UNTIL = "_hw_until"  # a version's end, carried through an as-of join of a history
+# sort order of the kinds of stacked row at one time: labels first (strict), or after features
+LABEL, FEATURE, LABEL_AFTER = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,13 @@ class FeatureSet:
 
 def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time: str,
           feature_time: str, columns: Sequence[str] | None = None, prefix: str = "",
-          xp: ModuleType | None = None) -> Any:
+          xp: ModuleType | None = None, strict: bool = True) -> Any:
     """`labels` with, on each row, the feature values of its entity known strictly before its
     `label_time`: those of the newest `features` row whose `feature_time` is earlier (NA if none).
 
     `entity` names the key column(s), present in both frames. `columns` are the feature columns
     to bring (default: all but the entity and `feature_time`), named `prefix + column`.
+    `strict=False` lets a row stamped exactly at the label's time be seen too (`as_of_history`).
     """
     keys = _keys(entity)
     xp = xp or frame_module(labels)
@@ -68,7 +72,8 @@ def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time
     for key in keys:
         _check_keys(labels[key], features[key], key)
     if xp.__name__ == "dask.dataframe":
-        return _as_of_dask(labels, features, keys, label_time, feature_time, values, prefix)
+        return _as_of_dask(labels, features, keys, label_time, feature_time, values, prefix, strict)
+    label = LABEL if strict else LABEL_AFTER
 
     lab = labels.reset_index(drop=True)
     lab = lab.assign(**{ROW: _row_numbers(lab)})
@@ -78,13 +83,13 @@ def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time
     f = f[_present(f, [*keys, KNOWN])].drop_duplicates(subset=[*keys, KNOWN], keep="last")  # frame order
 
     asked = lab[_present(lab, [*keys, label_time])]
-    asked = asked[[*keys, ROW]].assign(**{TIME: asked[label_time], KIND: LABEL,
+    asked = asked[[*keys, ROW]].assign(**{TIME: asked[label_time], KIND: label,
                                           KNOWN: _nulls_like(asked[label_time], f[KNOWN].dtype)})
     offered = f[keys].assign(**{ROW: -1, TIME: f[KNOWN], KIND: FEATURE, KNOWN: f[KNOWN]})
     both = xp.concat([asked, offered], ignore_index=True)
     both = both.sort_values([*keys, TIME, KIND]).reset_index(drop=True)
     both[KNOWN] = both.groupby(keys)[KNOWN].ffill()
-    hits = both[(both[KIND] == LABEL) & both[KNOWN].notnull()][[*keys, ROW, KNOWN]]
+    hits = both[(both[KIND] == label) & both[KNOWN].notnull()][[*keys, ROW, KNOWN]]
     hits = hits.assign(**{KNOWN: hits[KNOWN].astype(f[KNOWN].dtype)})
     hits = hits.merge(f, on=[*keys, KNOWN], how="inner")[[ROW, *names.values()]]
     out = lab.merge(hits, on=ROW, how="left").sort_values(ROW)
@@ -92,7 +97,7 @@ def as_of(labels: Any, features: Any, *, entity: str | Sequence[str], label_time
 
 
 def _as_of_dask(labels: Any, features: Any, keys: list[str], label_time: str, feature_time: str,
-                values: list[str], prefix: str) -> Any:
+                values: list[str], prefix: str, strict: bool) -> Any:
     """as_of on Dask frames: both are shuffled on the entity into the same number of partitions
     (an entity's rows all land in one), then joined partition by partition on their own backend.
     Rows come out grouped by partition, not in the labels' order."""
@@ -100,7 +105,7 @@ def _as_of_dask(labels: Any, features: Any, keys: list[str], label_time: str, fe
     features = features.assign(**{ORDER: _row_numbers(features)})  # the shuffle moves rows: keep ties' order
     parts = max(labels.npartitions, features.npartitions)
     join: dict[str, Any] = dict(entity=keys, label_time=label_time, feature_time=feature_time, columns=values,
-                                prefix=prefix)
+                                prefix=prefix, strict=strict)
     meta = as_of(labels._meta_nonempty, features._meta_nonempty, **join).iloc[:0]
     return labels.shuffle(on=keys, npartitions=parts).map_partitions(
         _as_of_partition, features.shuffle(on=keys, npartitions=parts), join, meta=meta,
@@ -109,6 +114,38 @@ def _as_of_dask(labels: Any, features: Any, keys: list[str], label_time: str, fe
 
 def _as_of_partition(labels: Any, features: Any, join: dict[str, Any]) -> Any:
     return as_of(labels, features.sort_values(ORDER).drop(columns=[ORDER]), **join)
+
+
+def as_of_history(labels: Any, history: Any, *, entity: str | Sequence[str], label_time: str,
+                  columns: Sequence[str] | None = None, prefix: str = "", xp: ModuleType | None = None) -> Any:
+    """`labels` with, on each row, the values of its entity's version that was valid at its
+    `label_time` in `history`, a frame of an SCD2 history table (write="scd2"): the version with
+    `_hw_valid_from <= label_time < _hw_valid_to` (no `_hw_valid_to`: still current), the rule of
+    `headwater show --as-of`; NA where the entity had no version then (not yet, or deleted).
+
+    `columns` are the history's columns to bring (default: all but the entity and the `_hw_`
+    ones), named `prefix + column`; `label_time` must be tz-aware, as the history's times are.
+    """
+    keys = _keys(entity)
+    require_columns(history, [*keys, VALID_FROM, VALID_TO], "history (an SCD2 table, write='scd2')")
+    values = [c for c in history.columns if c not in keys and not str(c).startswith("_hw_")] \
+        if columns is None else ([columns] if isinstance(columns, str) else list(columns))
+    require_columns(history, values, "history")
+    versions = history[[*keys, VALID_FROM, *values]].assign(**{UNTIL: history[VALID_TO]})
+    out = as_of(labels, versions, entity=keys, label_time=label_time, feature_time=VALID_FROM,
+                columns=[*values, UNTIL], prefix=prefix, xp=xp, strict=False)
+    names = [prefix + c for c in values]
+    if (xp or frame_module(labels)).__name__ == "dask.dataframe":  # partition by partition: no index alignment
+        return out.map_partitions(_ended_as_na, label_time, names, prefix + UNTIL,
+                                  meta=out._meta.drop(columns=[prefix + UNTIL]))
+    return _ended_as_na(out, label_time, names, prefix + UNTIL)
+
+
+def _ended_as_na(frame: Any, label_time: str, names: list[str], until: str) -> Any:
+    """`frame` with NA in `names` where the version joined had ended (`until`) by the label's time
+    (its entity was deleted by then), and without `until`."""
+    ended = frame[until].notnull() & (frame[until] <= frame[label_time])
+    return frame.assign(**{n: frame[n].mask(ended) for n in names}).drop(columns=[until])
 
 
 def training_set(labels: Any, *feature_sets: FeatureSet, label_time: str,

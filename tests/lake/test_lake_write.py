@@ -224,3 +224,16 @@ def test_files_are_laid_out_like_delta_rs_writes_them(tmp_path: Path) -> None:
     assert _layout(ours) == _layout(theirs)
     assert lake.read("m.t").select(["cents", "wide", "tags", "pair"]).equals(
         data.select(["cents", "wide", "tags", "pair"]))
+
+
+def test_file_rows_cuts_files_at_a_row_count_and_at_empty_batches(tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.int64())])
+
+    def batch(ids: list[int]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pydict({"id": ids}, schema=schema)
+
+    stream = [batch([0, 1, 2, 3]), batch([4]), batch([]), batch([5, 6]), batch([7, 8, 9, 10, 11, 12, 13])]
+    actions, rows = lake_write.write_files(str(tmp_path / "t"), stream, schema, target=1 << 30, file_rows=3)
+    assert rows == 14
+    files = sorted(pq.read_table(tmp_path / "t" / a.path).column("id").to_pylist() for a in actions)
+    assert files == [[0, 1, 2], [3, 4], [5, 6, 7], [8, 9, 10], [11, 12, 13]]  # consecutive rows, 3 at most

@@ -13,7 +13,8 @@ second load:
   (`HEADWATER_FAULT`).
 
 The table's `delta.targetFileSize` is set small so that a load writes many data files, one after
-another, as a big load would.
+another, as a big load would. An SCD2 load (write="scd2") is killed at the same points: it rewrites
+the file holding the versions it closes, then writes its new versions, all in one commit.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import pytest
 from deltalake import DeltaTable
 
 from engine.lake import Lake
+from tests.support.history import expected_history
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = '''
@@ -150,3 +152,37 @@ def test_merge_killed_then_rerun_holds_each_key_once_with_its_last_value(tmp_pat
     want = {k: f"first-{k}" for k in range(1000)} | {k: f"edited-{k}" for k in range(0, 1000, 2)} \
         | {k: f"new-{k}" for k in range(1000, total)}
     assert dict(zip(rows["id"], rows["v"])) == want
+
+
+def write_snapshot(root: Path, i: int, values: dict[int, str]) -> None:
+    pq.write_table(pa.table({"id": list(values), "v": list(values.values())}), root / "in" / f"{i:03d}.parquet")
+
+
+@pytest.mark.parametrize("point", ["before_commit", "mid_write", "after_commit"])
+def test_scd2_killed_then_rerun_keeps_each_version_once(tmp_path: Path, point: str) -> None:
+    """An SCD2 load (closing changed and vanished keys, adding versions) killed anywhere, then run
+    again: one commit for the load, and the history an independent computation gives."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "pipeline.py").write_text(PIPELINE.format(root=tmp_path, args='write="scd2", primary_key="id"'))
+    first = {k: f"first-{k}" for k in range(1000)}
+    write_snapshot(tmp_path, 0, first)
+    run_to_end(tmp_path)
+    versions = committed(tmp_path)
+    total = 1000 + 2 * ROWS_PER_FILE  # a snapshot big enough to write several files of new versions
+    # the next snapshot: 0-499 deleted, even ids of 500-999 edited, odd ones as they were, new ids
+    second = {k: f"edited-{k}" if k < 1000 and k % 2 == 0 else first.get(k, f"new-{k}") for k in range(500, total)}
+    write_snapshot(tmp_path, 1, second)
+
+    kill_at(tmp_path, point)
+    assert committed(tmp_path) == versions + ([versions[-1] + 1] if point == "after_commit" else [])
+    run_to_end(tmp_path)
+    assert len(committed(tmp_path)) == len(versions) + 1
+
+    rows = Lake(str(tmp_path / "lake")).read("raw.items").to_pylist()
+    loads = sorted({r["_hw_valid_from"] for r in rows})
+    assert len(loads) == 2  # the two loads' times, named here by their order
+    named = {None: None, loads[0]: "load 1", loads[1]: "load 2"}
+    got = sorted(((r["id"], r["v"], named[r["_hw_valid_from"]], named[r["_hw_valid_to"]]) for r in rows), key=repr)
+    snapshots = [(name, {k: {"v": v} for k, v in values.items()}) for name, values in (("load 1", first),
+                                                                                       ("load 2", second))]
+    assert got == expected_history(snapshots, columns=["v"])

@@ -1,6 +1,7 @@
 """Crash consistency of whole runs: `headwater run` killed with SIGKILL at points spread over a
 run (while it loads, builds and publishes), then run again, leaves the lake and the warehouse
-equal, value for value, to a run that was never killed."""
+equal, value for value, to a run that was never killed. One source keeps history (write="scd2"):
+its versions, which are current and their hashes must come out the same too."""
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ from engine import Pipeline, model, sources
 
 events = sources.files("events", {events!r})
 users = sources.sql("users", {db!r}, table="users", cursor="user_id")
+customers = sources.sql("customers", {db!r}, table="customers", primary_key="customer_id", write="scd2")
 
 
 @model(inputs={{"events": "raw.events"}}, materialized="incremental")
@@ -37,11 +39,12 @@ def per_country(log, users):
     return joined.groupby("country", as_index=False).agg(events=("event_id", "size"), value=("value", "sum"))
 
 
-pipeline = Pipeline("crash", sources=[events, users], models=[event_log, per_country])
+pipeline = Pipeline("crash", sources=[events, users, customers], models=[event_log, per_country])
 '''
-TABLES = ("raw.events", "raw.users", "models.event_log", "models.per_country")
-ORDER = {"raw.events": "event_id", "raw.users": "user_id", "models.event_log": "event_id",
-         "models.per_country": "country"}
+TABLES = ("raw.events", "raw.users", "raw.customers", "models.event_log", "models.per_country")
+ORDER = {"raw.events": "event_id", "raw.users": "user_id", "raw.customers": "customer_id",
+         "models.event_log": "event_id", "models.per_country": "country"}
+CUSTOMERS = 2_000  # a small history: the kills are timed over the whole run, not aimed at it
 
 
 def project(folder: Path) -> Path:
@@ -52,6 +55,8 @@ def project(folder: Path) -> Path:
     with sqlite3.connect(folder / "users.sqlite") as con:
         con.execute("create table users (user_id integer primary key, country text)")
         con.executemany("insert into users values (?, ?)", [(u, "abcde"[u % 5]) for u in range(100)])
+        con.execute("create table customers (customer_id integer primary key, plan text)")
+        con.executemany("insert into customers values (?, ?)", [(c, "free") for c in range(CUSTOMERS)])
     con.close()
     pipeline = folder / "pipeline.py"
     pipeline.write_text(PIPELINE.format(events=str(folder / "events" / "*.csv"), db=f"sqlite:///{folder}/users.sqlite"))
@@ -60,6 +65,11 @@ def project(folder: Path) -> Path:
         (folder / "events" / f"day{day}.csv").write_text("\n".join(lines) + "\n")
         if day == 0:
             assert Runner(load_pipeline(pipeline), config(folder)).run().ok
+    with sqlite3.connect(folder / "users.sqlite") as con:  # today: edits, deletes and new customers
+        con.execute("update customers set plan = 'pro' where customer_id % 7 = 0")
+        con.execute("delete from customers where customer_id % 11 = 0")
+        con.executemany("insert into customers values (?, ?)", [(c, "team") for c in range(CUSTOMERS, CUSTOMERS + 300)])
+    con.close()
     return pipeline
 
 
@@ -82,8 +92,11 @@ def snapshot(folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in TABLES:
         table = lake.read(name)
-        kept = [c for c in table.column_names if not c.startswith("_hw_")]
-        out[name] = table.select(kept).sort_by(ORDER[name]).to_pylist()
+        kept = [c for c in table.column_names if not c.startswith("_hw_") or c == "_hw_row_hash"]
+        if "_hw_valid_to" in table.column_names:  # the times differ between runs; which version is current not
+            table = table.append_column("current", table.column("_hw_valid_to").is_null())
+            kept.append("current")
+        out[name] = table.select(kept).sort_by([(ORDER[name], "ascending"), (kept[-1], "ascending")]).to_pylist()
     with duckdb.connect(str(folder / "wh.duckdb"), read_only=True) as con:
         for name in ("event_log", "per_country"):
             out[f"warehouse.{name}"] = con.execute(f"select * from {name} order by 1").fetchall()
@@ -110,6 +123,10 @@ def test_runs_killed_anywhere_then_run_again_equal_a_run_never_killed(tmp_path: 
     duration = time.monotonic() - started
     reference = snapshot(clean.parent)
     assert len(reference["raw.events"]) == 2 * ROWS and reference["warehouse.per_country"]
+    changed = sum(1 for c in range(CUSTOMERS) if c % 7 == 0 and c % 11)
+    gone = sum(1 for c in range(CUSTOMERS) if c % 11 == 0)
+    assert len(reference["raw.customers"]) == CUSTOMERS + changed + 300  # versions
+    assert sum(not r["current"] for r in reference["raw.customers"]) == changed + gone
 
     phases: list[str] = []
     for k in range(KILLS):
