@@ -83,3 +83,32 @@ def test_as_of_is_checked_at_declaration() -> None:
         model(inputs={"p": "raw.p"}, as_of={"nope": "current"}, name="m")(lambda p: p)
     with pytest.raises(ConfigError, match="as_of=\\{'p': 'yesterday'\\} is not known"):
         model(inputs={"p": "raw.p"}, as_of={"p": "yesterday"}, name="m")(lambda p: p)
+
+
+def test_a_real_scd2_source_read_current_and_published_with_its_view(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "crm.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("create table customers (id integer primary key, plan text)")
+        con.executemany("insert into customers values (?, ?)", [(1, "free"), (2, "pro"), (3, "free")])
+    con.close()
+    customers = sources.sql("customers", f"sqlite:///{db}", table="customers", primary_key="id", write="scd2")
+    now = sql_model("plans_now", "select id, plan from raw.customers", as_of={"raw.customers": "current"})
+    every = sql_model("plans_history", "select * from raw.customers")
+    runner = Runner(Pipeline("crm", sources=[customers], models=[now, every], models_dir=None),
+                    Config.load(tmp_path, lake=str(tmp_path / "lake"), backend="pandas",
+                                warehouse=f"duckdb:///{tmp_path}/wh.duckdb"))
+    assert runner.run().ok
+    with sqlite3.connect(db) as con:  # 1 upgrades, 2 leaves
+        con.execute("update customers set plan = 'pro' where id = 1")
+        con.execute("delete from customers where id = 2")
+    con.close()
+    summary = runner.run()
+    assert summary.ok, summary.error
+    assert rows(runner, "plans_now") == [(1, "pro"), (3, "free")]
+    history = sorted((r["id"], r["plan"], r["_hw_valid_to"] is None)
+                     for r in runner.lake.read("models.plans_history").to_pylist())
+    assert history == [(1, "free", False), (1, "pro", True), (2, "pro", False), (3, "free", True)]
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        assert sorted(con.execute("select id, plan from plans_history_current").fetchall()) == [(1, "pro"), (3, "free")]
