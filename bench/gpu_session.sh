@@ -32,7 +32,7 @@ step "cuDF test cases"
 timeout 150 python -m pytest -q -p no:cacheprovider -m gpu -rs \
     tests/transform/test_backends.py tests/transform/test_backend_equality.py tests/transform/test_features.py \
     tests/transform/test_augment.py tests/transform/test_checks.py tests/transform/test_dask_read.py \
-    tests/transform/test_sql_engines.py tests/transform/test_polars_models.py \
+    tests/transform/test_sql_engines.py tests/transform/test_polars_models.py tests/transform/test_history_features.py \
     tests/bench/test_elt_h.py > "$out/tests.log" 2>&1
 echo "pytest exit $?" | tee -a "$out/session.log"; tail -5 "$out/tests.log"
 
