@@ -107,7 +107,7 @@ def _per_scale(summary: dict, scale: float, date: str | None = None) -> list[str
     for fmt in sorted({k[1] for k in summary if k[0] == scale}, reverse=True):
         rows = {k[2]: v for k, v in summary.items() if k[0] == scale and k[1] == fmt}
         duck, ref = rows.get("duckdb"), rows.get(base)
-        any_row = next(iter(rows.values()))
+        any_row = next((r for r in rows.values() if r.get("date") in (None, date)), next(iter(rows.values())))
         lines += ["", f"**SF {scale:g}, {fmt}** ({any_row['land_rows']:,} source rows, {any_row['out_rows']:,} "
                   f"rows published; median of {any_row['runs']} runs, [min–max]):", "",
                   "| engine | wall s | CPU s | peak RSS MB | land peak RSS MB | land s | transform s | publish s "
