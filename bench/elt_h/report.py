@@ -178,19 +178,38 @@ def _overhead(summary: dict) -> list[str]:
     return lines
 
 
-def _against_engines(summary: dict) -> list[str]:
-    """Headwater's SQL and polars models against the same queries run by their engine alone."""
-    lines = ["| scale | format | Headwater | against | end to end (wall) | transform | publish | CPU s | peak RSS MB |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for (scale, fmt, engine), s in sorted(summary.items()):
+def _paired(records: list[dict[str, Any]], key: tuple[float, str, str], peer: str, measure: str) -> str:
+    """The median over rounds of `measure`'s ratio to `peer`'s in the same round (engines of a
+    round run one after the other, so a busy minute weighs on both); with its range."""
+    scale, fmt, engine = key
+    rounds: dict[tuple[str | None, int], dict[str, float]] = {}
+    for r in records:
+        if (r["scale"], r["format"]) == (scale, fmt) and r["engine"] in (engine, peer):
+            rounds.setdefault((r.get("date"), r["run"]), {})[r["engine"]] = r[measure]
+    ratios = [v[engine] / v[peer] for v in rounds.values() if len(v) == 2 and v[peer] > 0]
+    if not ratios:
+        return "–"
+    return f"{statistics.median(ratios):.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]"
+
+
+def _against_engines(summary: dict, records: list[dict[str, Any]]) -> list[str]:
+    """Headwater's SQL and polars models against the same queries run by their engine alone:
+    medians' ratios, and the same round's ratios (their median and range) for wall and transform."""
+    lines = ["| scale | format | Headwater | against | end to end (wall) | transform | publish | CPU s | peak RSS MB "
+             "| wall, per round | transform, per round |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for key, s in sorted(summary.items()):
+        scale, fmt, engine = key
         ref = summary.get((scale, fmt, MODEL_PEERS.get(engine, "")))
         if ref is None:
             continue
+        peer = MODEL_PEERS[engine]
         cells = [_ratio(s[m][0], ref[m][0]) for m in ("wall_s", "transform_s", "publish_s", "cpu_s")]
         mine, theirs = s["peak_rss_mb"][0], ref["peak_rss_mb"][0]
         peak = f"{mine:,.0f} vs {theirs:,.0f} ({_ratio(mine, theirs)})"
-        lines.append(f"| {scale:g} | {fmt} | {label(engine)} | {label(MODEL_PEERS[engine])} | " + " | ".join(cells)
-                     + f" | {peak} |")
+        lines.append(f"| {scale:g} | {fmt} | {label(engine)} | {label(peer)} | " + " | ".join(cells)
+                     + f" | {peak} | {_paired(records, key, peer, 'wall_s')} | "
+                     f"{_paired(records, key, peer, 'transform_s')} |")
     return lines
 
 
@@ -276,7 +295,7 @@ def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
         lines += ["### SF 10", "", f"Not run here (the shared 2-core machine); the command is `{SF10}`.", ""]
     if any(k[2] in MODEL_PEERS for k in summary):
         lines += ["### Headwater's SQL and polars models against their engines alone (median ÷ the engine's)", ""]
-        lines += _against_engines(summary) + [""]
+        lines += _against_engines(summary, results["records"]) + [""]
     lines += ["### Ratios per stage to DuckDB SQL (median seconds ÷ DuckDB's)", ""] + _ratios(summary, "duckdb")
     if gpu:
         lines += ["", "### Ratios per stage to Headwater on pandas (median seconds ÷ the pandas backend's)", ""]
@@ -324,8 +343,8 @@ def write_markdown(path: Path, section: str, start: str = START, end: str = END)
 
 def chart(results: dict[str, Any], path: Path) -> Path:
     """A PNG of each engine's median seconds ÷ the baseline's (hand pandas, or the pandas backend
-    on a GPU machine; DuckDB's at a scale the baseline was not run), per stage and scale, one
-    panel per format."""
+    on a GPU machine; DuckDB's at a scale the baseline was not run in that scale's latest
+    session), per stage and scale, one panel per format."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -335,12 +354,14 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     formats = sorted({k[1] for k in summary}, reverse=True)
     scales = sorted({k[0] for k in summary})
     base = baseline(summary)
-    engines = [e for e in dict.fromkeys(k[2] for k in sorted(summary)) if e != base]
+    engines = sorted({k[2] for k in summary} - {base}, key=lambda e: (list(PEERS).index(e.partition(":")[0]), e))
+    latest = {sc: results.get("sessions", {}).get(f"{sc:g}", {}).get("date") for sc in scales}
     measures = [f"{st}_s" for st in STAGES] + ["wall_s"]
     fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 4.5), squeeze=False)
     for ax, fmt in zip(axes[0], formats):
         # per scale run in this format: the baseline, or DuckDB where the baseline was not run (SF10)
-        under = {sc: base if (sc, fmt, base) in summary else "duckdb"
+        under = {sc: base if (sc, fmt, base) in summary and summary[sc, fmt, base]["date"] in (None, latest[sc])
+                 else "duckdb"
                  for sc in scales if any(k[:2] == (sc, fmt) for k in summary)}
         groups = [(sc, m) for sc in under for m in measures]
         width = 0.8 / max(len(engines), 1)
@@ -355,7 +376,8 @@ def chart(results: dict[str, Any], path: Path) -> Path:
         ax.set_xticks([g + width * (len(engines) - 1) / 2 for g in range(len(groups))])
         ax.set_xticklabels([f"SF{sc:g}{'' if under[sc] == base else '*'}\n{m[:-2].replace('wall', 'total')}"
                             for sc, m in groups], fontsize=7)
-        starred = "" if set(under.values()) == {base} else f"\n* ÷ DuckDB SQL: {label(base)} not run at that scale"
+        starred = ("" if set(under.values()) == {base}
+                   else f"\n* ÷ DuckDB SQL: {label(base)} not run in that scale's latest session")
         ax.set_title(f"ELT-H from {fmt}: seconds ÷ {label(base)} (lower is faster){starred}", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
