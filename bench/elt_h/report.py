@@ -238,15 +238,18 @@ def _targets(summary: dict) -> list[str]:
 
     scales = sorted({k[0] for k in summary})
     e2e, landing, memory = [], [], []
+    def apart(a: dict, b: dict) -> str:  # † when the two were measured in different sessions
+        return " †" if a.get("date") != b.get("date") else ""
+
     for (scale, fmt, engine), s in sorted(summary.items()):
-        if engine.partition(":")[0] != "headwater":
-            continue
+        if engine.partition(":")[0] not in ("headwater", "headwater-sql", "headwater-polars"):
+            continue  # the SQL and polars engines land the same way as the pandas one
         hand, duck = pick(scale, fmt, "pandas"), pick(scale, fmt, "duckdb")
         if hand and scale == 1 and engine == "headwater":
-            e2e.append(f"{fmt} {_ratio(s['wall_s'][0], hand['wall_s'][0])}")
+            e2e.append(f"{fmt} {_ratio(s['wall_s'][0], hand['wall_s'][0])}{apart(s, hand)}")
         if duck:
             backend = "" if engine == "headwater" else f" ({label(engine)})"
-            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}{backend}")
+            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}{backend}{apart(s, duck)}")
         if scale == max(scales):
             memory.append(f"SF{scale:g} {fmt} {s['land_peak_rss_mb'][0]:,.0f} MB ({label(engine)})")
     return ["| target | where Headwater stands (median) |", "| --- | --- |",
@@ -256,7 +259,9 @@ def _targets(summary: dict) -> list[str]:
             f"| landing peak RSS at SF10 < 1.5 GB | SF10 not run here; "
             f"{', '.join(memory) or '–'} at the largest scale run |"
             if 10 not in scales else f"| landing peak RSS at SF10 < 1.5 GB | {', '.join(memory)} |",
-            *_model_targets(summary)]
+            *_model_targets(summary),
+            *([] if not any("†" in x for x in e2e + landing) else
+              ["", "† the two medians come from different sessions (an engine not re-run in the latest one)."])]
 
 
 def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:

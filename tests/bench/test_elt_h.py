@@ -160,6 +160,8 @@ def test_rows_kept_from_an_earlier_session_are_marked(bench_run: tuple[list[dict
     text = report.markdown(report.load(path))
     assert "| hand pandas † |" in text and "| DuckDB SQL |" in text
     assert "† not run in this session: hand pandas measured 2026-11-29 13:30 UTC" in text
+    target = next(line for line in text.splitlines() if line.startswith("| Headwater (pandas) ≤ 1.10× hand pandas"))
+    assert target.count("†") == 2  # both formats compare this session's Headwater with the earlier hand pandas
     assert report.chart(report.load(path), tmp_path / "c.png").stat().st_size > 1000  # ÷ DuckDB there
 
 
