@@ -151,17 +151,18 @@ def test_report_tables_and_chart(bench_run: tuple[list[dict], Path], tmp_path: P
 
 
 def test_rows_kept_from_an_earlier_session_are_marked(bench_run: tuple[list[dict], Path], tmp_path: Path) -> None:
-    """A session that re-measures some engines of a scale keeps the others' runs, dated."""
+    """A session that re-measures some engines of a scale keeps the others' runs, dated, and a
+    target that sets a re-run engine against a kept one says so."""
     records, _ = bench_run
     path = tmp_path / "r.json"
     report.save(path, records, {"date": "2026-11-29 13:30 UTC", "machine": "m", "versions": {}, "command": "c"})
-    again = [r for r in records if r["engine"] != "pandas"]
+    again = [r for r in records if r["engine"] not in ("pandas", "duckdb")]
     report.save(path, again, {"date": "2026-12-07 04:00 UTC", "machine": "m", "versions": {}, "command": "c2"})
     text = report.markdown(report.load(path))
-    assert "| hand pandas † |" in text and "| DuckDB SQL |" in text
-    assert "† not run in this session: hand pandas measured 2026-11-29 13:30 UTC" in text
-    target = next(line for line in text.splitlines() if line.startswith("| Headwater (pandas) ≤ 1.10× hand pandas"))
-    assert target.count("†") == 2  # both formats compare this session's Headwater with the earlier hand pandas
+    assert "| hand pandas † |" in text and "| DuckDB SQL † |" in text and "| polars |" in text
+    assert "† not run in this session: hand pandas measured 2026-11-29 13:30 UTC, DuckDB SQL measured" in text
+    landing = next(line for line in text.splitlines() if line.startswith("| landing at least as fast"))
+    assert landing.count("†") == 6  # three Headwater engines × two formats, each against the earlier DuckDB
     assert report.chart(report.load(path), tmp_path / "c.png").stat().st_size > 1000  # ÷ DuckDB there
 
 
