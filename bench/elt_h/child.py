@@ -2,7 +2,10 @@
 
     python -m bench.elt_h.child ENGINE FORMAT SCALE WORKDIR
 
-ENGINE is `headwater` (pandas backend), `headwater:<backend>`, `pandas`, `duckdb` or `polars`.
+ENGINE is `headwater` (pandas-API models on the pandas backend), `headwater:<backend>`,
+`headwater-sql` (SQL models: DuckDB on a CPU), `headwater-polars` (polars models: polars'
+streaming engine on a CPU), either of those two with `:<backend>` (cudf: cudf-polars), `pandas`,
+`duckdb` or `polars`.
 """
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from bench.elt_h import data
 from bench.elt_h.stages import Stages
 from engine.errors import HeadwaterError
 
-ENGINES = ("headwater", "pandas", "duckdb", "polars")
+HEADWATER = {"headwater": "pandas", "headwater-sql": "sql", "headwater-polars": "polars"}  # engine -> model kind
+ENGINES = (*HEADWATER, "pandas", "duckdb", "polars")
 
 
 def check_engine(engine: str) -> None:
     """Raise HeadwaterError unless `engine` names a known engine."""
     base, _, backend = engine.partition(":")
-    if base not in ENGINES or (backend and base != "headwater"):
+    if base not in ENGINES or (backend and base not in HEADWATER):
         raise HeadwaterError(f"unknown engine {engine!r}",
                              f"use {', '.join(ENGINES)} (headwater:cudf for Headwater on cuDF)")
 
@@ -32,10 +36,10 @@ def run(engine: str, fmt: str, scale: float, workdir: Path) -> dict:
     sources, schemas = data.paths(scale, fmt), data.schemas(scale)
     stages = Stages()
     workdir.mkdir(parents=True, exist_ok=True)
-    if base == "headwater":
+    if base in HEADWATER:
         from bench.elt_h import headwater_job
 
-        headwater_job.run(sources, schemas, fmt, workdir, stages, backend or "pandas")
+        headwater_job.run(sources, schemas, fmt, workdir, stages, backend or "pandas", HEADWATER[base])
     else:
         from importlib import import_module
 

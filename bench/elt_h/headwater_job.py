@@ -1,6 +1,11 @@
 """ELT-H as a Headwater pipeline, written as a user would: three file sources, three models,
 run by `engine.Runner` into a fresh lake and a DuckDB warehouse file. Stage seconds are the
-run's own `Step` seconds; the peak RSS after the last load is taken from a reporter."""
+run's own `Step` seconds; the peak RSS after the last load is taken from a reporter.
+
+The three models come in three kinds, one pipeline each (`MODELS`): pandas-API functions (the
+frame queries the hand pandas script runs too), SQL models (the DuckDB peer's SQL, naming
+`raw.<table>`) and polars models (the polars peer's lazy queries). Loading and publishing are
+the same for all three."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +15,7 @@ import pyarrow as pa
 
 from bench.elt_h import queries
 from bench.elt_h.stages import Stages, peak_rss_mb
-from engine import Config, HeadwaterError, Pipeline, Runner, Step, model, sources
+from engine import Config, HeadwaterError, Model, Pipeline, Runner, Step, model, sources, sql_model
 
 Q1_COLUMNS = ["l_shipdate", "l_returnflag", "l_linestatus", "l_quantity", "l_extendedprice", "l_discount", "l_tax"]
 Q3_COLUMNS = {"customer": ["c_custkey", "c_mktsegment"],
@@ -40,11 +45,46 @@ def wide(customer: Any, orders: Any, lineitem: Any) -> Any:
     return queries.wide(customer, orders, lineitem)
 
 
-def pipeline(paths: dict[str, Path], schemas: dict[str, pa.Schema], fmt: str) -> Pipeline:
-    """The ELT-H pipeline over the source files (CSV declares the normalised types)."""
+# -- the same models in SQL and in polars -----------------------------------------------------
+SQL_MODELS = [sql_model(name, text) for name, text in queries.sql("raw.lineitem", "raw.orders", "raw.customer").items()]
+
+
+def tpch(frames: dict[str, Any]) -> list[Any]:
+    """customer, orders and lineitem LazyFrames cut to their TPC-H columns: every raw table has
+    the same three load columns, which a polars join would refuse to repeat."""
+    return [frames[t].select(WIDE_COLUMNS[t]) for t in ("customer", "orders", "lineitem")]
+
+
+@model(name="q1", inputs={"lineitem": "raw.lineitem"}, frame="polars")
+def q1_polars(lineitem: Any) -> Any:
+    """TPC-H Q1 in polars."""
+    return queries.polars_q1(lineitem)
+
+
+@model(name="q3", inputs={"customer": "raw.customer", "orders": "raw.orders", "lineitem": "raw.lineitem"},
+       frame="polars")
+def q3_polars(customer: Any, orders: Any, lineitem: Any) -> Any:
+    """TPC-H Q3 in polars."""
+    return queries.polars_q3(*tpch({"customer": customer, "orders": orders, "lineitem": lineitem}))
+
+
+@model(name="wide", inputs={"customer": "raw.customer", "orders": "raw.orders", "lineitem": "raw.lineitem"},
+       frame="polars")
+def wide_polars(customer: Any, orders: Any, lineitem: Any) -> Any:
+    """The wide filtered join in polars."""
+    return queries.polars_wide(*tpch({"customer": customer, "orders": orders, "lineitem": lineitem}))
+
+
+MODELS: dict[str, list[Model]] = {"pandas": [q1, q3, wide], "sql": SQL_MODELS,
+                                  "polars": [q1_polars, q3_polars, wide_polars]}
+
+
+def pipeline(paths: dict[str, Path], schemas: dict[str, pa.Schema], fmt: str, kind: str = "pandas") -> Pipeline:
+    """The ELT-H pipeline over the source files (CSV declares the normalised types), with the
+    models of `kind` (pandas, sql or polars)."""
     srcs = [sources.files(table, path, format=fmt, schema=schemas[table] if fmt == "csv" else None)
             for table, path in paths.items()]
-    return Pipeline("elt_h", sources=srcs, models=[q1, q3, wide])
+    return Pipeline("elt_h", sources=srcs, models=MODELS[kind])
 
 
 class LandPeak:
@@ -63,12 +103,13 @@ class LandPeak:
 
 
 def run(sources_: dict[str, Path], schemas: dict[str, pa.Schema], fmt: str, workdir: Path,
-        stages: Stages, backend: str = "pandas") -> None:
-    """Run the pipeline once into `workdir/lake` and `workdir/warehouse.duckdb` on `backend`."""
+        stages: Stages, backend: str = "pandas", kind: str = "pandas") -> None:
+    """Run the pipeline of `kind` models once into `workdir/lake` and `workdir/warehouse.duckdb`
+    on `backend` (SQL and polars models run on the engine the backend picks for them)."""
     config = Config.load(workdir, lake=str(workdir / "lake"), backend=backend,
                          warehouse=f"duckdb:///{workdir / 'warehouse.duckdb'}")
     reporter = LandPeak()
-    summary = Runner(pipeline(sources_, schemas, fmt), config, reporter).run()
+    summary = Runner(pipeline(sources_, schemas, fmt, kind), config, reporter).run()
     if not summary.ok:
         raise HeadwaterError(f"the ELT-H pipeline failed: {summary.error}", "see the step's error above")
     kinds = {"load": "land", "model": "transform", "publish": "publish"}

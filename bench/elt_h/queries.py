@@ -94,63 +94,91 @@ def wide(customer: Any, orders: Any, lineitem: Any) -> Any:
         customer[list(CUSTOMER)], left_on="o_custkey", right_on="c_custkey").reset_index(drop=True)
 
 
-# -- DuckDB SQL over views named lineitem, orders, customer ---------------------------------
-SQL = {
-    "q1": f"""
+# -- SQL (DuckDB's dialect) ------------------------------------------------------------------
+def sql(lineitem: str = "lineitem", orders: str = "orders", customer: str = "customer") -> dict[str, str]:
+    """The three models as SQL over tables of these names: bare view names for the DuckDB peer,
+    `raw.lineitem`, … for Headwater's SQL models (which find their inputs in the SQL)."""
+    return {
+        "q1": f"""
         SELECT l_returnflag, l_linestatus, sum(l_quantity) AS sum_qty,
                sum(l_extendedprice) AS sum_base_price,
                sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price,
                sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge,
                avg(l_quantity) AS avg_qty, avg(l_extendedprice) AS avg_price,
                avg(l_discount) AS avg_disc, count(*) AS count_order
-        FROM lineitem WHERE l_shipdate <= DATE '{Q1_SHIPPED_BY}'
+        FROM {lineitem} WHERE l_shipdate <= DATE '{Q1_SHIPPED_BY}'
         GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus""",
-    "q3": f"""
+        "q3": f"""
         SELECT l_orderkey, sum(l_extendedprice * (1 - l_discount)) AS revenue, o_orderdate, o_shippriority
-        FROM customer JOIN orders ON c_custkey = o_custkey JOIN lineitem ON l_orderkey = o_orderkey
+        FROM {customer} JOIN {orders} ON c_custkey = o_custkey JOIN {lineitem} ON l_orderkey = o_orderkey
         WHERE c_mktsegment = '{Q3_SEGMENT}' AND o_orderdate < DATE '{Q3_DAY}'
           AND l_shipdate > DATE '{Q3_DAY}'
         GROUP BY l_orderkey, o_orderdate, o_shippriority
         ORDER BY revenue DESC, o_orderdate LIMIT 10""",
-    "wide": f"""
+        "wide": f"""
         SELECT {', '.join(LINEITEM + ORDERS + CUSTOMER)}
-        FROM lineitem JOIN orders ON l_orderkey = o_orderkey JOIN customer ON o_custkey = c_custkey
+        FROM {lineitem} JOIN {orders} ON l_orderkey = o_orderkey JOIN {customer} ON o_custkey = c_custkey
         WHERE l_shipdate >= DATE '{WIDE_FROM}' AND l_shipdate < DATE '{WIDE_TO}'
           AND l_shipmode IN ({', '.join(repr(m) for m in WIDE_MODES)})""",
-}
+    }
+
+
+SQL = sql()  # over views named lineitem, orders, customer
 
 
 # -- polars (lazy frames) --------------------------------------------------------------------
-def polars_queries(lineitem: Any, orders: Any, customer: Any) -> dict[str, Any]:
-    """The three models as polars LazyFrames over the given LazyFrames."""
+def _on(iso: str) -> date:
+    return date.fromisoformat(iso)
+
+
+def _disc_price() -> Any:
     import polars as pl
 
-    def on(iso: str) -> date:
-        return date.fromisoformat(iso)
+    return pl.col("l_extendedprice") * (1 - pl.col("l_discount"))
 
-    disc_price = pl.col("l_extendedprice") * (1 - pl.col("l_discount"))
-    q1_out = (lineitem.filter(pl.col("l_shipdate") <= on(Q1_SHIPPED_BY))
-              .group_by(KEYS["q1"]).agg(
-                  pl.col("l_quantity").sum().alias("sum_qty"),
-                  pl.col("l_extendedprice").sum().alias("sum_base_price"),
-                  disc_price.sum().alias("sum_disc_price"),
-                  (disc_price * (1 + pl.col("l_tax"))).sum().alias("sum_charge"),
-                  pl.col("l_quantity").mean().alias("avg_qty"),
-                  pl.col("l_extendedprice").mean().alias("avg_price"),
-                  pl.col("l_discount").mean().alias("avg_disc"),
-                  pl.len().alias("count_order"))
-              .sort(KEYS["q1"]))
-    q3_out = (customer.filter(pl.col("c_mktsegment") == Q3_SEGMENT)
-              .join(orders.filter(pl.col("o_orderdate") < on(Q3_DAY)),
-                    left_on="c_custkey", right_on="o_custkey")
-              .join(lineitem.filter(pl.col("l_shipdate") > on(Q3_DAY)), left_on="o_orderkey", right_on="l_orderkey")
-              .group_by(pl.col("o_orderkey").alias("l_orderkey"), "o_orderdate", "o_shippriority")
-              .agg(disc_price.sum().alias("revenue"))
-              .sort(["revenue", "o_orderdate"], descending=[True, False]).head(10)
-              .select("l_orderkey", "revenue", "o_orderdate", "o_shippriority"))
-    wide_out = (lineitem.filter((pl.col("l_shipdate") >= on(WIDE_FROM)) & (pl.col("l_shipdate") < on(WIDE_TO))
-                                & pl.col("l_shipmode").is_in(list(WIDE_MODES)))
-                .join(orders, left_on="l_orderkey", right_on="o_orderkey", coalesce=False)
-                .join(customer, left_on="o_custkey", right_on="c_custkey", coalesce=False)
-                .select(list(LINEITEM + ORDERS + CUSTOMER)))
-    return {"q1": q1_out, "q3": q3_out, "wide": wide_out}
+
+def polars_q1(lineitem: Any) -> Any:
+    """TPC-H Q1 as a polars LazyFrame over a lineitem LazyFrame."""
+    import polars as pl
+
+    return (lineitem.filter(pl.col("l_shipdate") <= _on(Q1_SHIPPED_BY))
+            .group_by(KEYS["q1"]).agg(
+                pl.col("l_quantity").sum().alias("sum_qty"),
+                pl.col("l_extendedprice").sum().alias("sum_base_price"),
+                _disc_price().sum().alias("sum_disc_price"),
+                (_disc_price() * (1 + pl.col("l_tax"))).sum().alias("sum_charge"),
+                pl.col("l_quantity").mean().alias("avg_qty"),
+                pl.col("l_extendedprice").mean().alias("avg_price"),
+                pl.col("l_discount").mean().alias("avg_disc"),
+                pl.len().alias("count_order"))
+            .sort(KEYS["q1"]))
+
+
+def polars_q3(customer: Any, orders: Any, lineitem: Any) -> Any:
+    """TPC-H Q3 as a polars LazyFrame."""
+    import polars as pl
+
+    return (customer.filter(pl.col("c_mktsegment") == Q3_SEGMENT)
+            .join(orders.filter(pl.col("o_orderdate") < _on(Q3_DAY)), left_on="c_custkey", right_on="o_custkey")
+            .join(lineitem.filter(pl.col("l_shipdate") > _on(Q3_DAY)), left_on="o_orderkey", right_on="l_orderkey")
+            .group_by(pl.col("o_orderkey").alias("l_orderkey"), "o_orderdate", "o_shippriority")
+            .agg(_disc_price().sum().alias("revenue"))
+            .sort(["revenue", "o_orderdate"], descending=[True, False]).head(10)
+            .select("l_orderkey", "revenue", "o_orderdate", "o_shippriority"))
+
+
+def polars_wide(customer: Any, orders: Any, lineitem: Any) -> Any:
+    """The wide filtered join as a polars LazyFrame."""
+    import polars as pl
+
+    return (lineitem.filter((pl.col("l_shipdate") >= _on(WIDE_FROM)) & (pl.col("l_shipdate") < _on(WIDE_TO))
+                            & pl.col("l_shipmode").is_in(list(WIDE_MODES)))
+            .join(orders, left_on="l_orderkey", right_on="o_orderkey", coalesce=False)
+            .join(customer, left_on="o_custkey", right_on="c_custkey", coalesce=False)
+            .select(list(LINEITEM + ORDERS + CUSTOMER)))
+
+
+def polars_queries(lineitem: Any, orders: Any, customer: Any) -> dict[str, Any]:
+    """The three models as polars LazyFrames over the given LazyFrames."""
+    return {"q1": polars_q1(lineitem), "q3": polars_q3(customer, orders, lineitem),
+            "wide": polars_wide(customer, orders, lineitem)}

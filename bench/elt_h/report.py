@@ -15,7 +15,10 @@ RESULTS_JSON = BENCH / "elt_h_results.json"
 RESULTS_MD = BENCH / "RESULTS.md"
 STAGES = ("land", "transform", "publish")
 GPU_BACKENDS = ("cudf", "dask-cudf")
-PEERS = {"headwater": "Headwater (pandas)", "pandas": "hand pandas", "duckdb": "DuckDB SQL", "polars": "polars"}
+PEERS = {"headwater": "Headwater (pandas)", "pandas": "hand pandas", "headwater-sql": "Headwater SQL",
+         "duckdb": "DuckDB SQL", "headwater-polars": "Headwater polars", "polars": "polars"}  # in table order
+MODEL_PEERS = {"headwater-sql": "duckdb", "headwater-polars": "polars"}  # Headwater's model kind -> its engine alone
+MODEL_TARGETS = {"wall_s": 1.10, "transform_s": 1.2, "peak_rss_mb": 1.0}  # at most this × the peer's (issue 15)
 SF10 = "python -m bench.elt_h --scale 10 --runs 3 --format parquet csv --chart"
 
 
@@ -53,7 +56,9 @@ def on_gpu(engine: str) -> bool:
 def label(engine: str) -> str:
     """The engine's name in tables and charts."""
     base, _, backend = engine.partition(":")
-    return f"Headwater ({backend})" if backend else PEERS.get(base, engine)
+    if backend:
+        return f"Headwater ({backend})" if base == "headwater" else f"{PEERS.get(base, base)} ({backend})"
+    return PEERS.get(base, engine)
 
 
 def save(path: Path, records: list[dict[str, Any]], session: dict[str, Any]) -> None:
@@ -61,7 +66,9 @@ def save(path: Path, records: list[dict[str, Any]], session: dict[str, Any]) -> 
     format and engine; `session` is kept per scale."""
     old = load(path) if path.exists() else {"records": [], "sessions": {}}
     fresh = {(r["scale"], r["format"], r["engine"]) for r in records}
-    kept = [r for r in old["records"] if (r["scale"], r["format"], r["engine"]) not in fresh]
+    kept = [{"date": old["sessions"].get(f"{r['scale']:g}", {}).get("date", "?"), **r}  # runs before dates were kept
+            for r in old["records"] if (r["scale"], r["format"], r["engine"]) not in fresh]
+    records = [{**r, "date": session.get("date", "?")} for r in records]
     sessions = old["sessions"] | {f"{r['scale']:g}": session for r in records}
     path.write_text(json.dumps({"records": kept + records, "sessions": sessions}, indent=1) + "\n")
 
@@ -81,7 +88,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[float, str, str], dic
     out = {}
     for key, runs in groups.items():
         stats: dict[str, Any] = {"runs": len(runs), "land_rows": runs[0]["land_rows"],
-                                 "out_rows": runs[0]["out_rows"]}
+                                 "out_rows": runs[0]["out_rows"], "date": runs[0].get("date")}
         for m in ("wall_s", "cpu_s", "peak_rss_mb", "land_peak_rss_mb", "land_s", "transform_s", "publish_s"):
             values = [r[m] for r in runs]
             stats[m] = (statistics.median(values), min(values), max(values))
@@ -93,27 +100,36 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b > 0 else "–"
 
 
-def _per_scale(summary: dict, scale: float) -> list[str]:
+def _per_scale(summary: dict, scale: float, date: str | None = None) -> list[str]:
+    """The tables of `scale`, one per format; a row measured in another session than `date`
+    (the scale's latest) is marked † and dated below the table."""
     lines, base = [], baseline(summary)
     for fmt in sorted({k[1] for k in summary if k[0] == scale}, reverse=True):
         rows = {k[2]: v for k, v in summary.items() if k[0] == scale and k[1] == fmt}
         duck, ref = rows.get("duckdb"), rows.get(base)
-        any_row = next(iter(rows.values()))
+        any_row = next((r for r in rows.values() if r.get("date") in (None, date)), next(iter(rows.values())))
         lines += ["", f"**SF {scale:g}, {fmt}** ({any_row['land_rows']:,} source rows, {any_row['out_rows']:,} "
                   f"rows published; median of {any_row['runs']} runs, [min–max]):", "",
                   "| engine | wall s | CPU s | peak RSS MB | land peak RSS MB | land s | transform s | publish s "
                   f"| land rows/s | transform rows/s | publish rows/s | wall ÷ DuckDB | wall ÷ {label(base)} |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        earlier = {}
         for engine, s in sorted(rows.items(), key=lambda kv: list(PEERS).index(kv[0].partition(":")[0])):
             wall = s["wall_s"]
+            mark = ""
+            if date and s.get("date") not in (None, date):
+                mark, earlier[label(engine)] = " †", s["date"]
             rates = [f"{(s['out_rows'] if st == 'publish' else s['land_rows']) / s[f'{st}_s'][0]:,.0f}"
                      if s[f"{st}_s"][0] > 0 else "–" for st in STAGES]
-            lines.append(f"| {label(engine)} | {wall[0]:.2f} [{wall[1]:.2f}–{wall[2]:.2f}] | "
+            lines.append(f"| {label(engine)}{mark} | {wall[0]:.2f} [{wall[1]:.2f}–{wall[2]:.2f}] | "
                          f"{s['cpu_s'][0]:.1f} | "
                          f"{s['peak_rss_mb'][0]:,.0f} | {s['land_peak_rss_mb'][0]:,.0f} | "
                          + " | ".join(f"{s[f'{st}_s'][0]:.2f}" for st in STAGES) + " | " + " | ".join(rates)
                          + f" | {_ratio(wall[0], duck['wall_s'][0]) if duck else '–'}"
                          f" | {_ratio(wall[0], ref['wall_s'][0]) if ref else '–'} |")
+        if earlier:
+            lines += ["", "† not run in this session: " + ", ".join(f"{e} measured {d}" for e, d in earlier.items())
+                      + " (its ratios compare runs of different sessions)."]
     return lines
 
 
@@ -162,21 +178,78 @@ def _overhead(summary: dict) -> list[str]:
     return lines
 
 
+def _paired(records: list[dict[str, Any]], key: tuple[float, str, str], peer: str, measure: str) -> str:
+    """The median over rounds of `measure`'s ratio to `peer`'s in the same round (engines of a
+    round run one after the other, so a busy minute weighs on both); with its range."""
+    scale, fmt, engine = key
+    rounds: dict[tuple[str | None, int], dict[str, float]] = {}
+    for r in records:
+        if (r["scale"], r["format"]) == (scale, fmt) and r["engine"] in (engine, peer):
+            rounds.setdefault((r.get("date"), r["run"]), {})[r["engine"]] = r[measure]
+    ratios = [v[engine] / v[peer] for v in rounds.values() if len(v) == 2 and v[peer] > 0]
+    if not ratios:
+        return "–"
+    return f"{statistics.median(ratios):.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]"
+
+
+def _against_engines(summary: dict, records: list[dict[str, Any]]) -> list[str]:
+    """Headwater's SQL and polars models against the same queries run by their engine alone:
+    medians' ratios, and the same round's ratios (their median and range) for wall and transform."""
+    lines = ["| scale | format | Headwater | against | end to end (wall) | transform | publish | CPU s | peak RSS MB "
+             "| wall, per round | transform, per round |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for key, s in sorted(summary.items()):
+        scale, fmt, engine = key
+        ref = summary.get((scale, fmt, MODEL_PEERS.get(engine, "")))
+        if ref is None:
+            continue
+        peer = MODEL_PEERS[engine]
+        cells = [_ratio(s[m][0], ref[m][0]) for m in ("wall_s", "transform_s", "publish_s", "cpu_s")]
+        mine, theirs = s["peak_rss_mb"][0], ref["peak_rss_mb"][0]
+        peak = f"{mine:,.0f} vs {theirs:,.0f} ({_ratio(mine, theirs)})"
+        lines.append(f"| {scale:g} | {fmt} | {label(engine)} | {label(peer)} | " + " | ".join(cells)
+                     + f" | {peak} | {_paired(records, key, peer, 'wall_s')} | "
+                     f"{_paired(records, key, peer, 'transform_s')} |")
+    return lines
+
+
+def _model_targets(summary: dict) -> list[str]:
+    """Rows of the targets table for Headwater's SQL and polars models (issue 15)."""
+    def where(engine: str, measure: str) -> str:
+        found = []
+        for (scale, fmt, e), s in sorted(summary.items()):
+            ref = summary.get((scale, fmt, MODEL_PEERS[engine]))
+            if e == engine and ref is not None and ref[measure][0] > 0:
+                ratio = s[measure][0] / ref[measure][0]
+                found.append(f"SF{scale:g} {fmt} {ratio:.2f}× "
+                             f"({'met' if ratio <= MODEL_TARGETS[measure] else 'missed'})")
+        return ", ".join(found) or "not run"
+
+    return [f"| Headwater SQL models end to end ≤ 1.10× DuckDB SQL alone | {where('headwater-sql', 'wall_s')} |",
+            f"| Headwater SQL models' transform stage ≤ 1.2× DuckDB's | {where('headwater-sql', 'transform_s')} |",
+            f"| Headwater polars models end to end ≤ 1.10× polars alone | {where('headwater-polars', 'wall_s')} |",
+            f"| peak RSS of Headwater SQL models ≤ DuckDB SQL's | {where('headwater-sql', 'peak_rss_mb')} |",
+            f"| peak RSS of Headwater polars models ≤ polars' | {where('headwater-polars', 'peak_rss_mb')} |"]
+
+
 def _targets(summary: dict) -> list[str]:
     def pick(scale: float, fmt: str, engine: str) -> dict | None:
         return summary.get((scale, fmt, engine))
 
     scales = sorted({k[0] for k in summary})
     e2e, landing, memory = [], [], []
+    def apart(a: dict, b: dict) -> str:  # † when the two were measured in different sessions
+        return " †" if a.get("date") != b.get("date") else ""
+
     for (scale, fmt, engine), s in sorted(summary.items()):
-        if engine.partition(":")[0] != "headwater":
-            continue
+        if engine.partition(":")[0] not in ("headwater", "headwater-sql", "headwater-polars"):
+            continue  # the SQL and polars engines land the same way as the pandas one
         hand, duck = pick(scale, fmt, "pandas"), pick(scale, fmt, "duckdb")
         if hand and scale == 1 and engine == "headwater":
-            e2e.append(f"{fmt} {_ratio(s['wall_s'][0], hand['wall_s'][0])}")
+            e2e.append(f"{fmt} {_ratio(s['wall_s'][0], hand['wall_s'][0])}{apart(s, hand)}")
         if duck:
             backend = "" if engine == "headwater" else f" ({label(engine)})"
-            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}{backend}")
+            landing.append(f"SF{scale:g} {fmt} {_ratio(s['land_s'][0], duck['land_s'][0])}{backend}{apart(s, duck)}")
         if scale == max(scales):
             memory.append(f"SF{scale:g} {fmt} {s['land_peak_rss_mb'][0]:,.0f} MB ({label(engine)})")
     return ["| target | where Headwater stands (median) |", "| --- | --- |",
@@ -185,7 +258,10 @@ def _targets(summary: dict) -> list[str]:
             f"| {', '.join(landing) or '–'} |",
             f"| landing peak RSS at SF10 < 1.5 GB | SF10 not run here; "
             f"{', '.join(memory) or '–'} at the largest scale run |"
-            if 10 not in scales else f"| landing peak RSS at SF10 < 1.5 GB | {', '.join(memory)} |"]
+            if 10 not in scales else f"| landing peak RSS at SF10 < 1.5 GB | {', '.join(memory)} |",
+            *_model_targets(summary),
+            *([] if not any("†" in x for x in e2e + landing) else
+              ["", "† the two medians come from different sessions (an engine not re-run in the latest one)."])]
 
 
 def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
@@ -195,11 +271,15 @@ def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
     start, end = markers(path)
     gpu = any(on_gpu(k[2]) for k in summary)
     title = ("ELT-H on a GPU machine: Headwater on cuDF against its pandas backend and DuckDB SQL" if gpu
-             else "ELT-H: Headwater against hand pandas, DuckDB SQL and polars")
+             else "ELT-H: Headwater (pandas, SQL and polars models) against hand pandas, DuckDB SQL and polars")
     lines = [start, f"## {title}", "",
              "The job: land TPC-H `lineitem`, `orders`, `customer` (from Parquet, and from CSV with the "
              "types declared), build Q1, Q3 and a wide filtered join (every column of the 1995 MAIL/SHIP "
-             "lines, written in full), publish them to a DuckDB file. Each engine runs in a fresh process, "
+             "lines, written in full), publish them to a DuckDB file. Headwater runs the models as pandas-API "
+             "functions (the frame queries of `queries.py`), as SQL models (the DuckDB peer's SQL; "
+             "DuckDB over the lake's files) and as polars models (the polars peer's lazy queries; polars' "
+             "streaming engine), one `engine.Runner` run each, with the same loads and publishes. "
+             "Each engine runs in a fresh process, "
              "round robin; a round's outputs are checked equal across engines (sorted, floats to rel 1e-9) "
              "before its times count. Wall time includes interpreter start and imports; stage seconds are "
              "each engine's own (Headwater's: its run's `Step` seconds). Land and transform rows/s count "
@@ -215,9 +295,12 @@ def markdown(results: dict[str, Any], path: Path = RESULTS_JSON) -> str:
             lines += ["", f"Data: `tpchgen-cli {files['command']}` ({files['generator']}), normalised; sha256: "
                       + ", ".join(f"`{name}` {f['sha256'][:16]}… ({f['bytes'] / 1e6:,.1f} MB)"
                                   for name, f in files["files"].items()) + "."]
-        lines += _per_scale(summary, scale) + _not_run(summary, scale, s.get("machine", "")) + [""]
+        lines += _per_scale(summary, scale, s.get("date")) + _not_run(summary, scale, s.get("machine", "")) + [""]
     if 10 not in {k[0] for k in summary} and not gpu:
         lines += ["### SF 10", "", f"Not run here (the shared 2-core machine); the command is `{SF10}`.", ""]
+    if any(k[2] in MODEL_PEERS for k in summary):
+        lines += ["### Headwater's SQL and polars models against their engines alone (median ÷ the engine's)", ""]
+        lines += _against_engines(summary, results["records"]) + [""]
     lines += ["### Ratios per stage to DuckDB SQL (median seconds ÷ DuckDB's)", ""] + _ratios(summary, "duckdb")
     if gpu:
         lines += ["", "### Ratios per stage to Headwater on pandas (median seconds ÷ the pandas backend's)", ""]
@@ -265,8 +348,8 @@ def write_markdown(path: Path, section: str, start: str = START, end: str = END)
 
 def chart(results: dict[str, Any], path: Path) -> Path:
     """A PNG of each engine's median seconds ÷ the baseline's (hand pandas, or the pandas backend
-    on a GPU machine; DuckDB's at a scale the baseline was not run), per stage and scale, one
-    panel per format."""
+    on a GPU machine; DuckDB's at a scale the baseline was not run in that scale's latest
+    session), per stage and scale, one panel per format."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,12 +359,14 @@ def chart(results: dict[str, Any], path: Path) -> Path:
     formats = sorted({k[1] for k in summary}, reverse=True)
     scales = sorted({k[0] for k in summary})
     base = baseline(summary)
-    engines = [e for e in dict.fromkeys(k[2] for k in sorted(summary)) if e != base]
+    engines = sorted({k[2] for k in summary} - {base}, key=lambda e: (list(PEERS).index(e.partition(":")[0]), e))
+    latest = {sc: results.get("sessions", {}).get(f"{sc:g}", {}).get("date") for sc in scales}
     measures = [f"{st}_s" for st in STAGES] + ["wall_s"]
     fig, axes = plt.subplots(1, len(formats), figsize=(7 * len(formats), 4.5), squeeze=False)
     for ax, fmt in zip(axes[0], formats):
         # per scale run in this format: the baseline, or DuckDB where the baseline was not run (SF10)
-        under = {sc: base if (sc, fmt, base) in summary else "duckdb"
+        under = {sc: base if (sc, fmt, base) in summary and summary[sc, fmt, base]["date"] in (None, latest[sc])
+                 else "duckdb"
                  for sc in scales if any(k[:2] == (sc, fmt) for k in summary)}
         groups = [(sc, m) for sc in under for m in measures]
         width = 0.8 / max(len(engines), 1)
@@ -296,7 +381,8 @@ def chart(results: dict[str, Any], path: Path) -> Path:
         ax.set_xticks([g + width * (len(engines) - 1) / 2 for g in range(len(groups))])
         ax.set_xticklabels([f"SF{sc:g}{'' if under[sc] == base else '*'}\n{m[:-2].replace('wall', 'total')}"
                             for sc, m in groups], fontsize=7)
-        starred = "" if set(under.values()) == {base} else f"\n* ÷ DuckDB SQL: {label(base)} not run at that scale"
+        starred = ("" if set(under.values()) == {base}
+                   else f"\n* ÷ DuckDB SQL: {label(base)} not run in that scale's latest session")
         ax.set_title(f"ELT-H from {fmt}: seconds ÷ {label(base)} (lower is faster){starred}", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,5 +1,6 @@
 """The ELT-H benchmark harness end to end at a tiny scale: real tpchgen-cli data, every engine
-in its own process on both formats, outputs checked equal, and a perturbed output caught."""
+(Headwater's pandas, SQL and polars models among them) in its own process on both formats,
+outputs checked equal, and a perturbed output caught."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from bench.elt_h.measure import measure
 from engine.errors import HeadwaterError
 
 SCALE = 0.01
-ENGINES = ["headwater", "pandas", "duckdb", "polars"]
+ENGINES = ["headwater", "headwater-sql", "headwater-polars", "pandas", "duckdb", "polars"]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,28 @@ def test_outputs_equal_and_a_perturbed_one_is_caught(bench_run: tuple[list[dict]
         check_equal(warehouses)
 
 
+def test_the_sql_and_polars_models_equal_their_engines_and_a_change_is_caught(
+        bench_run: tuple[list[dict], Path], tmp_path: Path) -> None:
+    """Headwater's SQL models against DuckDB's run of the same SQL, its polars models against
+    polars' run of the same queries (the harness checked every engine's outputs equal before
+    recording the round), on copies of the CSV round's warehouses."""
+    import shutil
+
+    copies = {}
+    for engine in ("duckdb", "headwater-sql", "headwater-polars", "polars"):
+        copies[engine] = tmp_path / f"{engine}.duckdb"
+        shutil.copy(bench_run[1] / f"sf{SCALE:g}-csv-{engine}" / "warehouse.duckdb", copies[engine])
+    rows = check_equal(copies)
+    assert rows["q3"] == 10 and rows["wide"] > 0
+    for engine, output, column in (("headwater-sql", "q1", "sum_charge"), ("headwater-polars", "wide", "c_acctbal")):
+        con = duckdb.connect(str(copies[engine]))
+        con.execute(f"UPDATE {output} SET {column} = {column} + 1 WHERE rowid = 0").fetchall()
+        con.close()
+        with pytest.raises(HeadwaterError, match=rf"{engine} vs duckdb: {output}: {column}: 1 value\(s\) differ"):
+            check_equal(copies)
+        shutil.copy(bench_run[1] / f"sf{SCALE:g}-csv-{engine}" / "warehouse.duckdb", copies[engine])
+
+
 def test_differences_names_missing_rows_and_columns() -> None:
     a = pa.table({"l_orderkey": [1, 2], "revenue": [1.0, 2.0]})
     assert differences("q3", a, a.slice(0, 1)) == ["q3: row counts differ: 2 vs 1"]
@@ -111,14 +134,44 @@ def test_report_tables_and_chart(bench_run: tuple[list[dict], Path], tmp_path: P
     text = md.read_text()
     assert "before" in text and "after" in text and "old" not in text
     for r in records:  # one row per engine and format, with its wall time (the median of one run)
-        if r["engine"] == "headwater":
-            assert f"| Headwater (pandas) | {r['wall_s']:.2f} [{r['wall_s']:.2f}–{r['wall_s']:.2f}] |" in text
+        name = report.label(r["engine"])
+        assert f"| {name} | {r['wall_s']:.2f} [{r['wall_s']:.2f}–{r['wall_s']:.2f}] |" in text
+    assert "†" not in text  # every row from this session
+    by = {(r["engine"], r["format"]): r for r in records}
+    sql, duck = by["headwater-sql", "parquet"], by["duckdb", "parquet"]
+    assert (f"| {SCALE:g} | parquet | Headwater SQL | DuckDB SQL | {sql['wall_s'] / duck['wall_s']:.2f}× | "
+            f"{sql['transform_s'] / duck['transform_s']:.2f}× |") in text
+    one = sql["wall_s"] / duck["wall_s"]  # one round: the per-round ratio is that round's
+    assert f"| {one:.2f}× [{one:.2f}–{one:.2f}] |" in text
+    ratio = by["headwater-polars", "csv"]["wall_s"] / by["polars", "csv"]["wall_s"]
+    verdict = "met" if ratio <= 1.10 else "missed"
+    assert f"| Headwater polars models end to end ≤ 1.10× polars alone | SF{SCALE:g} csv {ratio:.2f}× ({verdict})" \
+        in text
     assert report.chart(results, tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_rows_kept_from_an_earlier_session_are_marked(bench_run: tuple[list[dict], Path], tmp_path: Path) -> None:
+    """A session that re-measures some engines of a scale keeps the others' runs, dated, and a
+    target that sets a re-run engine against a kept one says so."""
+    records, _ = bench_run
+    path = tmp_path / "r.json"
+    report.save(path, records, {"date": "2026-11-29 13:30 UTC", "machine": "m", "versions": {}, "command": "c"})
+    again = [r for r in records if r["engine"] not in ("pandas", "duckdb")]
+    report.save(path, again, {"date": "2026-12-07 04:00 UTC", "machine": "m", "versions": {}, "command": "c2"})
+    text = report.markdown(report.load(path))
+    assert "| hand pandas † |" in text and "| DuckDB SQL † |" in text and "| polars |" in text
+    assert "† not run in this session: hand pandas measured 2026-11-29 13:30 UTC, DuckDB SQL measured" in text
+    landing = next(line for line in text.splitlines() if line.startswith("| landing at least as fast"))
+    assert landing.count("†") == 6  # three Headwater engines × two formats, each against the earlier DuckDB
+    assert report.chart(report.load(path), tmp_path / "c.png").stat().st_size > 1000  # ÷ DuckDB there
 
 
 def test_bad_arguments_are_clear(cache: Path, tmp_path: Path) -> None:
     with pytest.raises(HeadwaterError, match="unknown engine 'spark'"):
         measure([SCALE], ["parquet"], ["spark"], 1, tmp_path)
+    with pytest.raises(HeadwaterError, match="unknown engine 'duckdb:cudf'"):
+        measure([SCALE], ["parquet"], ["duckdb:cudf"], 1, tmp_path)
+    assert report.label("headwater-sql:cudf") == "Headwater SQL (cudf)" and report.on_gpu("headwater-polars:cudf")
     with pytest.raises(HeadwaterError, match="--runs 0"):
         measure([SCALE], ["parquet"], ["duckdb"], 0, tmp_path)
     with pytest.raises(HeadwaterError, match="not positive"):

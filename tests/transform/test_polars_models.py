@@ -107,6 +107,19 @@ def test_an_error_in_a_polars_model_names_the_users_line(tmp_path: Path) -> None
     assert "no_such_column" in str(step.error)
 
 
+def test_columns_limits_what_a_polars_model_sees(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+
+    @model(inputs={"events": "raw.events"}, frame="polars", columns={"events": ["user_id", "kind"]})
+    def narrow(events: pl.LazyFrame) -> pl.LazyFrame:
+        seen.append(events.collect_schema().names())
+        return events.group_by("user_id").agg(pl.len().alias("n"))
+
+    sql_models.write_inputs(tmp_path)
+    run(tmp_path, pipeline(tmp_path, narrow))
+    assert seen == [["user_id", "kind"]]
+
+
 def test_an_unknown_frame_is_refused_at_declaration() -> None:
     with pytest.raises(ConfigError, match="unknown frame 'arrow'.*sql_model"):
         model(inputs={}, frame="arrow", name="m")(lambda: None)

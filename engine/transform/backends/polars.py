@@ -49,7 +49,7 @@ class PolarsEngine:
         """A LazyFrame of `dataset`'s rows (a Delta table's, or those added since a version)."""
         pl = self.pl
         schema = pl.from_arrow(dataset.schema.empty_table()).schema
-        uris = _file_uris(dataset)
+        uris = file_uris(dataset)
         if uris is None:
             return pl.scan_pyarrow_dataset(dataset)
         if not uris:
@@ -74,6 +74,8 @@ class PolarsEngine:
             return checked_output(model, self.collect(context.execute(query, eager=False)))
         if model.kind != "polars":
             raise TypeError(f"polars runs SQL and polars models; {model.name!r} is a {model.kind} model")
+        for param, wanted in model.columns.items():  # columns=: the only columns the model sees
+            frames[param] = frames[param].select(list(wanted))
         if ctx is not None:
             frames["ctx"] = ctx
         result = model(**frames)
@@ -113,10 +115,10 @@ class PolarsEngine:
             shutdown()
 
 
-def _file_uris(dataset: ds.Dataset) -> list[str] | None:
-    """The URIs polars can scan `dataset`'s files at, or None when it cannot scan them alone:
-    partition values kept outside the files (Delta's `col=value/` folders), or a filesystem
-    polars does not reach."""
+def file_uris(dataset: ds.Dataset, local_only: bool = False) -> list[str] | None:
+    """The URIs polars (or DuckDB, `local_only`) can scan `dataset`'s files at, or None when it
+    cannot scan them alone: partition values kept outside the files, or a filesystem it does
+    not reach (with `local_only`, any but the local disk)."""
     if not isinstance(dataset, ds.FileSystemDataset):
         return None
     fs = dataset.filesystem
@@ -125,10 +127,17 @@ def _file_uris(dataset: ds.Dataset) -> list[str] | None:
         root, fs = fs.base_path.rstrip("/") + "/", fs.base_fs
     if isinstance(fs, pafs.LocalFileSystem):
         prefix = ""
-    elif isinstance(fs, pafs.S3FileSystem):
+    elif isinstance(fs, pafs.S3FileSystem) and not local_only:
         prefix = "s3://"
     else:
         return None
     if any("=" in path.rpartition("/")[0] for path in dataset.files):
         return None  # a partitioned table: its partition values are in the folder names, not the files
+    # Not the fragments' partition expressions: deltalake puts each file's statistics there too,
+    # so they are never trivial. A partitioned table's files never hold its partition columns;
+    # a first file without every column of the table (partitioned, or written before a column
+    # was added) is read through the Arrow dataset.
+    first = next(iter(dataset.get_fragments()), None)
+    if first is not None and not set(dataset.schema.names) <= set(first.physical_schema.names):
+        return None
     return [prefix + root + path for path in dataset.files]
