@@ -32,7 +32,7 @@ SECRET_NAME = re.compile(r"secret|passw|token|credential|private_key|account_key
 _NOT_SECRET = {"true", "false", "none", "null", "yes", "no"}  # flags named like secrets (…_TOKEN_REFRESH=true)
 # The engine's loggers (tests/test_redact.py checks that every logger the engine names is here).
 LOGGERS = ("headwater", "headwater.cli", "headwater.lake", "headwater.load", "headwater.publish",
-           "headwater.runs", "headwater.transform")
+           "headwater.runs", "headwater.sources", "headwater.transform")
 
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*:)([^@\s'\"/]+)(?=@)")
 _QUERY_SECRET = re.compile(r"([?&;][A-Za-z_]*(?:password|passwd|pwd|secret|token|key|sig|signature)"

@@ -26,9 +26,12 @@ OTHER_BACKENDS = [pytest.param("cudf", marks=pytest.mark.gpu), "dask"]
 
 
 def run_models(pipeline: Pipeline, lake: Lake, backend: Backend) -> dict[str, pa.Table]:
-    """Every model of `pipeline` on `backend`, in DAG order, over the lake's raw tables."""
+    """Every pandas-API model of `pipeline` on `backend`, in DAG order, over the lake's raw
+    tables (its SQL and polars models run on their own engines: tests/transform/test_sql_engines.py)."""
     out: dict[str, pa.Table] = {}
     for model in pipeline.ordered_models:
+        if model.kind != "pandas":
+            continue
         frames: dict[str, Any] = {}
         for param, ref in model.inputs.items():
             frames[param] = (backend.read(lake.table(str(ref))) if ref.zone == "raw"
