@@ -8,6 +8,7 @@ the partitions not yet done when run again.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from engine.config import Config
 from engine.errors import HeadwaterError, exception_line
+from engine.redact import mask
 from engine.runs.backfill import plan_backfill
 from engine.runs.runner import Runner
 from engine.runs.steps import RunSummary, Step, new_run_id
@@ -107,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     for option in ("lake", "warehouse", "backend"):
         parser.add_argument(f"--{option}", default=None, help=f"the {option} (default: as headwater run)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         backfill(args.pipeline, args.select, args.start, args.end, args.parallel, args.restart,
                  args.lake, args.warehouse, args.backend)
     except (HeadwaterError, PipelineFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"headwater-backfill failed: {mask(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

@@ -64,18 +64,28 @@ def plan_partitions(model: Model, last: dict[str, Any], versions: dict[str, int]
         shown = ", ".join(asked[:3]) + (f" … ({len(asked)})" if len(asked) > 3 else "")
         return BuildPlan(False, f"partition(s) {shown} asked for", partitions=list(asked),
                          keep_inputs=dict(before or {}))
-    if full_refresh:
-        return BuildPlan(False, "full refresh")
-    if not before:
-        return BuildPlan(False, "first build")
-    if last.get("code") != model.code_hash:
-        return BuildPlan(False, "code changed: full rebuild")
-    if set(before) != set(versions):
-        return BuildPlan(False, "inputs changed: full rebuild")
+    whole = _whole(model, last, versions, full_refresh)
+    if whole is not None:
+        return BuildPlan(False, whole)
     if not partitioned(lake, str(TableRef.model(model.name))):
         return BuildPlan(False, "not partitioned yet: full rebuild")
-    stale_partitions, why = stale(model.partitioning, model.inputs, lake, before, versions)
-    return BuildPlan(False, why, {t: int(v) for t, v in before.items()}, partitions=stale_partitions)
+    since = {t: int(v) for t, v in last["inputs"].items()}
+    stale_partitions, why = stale(model.partitioning, model.inputs, lake, since, versions)
+    return BuildPlan(False, why, since, partitions=stale_partitions)
+
+
+def _whole(model: Model, last: dict[str, Any], versions: dict[str, int], full_refresh: bool) -> str | None:
+    """Why `model` must be built from all its input rows whatever changed (None: it need not)."""
+    before = last.get("inputs")
+    if full_refresh:
+        return "full refresh"
+    if not before:
+        return "first build"
+    if last.get("code") != model.code_hash:
+        return "code changed: full rebuild"
+    if set(before) != set(versions):
+        return "inputs changed: full rebuild"
+    return None
 
 
 def plan_build(model: Model, last: dict[str, Any], versions: dict[str, int], lake: Lake,
@@ -86,15 +96,10 @@ def plan_build(model: Model, last: dict[str, Any], versions: dict[str, int], lak
         return plan_partitions(model, last, versions, lake, full_refresh)
     if model.materialized == "table":
         return BuildPlan(False, "table")
-    if full_refresh:
-        return BuildPlan(False, "full refresh")
-    before = last.get("inputs")
-    if not before:
-        return BuildPlan(False, "first build")
-    if last.get("code") != model.code_hash:
-        return BuildPlan(False, "code changed: full rebuild")
-    if set(before) != set(versions):
-        return BuildPlan(False, "inputs changed: full rebuild")
+    whole = _whole(model, last, versions, full_refresh)
+    if whole is not None:
+        return BuildPlan(False, whole)
+    before = last["inputs"]
     # A rewritten input (merge load, overwrite, compaction) hands back rows seen before, mixed
     # with the new ones: appending them would duplicate them, and a merge model that adds to
     # its previous output (ctx.previous) would count them twice. Rebuild from everything.
