@@ -5,7 +5,8 @@
 #   1. the card and cuDF's version                                    -> $OUT/gpu.txt
 #   2. the cuDF and cudf-polars cases of the test suite (pytest -m gpu) -> $OUT/tests.log
 #   3. bench/gpu_check.py: pandas vs cuDF on a 4M-row Delta table    -> $OUT/gpu_check.log
-#   4. ELT-H at SF1 (Parquet): Headwater on cuDF and on pandas, DuckDB, 3 rounds
+#   4. ELT-H at SF1 (Parquet): Headwater's pandas, SQL and polars models on the GPU (cuDF,
+#      cudf-polars) and on the CPU, DuckDB and polars alone, 3 rounds
 #   5. ELT-H at SF10 (Parquet), one round, while the budget lasts -> $OUT/elt_h_gpu_results.json
 # Usage, from the project root on the device:  bash bench/gpu_session.sh [BUDGET_SECONDS]
 # Then, back on the CPU machine: copy elt_h_gpu_results.json into bench/ and run
@@ -24,6 +25,7 @@ step() { echo "== $(date -u +%H:%M:%S) $* ($(left)s left)" | tee -a "$out/sessio
 step "card and versions"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python -c "import cudf, pandas, pyarrow; print('cudf', cudf.__version__, 'pandas', pandas.__version__, 'pyarrow', pyarrow.__version__)"
+  python -c "import cudf_polars, polars; print('cudf-polars', cudf_polars.__version__, 'polars', polars.__version__)"
   nproc; } > "$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"
 
@@ -53,6 +55,6 @@ elt_h() {  # scale runs engines...
         --workdir /tmp >> "$out/elt_h.log" 2>&1
     echo "elt_h SF$scale exit $?" | tee -a "$out/session.log"; grep -E "^SF|error" "$out/elt_h.log" | tail -12
 }
-elt_h 1 3 headwater:cudf headwater duckdb
-elt_h 10 1 headwater:cudf duckdb headwater
+elt_h 1 3 headwater:cudf headwater-sql:cudf headwater-polars:cudf headwater headwater-sql headwater-polars duckdb polars
+elt_h 10 1 headwater:cudf headwater-sql:cudf headwater-polars:cudf duckdb polars headwater-sql
 step "done"
