@@ -179,11 +179,13 @@ def gpu_line(info: dict[str, Any]) -> str:
 
 
 def landed_line(title: str, summary: RunSummary) -> str:
-    """`title: landed users 2 · photos 31 (19 new, 12 updated) · …`: rows each source landed."""
+    """`title: landed users 2 · photos 31 (19 new, 12 changed) · …`: rows each source landed (for a
+    merge: new and updated; for an SCD2 history: new keys and changed ones)."""
     parts = []
     for step in summary.steps:
         if step.kind == "load":
-            merged = step.detail.partition("merged: ")[2]
+            merged = step.detail.partition("merged: ")[2] or ", ".join(
+                step.detail.partition("history: ")[2].split(", ")[:2])
             parts.append(f"{step.name} {step.rows:,}" + (f" ({merged})" if merged else ""))
     return f"{title}: landed " + " · ".join(parts)
 

@@ -5,7 +5,9 @@
 * a few new users (table `users`);
 * new photos (table `photos`), and an image classifier's predictions for most of them in
   `classifier/predictions-YYYY-MM-DD.parquet`;
-* edits of about 2% of the existing photos: a new title, `updated_at` moved into the new day;
+* edits of about 2% of the existing photos: a new title, `updated_at` moved into the new day
+  (the app also appends each edit to its audit log `photo_edits.jsonl`: photo, old title, new
+  title, when);
 * the day's event log `events/YYYY-MM-DD.jsonl`: views and likes of the photos of the last 7
   days (never before their upload), and logins.
 
@@ -62,6 +64,9 @@ class Day:
     predictions: int
 
 
+EDITS = "photo_edits.jsonl"  # the app's audit log of title edits (what a test needs to know old titles)
+
+
 def days_added(data_dir: str | Path) -> list[str]:
     """The dates (ISO) of the increments applied to `data_dir`, oldest first."""
     path = Path(data_dir) / MANIFEST
@@ -86,7 +91,7 @@ def increment(data_dir: str | Path, *, seed: int = 7) -> Day:
         new_users = _add_users(con, rng, int(user_ids.max()) + 1, start)
         new = _add_photos(con, rng, int(photo_ids.max()) + 1, user_ids, start, end,
                           per_day=len(photo_ids) / len(logs))
-        edits = _edit_photos(con, rng, photo_ids, start)
+        edits = _edit_photos(con, rng, photo_ids, start, data / EDITS)
         con.commit()
     recent = uploaded >= start - np.timedelta64(7 * DAY_S, "s")
     events = _write_day_log(data / "events" / f"{day}.jsonl", rng, _next_event_id(logs),
@@ -138,12 +143,18 @@ def _add_photos(con: sqlite3.Connection, rng: np.random.Generator, first_id: int
 
 
 def _edit_photos(con: sqlite3.Connection, rng: np.random.Generator, photo_ids: np.ndarray,
-                 start: np.datetime64) -> int:
+                 start: np.datetime64, audit: Path) -> int:
     n = max(1, int(rng.binomial(len(photo_ids), EDITED_SHARE)))
     edited = rng.choice(photo_ids, n, replace=False)
     at = start + rng.integers(0, DAY_S * 1_000_000, n).astype("timedelta64[us]")
+    titles = [_title(rng) for _ in edited]
+    old = dict(con.execute(f"SELECT photo_id, title FROM photos WHERE photo_id IN ({','.join('?' * n)})",
+                           edited.tolist()).fetchall())
     con.executemany("UPDATE photos SET title = ?, updated_at = ? WHERE photo_id = ?", zip(
-        [_title(rng) for _ in edited], _sql_ts(at), edited.tolist()))
+        titles, _sql_ts(at), edited.tolist()))
+    with audit.open("a") as log:
+        for pid, title, when in zip(edited.tolist(), titles, _sql_ts(at)):
+            log.write(json.dumps({"photo_id": pid, "old_title": old[pid], "title": title, "at": when}) + "\n")
     return n
 
 

@@ -85,11 +85,13 @@ def photo_engagement(photos: Any, events: Any, ctx: Any) -> Any:
 
 def photo_features(photos: Any, photo_engagement: Any, user_activity_daily: Any, users: Any,
                    classifier: Any, ctx: Any) -> Any:
-    """One row per photo: what is known of it at upload (classifier labels, title length,
-    location, upload hour and weekday), its uploader's country and account age, the uploader's
-    running totals as known before the upload (point in time: no activity from the upload's own
-    day or later), and its first-week engagement."""
-    ph = _latest_photos(photos)[["photo_id", "user_id", "uploaded_at", "title", "location"]]
+    """One row per photo: what is known of it at upload (classifier labels, location, upload hour
+    and weekday), its title's length as the title was at label time (the end of its first week:
+    `photos` is an SCD2 history, so a later edit does not leak in), its uploader's country and
+    account age, the uploader's running totals as known before the upload (point in time: no
+    activity from the upload's own day or later), and its first-week engagement."""
+    ph = _latest_photos(photos)[["photo_id", "user_id", "uploaded_at", "location"]]
+    ph = ph.merge(_title_at_label_time(ph, photos, ctx), on="photo_id", how="left")
     history = features.FeatureSet(user_activity_daily, entity="user_id", feature_time="known_at",
                                   columns=ACTIVITY_COUNTS, prefix="uploader_")
     uploader = users[["user_id", "country", "signed_up_at"]].rename(
@@ -140,6 +142,16 @@ def _latest_photos(photos: Any) -> Any:
     newest = photos.groupby("photo_id").agg(newest=("updated_at", "max")).reset_index()
     ph = photos.merge(newest, on="photo_id", how="inner")
     return ph[ph["updated_at"] == ph["newest"]].drop_duplicates(subset=["photo_id"])
+
+
+def _title_at_label_time(photos: Any, history: Any, ctx: Any) -> Any:
+    """`photo_id` and the `title` each photo had at its label time (`uploaded_at` + 7 days), from
+    the SCD2 history of the photos table."""
+    labels = photos[["photo_id", "uploaded_at"]]
+    labels = labels.assign(label_time=(labels["uploaded_at"] + WINDOW).dt.tz_localize("UTC"))
+    titled = features.as_of_history(labels[["photo_id", "label_time"]], history, entity="photo_id",
+                                    label_time="label_time", columns=["title"], xp=ctx.xp)
+    return titled[["photo_id", "title"]]
 
 
 def _best_predictions(classifier: Any) -> Any:

@@ -8,8 +8,9 @@ partitioned by day: a run recomputes only the days whose events changed, and
 (`user_activity_daily` is not partitioned: each day's rows are running totals over every
 earlier day, so no day can be rebuilt from its own events alone.)
 
-Each run lands only what is new: users by id, photos by `updated_at` merged on `photo_id` (an
-edited photo replaces its row), event logs and classifier outputs file by file.
+Each run lands only what is new: users by id, photos by `updated_at` as an SCD2 history on
+`photo_id` (an edit closes the photo's version and adds one, so `photo_features` can use a
+title as it was at label time), event logs and classifier outputs file by file.
 `examples/photo_popularity/pipeline.py` is this pipeline as a file for `headwater run`.
 
 This file is also a pipeline file: it is what the run manifest records for a demo run (its
@@ -37,8 +38,8 @@ def make_pipeline(data_dir: str | Path) -> Pipeline:
     data_dir = Path(data_dir).absolute()
     db = f"sqlite:///{data_dir / 'photos.sqlite'}"
     users = sources.sql("users", url=db, table="users", cursor="user_id")
-    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at",  # edits land as updates
-                         primary_key="photo_id", write="merge")
+    photos = sources.sql("photos", url=db, table="photos", cursor="updated_at",  # every version kept
+                         primary_key="photo_id", write="scd2")
     events = sources.files("events", f"{data_dir}/events/*.jsonl", format="jsonl")
     classifier = sources.files("classifier", f"{data_dir}/classifier/*.parquet", format="parquet")
     return Pipeline("photo_popularity", sources=[users, photos, events, classifier], models=[

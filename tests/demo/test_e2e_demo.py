@@ -119,7 +119,7 @@ def test_after_two_days_training_set_still_equals_plain_pandas(daily_dir: tuple[
 
 def test_each_day_lands_only_that_days_rows(daily_dir: tuple[Path, str], tmp_path: Path) -> None:
     directory, stdout = daily_dir
-    landed = {m.group(1): dict(re.findall(r"(\w+) ([\d,]+(?: \(\d+ new, \d+ updated\))?)", m.group(2)))
+    landed = {m.group(1): dict(re.findall(r"(\w+) ([\d,]+(?: \(\d+ new, \d+ changed\))?)", m.group(2)))
               for m in re.finditer(r"^(initial load|day \d \(\S+\)): landed (.*)$", stdout, re.MULTILINE)}
     assert list(landed) == ["initial load", "day 1 (2026-03-13)", "day 2 (2026-03-14)"]
     # the same data again, day by day (it is deterministic), to see what each day added
@@ -135,7 +135,7 @@ def test_each_day_lands_only_that_days_rows(daily_dir: tuple[Path, str], tmp_pat
         events = len((replay / "events" / f"{day}.jsonl").read_text().splitlines())
         predictions = pq.read_metadata(replay / "classifier" / f"predictions-{day}.parquet").num_rows
         assert new > 0 and edited > 0 and users > 0
-        assert landed[title] == {"users": f"{users}", "photos": f"{new + edited} ({new} new, {edited} updated)",
+        assert landed[title] == {"users": f"{users}", "photos": f"{new + edited} ({new} new, {edited} changed)",
                                  "events": f"{events:,}", "classifier": f"{predictions}"}
     data = directory / "data" / "photo_popularity"
     for path in sorted(p.relative_to(replay) for p in replay.rglob("*") if p.is_file()):
@@ -143,15 +143,26 @@ def test_each_day_lands_only_that_days_rows(daily_dir: tuple[Path, str], tmp_pat
     assert days_added(data) == ["2026-03-13", "2026-03-14"]
 
 
-def test_raw_photos_hold_one_row_per_photo_with_its_latest_edit(daily_dir: tuple[Path, str]) -> None:
+def test_raw_photos_hold_every_version_and_one_current_row_per_photo(daily_dir: tuple[Path, str]) -> None:
+    """raw.photos is an SCD2 history: its current rows are the app's table as it is now, and each
+    edit in the app's audit log left a closed version with the old title."""
+    import json
+
     directory, _ = daily_dir
-    raw = Lake(str(directory / "lake")).read("raw.photos", columns=["photo_id", "title", "updated_at"])
-    lake_rows = sorted(zip(raw.column("photo_id").to_pylist(), raw.column("title").to_pylist(),
-                           (t.isoformat(sep=" ") for t in raw.column("updated_at").to_pylist())))
-    with closing(sqlite3.connect(directory / "data" / "photo_popularity" / "photos.sqlite")) as con:
+    raw = Lake(str(directory / "lake")).read("raw.photos",
+                                              columns=["photo_id", "title", "updated_at", "_hw_valid_to"])
+    rows = list(zip(raw.column("photo_id").to_pylist(), raw.column("title").to_pylist(),
+                    (t.isoformat(sep=" ") for t in raw.column("updated_at").to_pylist()),
+                    raw.column("_hw_valid_to").to_pylist()))
+    current = sorted(r[:3] for r in rows if r[3] is None)
+    data = directory / "data" / "photo_popularity"
+    with closing(sqlite3.connect(data / "photos.sqlite")) as con:
         app_rows = con.execute("select photo_id, title, updated_at from photos order by photo_id").fetchall()
-    assert len({r[0] for r in lake_rows}) == len(lake_rows) == len(app_rows)
-    assert lake_rows == app_rows
+    assert current == app_rows
+    edits = [json.loads(line) for line in (data / "photo_edits.jsonl").read_text().splitlines()]
+    closed = sorted((r[0], r[1]) for r in rows if r[3] is not None)
+    assert closed == sorted((e["photo_id"], e["old_title"]) for e in edits)
+    assert len(rows) == len(app_rows) + len(edits)
 
 
 def test_rerun_after_the_days_lands_nothing(daily_dir: tuple[Path, str]) -> None:

@@ -74,6 +74,9 @@ def engine_frames(data_dir: Path) -> dict[str, pd.DataFrame]:
                                events["ts"].cast(pa.timestamp("us"))).to_pandas()
     classifier = pd.read_parquet(data_dir / "classifier" / "predictions.parquet")
     assert {"device__os", "device__app_version"} <= set(events.columns)
+    photos = photos.assign(  # one version per photo, as a first SCD2 load lands them (valid from updated_at)
+        _hw_valid_from=photos["updated_at"].dt.tz_localize("UTC"),
+        _hw_valid_to=pd.Series(pd.NaT, index=photos.index, dtype="datetime64[us, UTC]"), _hw_row_hash="")
     return {"users": loaded(users), "photos": loaded(photos), "events": loaded(events),
             "classifier": loaded(classifier, str(data_dir / "classifier" / "predictions.parquet"))}
 

@@ -11,6 +11,7 @@ days that ended strictly before t (a day's totals are known at its end).
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
@@ -70,7 +71,8 @@ def expected_training_set(data_dir: Path) -> pd.DataFrame:
     out["content_label"] = best["content_label"].reindex(out.index).fillna(UNKNOWN_LABEL)
     out["style_label"] = best["style_label"].reindex(out.index).fillna(UNKNOWN_LABEL)
     out["confidence"] = best["confidence"].reindex(out.index).fillna(0.0)
-    out["title_len"] = [len(t) for t in photos["title"]]
+    titles = titles_at(data_dir, photos["title"], photos["uploaded_at"] + WEEK)
+    out["title_len"] = [len(titles[pid]) for pid in photos.index]
     out["has_location"] = photos["location"].notna()
     out["upload_hour"] = [t.hour for t in photos["uploaded_at"]]
     out["upload_weekday"] = [t.weekday() for t in photos["uploaded_at"]]
@@ -85,6 +87,22 @@ def expected_training_set(data_dir: Path) -> pd.DataFrame:
     complete = photos["uploaded_at"] + WEEK <= data_end
     out = out[complete].reset_index()
     return out[TRAINING_COLUMNS + ["popular"]].sort_values("photo_id", ignore_index=True)
+
+
+def titles_at(data_dir: Path, current: pd.Series, when: pd.Series) -> dict[int, str]:
+    """Each photo's title at `when[photo_id]`: its first title, then the edits the app's audit
+    log (`photo_edits.jsonl`, written by engine/demo/daily.py) made up to then, in order."""
+    path = Path(data_dir) / "photo_edits.jsonl"
+    edits = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    edits.sort(key=lambda e: e["at"])
+    first = {int(pid): t for pid, t in current.items()}
+    for e in reversed(edits):  # the oldest edit of a photo names its first title
+        first[e["photo_id"]] = e["old_title"]
+    out = dict(first)
+    for e in edits:
+        if datetime.fromisoformat(e["at"]) <= when[e["photo_id"]]:
+            out[e["photo_id"]] = e["title"]
+    return out
 
 
 def day_end(ts: datetime) -> datetime:
