@@ -115,13 +115,18 @@ def phase(folder: Path, before: dict[str, int | None]) -> str:
 
 
 def test_runs_killed_anywhere_then_run_again_equal_a_run_never_killed(tmp_path: Path) -> None:
-    clean = project(tmp_path / "clean")
-    started = time.monotonic()
-    done = run_command(clean)
-    out, _ = done.communicate(timeout=300)
-    assert done.returncode == 0, out
-    duration = time.monotonic() - started
+    durations, cleans = [], []
+    for name in ("clean", "warm"):  # the first run pays for cold caches: time a second one too
+        clean = project(tmp_path / name)
+        cleans.append(clean)
+        started = time.monotonic()
+        done = run_command(clean)
+        out, _ = done.communicate(timeout=300)
+        assert done.returncode == 0, out
+        durations.append(time.monotonic() - started)
+    duration = min(durations)
     reference = snapshot(clean.parent)
+    assert snapshot(cleans[0].parent) == reference  # two runs never killed agree
     assert len(reference["raw.events"]) == 2 * ROWS and reference["warehouse.per_country"]
     changed = sum(1 for c in range(CUSTOMERS) if c % 7 == 0 and c % 11)
     gone = sum(1 for c in range(CUSTOMERS) if c % 11 == 0)
@@ -134,7 +139,7 @@ def test_runs_killed_anywhere_then_run_again_equal_a_run_never_killed(tmp_path: 
         lake = Lake(str(pipeline.parent / "lake"))
         before = {t: lake.version(t) for t in TABLES}
         child = run_command(pipeline)
-        time.sleep(duration * (0.35 + 0.6 * k / KILLS))  # past the imports, over the load, build, publish
+        time.sleep(duration * (0.3 + 0.55 * k / KILLS))  # past the imports, over the load, build, publish
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate(timeout=60)
         if child.returncode != -signal.SIGKILL:  # it had finished: nothing was killed
