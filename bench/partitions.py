@@ -6,7 +6,7 @@
 kind per day) is built whole, then late rows for one day land and the model rebuilds: only
 that day's partition. Both builds run in this process on pandas, each timed as the model
 step's wall and CPU seconds; the medians and their ratio (the target: about 1/30) are printed
-and, with --markdown, written to bench/RESULTS.md between its partition markers.
+and, with --markdown FILE (bench/RESULTS.md), written there between its partition markers.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.results import write_section
 from engine import Config, Pipeline, Runner, model, sources
 
 START = datetime(2026, 3, 1)
@@ -84,24 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if not k.endswith("_detail")}
     command = "python -m bench.partitions " + " ".join(sys.argv[1:] if argv is None else argv)
     late = max(1, args.rows_per_day // 100)
-    lines = [BEGIN, f"`{command.strip()}` ({args.days} days × {args.rows_per_day:,} rows, one Parquet file a day; "
+    lines = [f"`{command.strip()}` ({args.days} days × {args.rows_per_day:,} rows, one Parquet file a day; "
              f"median of {args.runs} rounds, pandas backend; the late file adds {late:,} rows to one day)", "",
              "| build | wall s | CPU s | share of the full build |", "| --- | --- | --- | --- |",
              f"| full (all {args.days} partitions) | {med['full_s']:.2f} | {med['full_cpu_s']:.2f} | 1 |",
              f"| one day's partition | {med['one_day_s']:.2f} | {med['one_day_cpu_s']:.2f} | "
              f"{med['one_day_s'] / med['full_s']:.3f} wall, {med['one_day_cpu_s'] / med['full_cpu_s']:.3f} CPU "
              f"(1/{args.days} = {1 / args.days:.3f}) |", "",
-             f"The one-day build's detail: `{rounds[0]['one_day_detail']}`.", END]
+             f"The one-day build's detail: `{rounds[0]['one_day_detail']}`."]
     text = "\n".join(lines)
     print(text)
     if args.markdown is not None:
-        current = args.markdown.read_text() if args.markdown.exists() else ""
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            current = head + text + rest.split(END, 1)[1]
-        else:
-            current += "\n## Partitioned models: one day against a full build\n\n" + text + "\n"
-        args.markdown.write_text(current)
+        write_section(text, BEGIN, END, args.markdown)
     return 0
 
 

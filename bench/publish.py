@@ -18,7 +18,6 @@ import argparse
 import io
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -34,10 +33,10 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 
+from bench.results import write_section
 from engine.publish import connect
 from engine.publish.postgres import csv_ready
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 START, END = "<!-- publish:start -->", "<!-- publish:end -->"
 
 
@@ -163,11 +162,7 @@ def main() -> None:
     section = report(lines, " ".join(sys.argv[1:]), args.repeat)
     print(section)
     if args.write:
-        text = RESULTS.read_text()
-        block = f"{START}\n{section}\n{END}"
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        text = pattern.sub(lambda _: block, text) if START in text else text.rstrip() + "\n\n" + block + "\n"
-        RESULTS.write_text(text)
+        write_section(section, START, END)
 
 
 def report(lines: list[str], argv: str, repeat: int) -> str:

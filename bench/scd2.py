@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -34,10 +33,10 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from bench.results import write_section
 from engine.lake import Lake
 from engine.lake.history import History
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 START, END = "<!-- scd2:start -->", "<!-- scd2:end -->"
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("plan", pa.string()), ("score", pa.float64()),
@@ -120,11 +119,7 @@ def main() -> None:
     section = report(results, args.changed, args.repeat, " ".join(sys.argv[1:]))
     print(section)
     if args.write:
-        text = RESULTS.read_text()
-        block = f"{START}\n{section}\n{END}"
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        text = pattern.sub(lambda _: block, text) if START in text else text.rstrip() + "\n\n" + block + "\n"
-        RESULTS.write_text(text)
+        write_section(section, START, END)
 
 
 def report(results: dict[int, tuple[float, dict[str, tuple[float, int]]]], changed: int, repeat: int,

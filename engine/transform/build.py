@@ -160,12 +160,9 @@ def build(model: Model, lake: Lake, backend: Backend | Engine, versions: dict[st
     if model.partitioning is not None:
         return build_partitions(model, lake, backend, versions, run_id, how, shared)
     result = output(model, lake, backend, versions, run_id, how, shared, current_filters(model))
-    results = _check(model, result, lake, backend)
-    checked = [r.to_dict() for r in results]
-    failed = checks.failure_error(model.name, results)
-    if failed is not None:
-        log.warning("%s", failed)
-        return Built(0, None, how.reason, checked, failed=failed)
+    results, checked, refused = _checked(model, result, lake, backend, how)
+    if refused is not None:
+        return refused
     meta = {"inputs": versions, "code": model.code_hash, "backend": backend.name,
             "materialized": model.materialized, "incremental": how.incremental}
     about = Description(model.description, model.column_descriptions)  # goes onto the lake table
@@ -222,12 +219,9 @@ def build_partitions(model: Model, lake: Lake, backend: Backend | Engine, versio
                                                _windows(model, lake, versions, p)), parts, model.name, only=[p])
                   for p in how.partitions]
         result = _concat([as_delta(p) for p in pieces], lake, table)
-    results = _check(model, result, lake, backend)
-    checked = [r.to_dict() for r in results]
-    failed = checks.failure_error(model.name, results)
-    if failed is not None:
-        log.warning("%s", failed)
-        return Built(0, None, how.reason, checked, failed=failed)
+    results, checked, refused = _checked(model, result, lake, backend, how)
+    if refused is not None:
+        return refused
     if how.keep_inputs is None:
         meta: dict[str, Any] = {"inputs": versions, "code": model.code_hash}
     else:  # partitions asked for: the next regular build plans from the last regular one's inputs and code
@@ -363,6 +357,19 @@ def _check_key(model: Model, result: pa.Table) -> None:
     if missing:
         raise SchemaError(f"model {model.name!r}: merge key {missing} is not in its output",
                           f"output columns are {', '.join(result.column_names)}")
+
+
+def _checked(model: Model, result: pa.Table, lake: Lake, backend: Backend | Engine,
+             how: BuildPlan) -> tuple[list[checks.CheckResult], list[dict[str, Any]], Built | None]:
+    """`model`'s checks on `result`, as results and as dicts, and the Built to return instead of
+    committing when an error check failed (None: commit)."""
+    results = _check(model, result, lake, backend)
+    checked = [r.to_dict() for r in results]
+    failed = checks.failure_error(model.name, results)
+    if failed is None:
+        return results, checked, None
+    log.warning("%s", failed)
+    return results, checked, Built(0, None, how.reason, checked, failed=failed)
 
 
 def _check(model: Model, result: pa.Table, lake: Lake, backend: Backend | Engine) -> list[checks.CheckResult]:
